@@ -1,0 +1,61 @@
+package child
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// Saver applies batches to a sink and acknowledges each.
+type Saver struct {
+	ID   int
+	Sink sink.Sink
+	Log  hclog.Logger
+}
+
+// Run sends the handshake, then applies each batch frame from in and
+// answers it with an Ack on out, until a STOP frame. SIGTERM is logged and
+// otherwise ignored: a saver finishes what the parent sends until STOP.
+func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
+	enc := wire.NewEncoder(out, 0)
+	if err := hello(enc, wire.RoleSaver, s.ID); err != nil {
+		return fmt.Errorf("saver %d: send hello: %w", s.ID, err)
+	}
+	done := make(chan struct{})
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		for {
+			select {
+			case <-term:
+				s.Log.Debug("SIGTERM: storing what the parent sends until STOP")
+			case <-done:
+				return
+			}
+		}
+	}()
+	defer func() { close(done); <-logged }()
+	ctx := context.Background()
+	return readFrames(in, func(f wire.Frame) error {
+		var b wire.Batch
+		if err := f.Decode(&b); err != nil {
+			return fmt.Errorf("saver %d: %w", s.ID, err)
+		}
+		ack := wire.Ack{ID: b.PartID()}
+		dup, err := s.Sink.Apply(ctx, &b)
+		if err != nil {
+			s.Log.Error("batch not stored", "batch", ack.ID, "error", err)
+			ack.Err = err.Error()
+		} else if dup {
+			s.Log.Info("batch was stored before; not applied again", "batch", ack.ID)
+		}
+		ack.Duplicate = dup
+		return enc.Encode(&ack)
+	})
+}

@@ -1,0 +1,153 @@
+package child
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/aggregate"
+	"github.com/ingest-dev/ingest/ner"
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// Worker extracts entities from posts and flushes aggregated batches.
+type Worker struct {
+	ID            int
+	Extractor     *ner.Extractor
+	CacheSize     int           // flush when this many posts are held
+	FlushInterval time.Duration // flush when the oldest held post is this old
+	TopN          int           // entities per publication per flush; 0 = all
+	Log           hclog.Logger
+	MaxFrame      int // 0 = wire.DefaultMaxFrame
+
+	enc   *wire.Encoder
+	cache *aggregate.Cache
+}
+
+// Run sends the handshake, then processes posts from in until a STOP frame,
+// flushes and returns nil. SIGTERM on term flushes at once and carries on
+// until STOP: the parent sends STOP after the last post it routed here.
+// It returns ErrParentGone if in ends without STOP (nothing is flushed:
+// nobody could receive it). Run owns the goroutine reading in; it has
+// ended when Run returns, except after ErrParentGone-like write failures,
+// after which the process is expected to exit.
+func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
+	w.enc = wire.NewEncoder(out, w.MaxFrame)
+	w.cache = aggregate.New()
+	if err := hello(w.enc, wire.RoleWorker, w.ID); err != nil {
+		return fmt.Errorf("worker %d: send hello: %w", w.ID, err)
+	}
+	w.Log.Debug("worker ready", "cache_size", w.CacheSize, "flush_interval", w.FlushInterval.String(), "top_n", w.TopN)
+
+	posts := make(chan wire.Post, 16)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(posts)
+		readErr <- readFrames(in, func(f wire.Frame) error {
+			var p wire.Post
+			if err := f.Decode(&p); err != nil {
+				return fmt.Errorf("worker %d: %w", w.ID, err)
+			}
+			posts <- p
+			return nil
+		})
+	}()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var due <-chan time.Time
+		if deadline, ok := w.cache.Deadline(w.FlushInterval); ok {
+			timer.Reset(time.Until(deadline))
+			due = timer.C
+		}
+		select {
+		case p, ok := <-posts:
+			if !ok {
+				if err := <-readErr; err != nil {
+					return err
+				}
+				return w.flush("stop")
+			}
+			w.process(p)
+			if w.cache.Due(time.Now(), w.CacheSize, w.FlushInterval) {
+				if err := w.flush("due"); err != nil {
+					return err
+				}
+			}
+		case <-due:
+			if err := w.flush("interval"); err != nil {
+				return err
+			}
+		case <-term:
+			w.Log.Debug("SIGTERM: flushing now, then finishing the posts already sent until STOP")
+			if err := w.flush("sigterm"); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (w *Worker) process(p wire.Post) {
+	words, err := w.Extractor.Words(p.Content)
+	now := time.Now()
+	if err != nil {
+		w.Log.Error("post quarantined: NER failed", "seq", p.Seq, "publication", p.Publication, "error", err)
+		w.cache.AddDead(p.Seq, wire.DeadLetter{Publication: p.Publication, Content: p.Content, Error: err.Error(), Attempts: 1}, now)
+		return
+	}
+	w.cache.Add(p.Seq, p.Publication, words, now)
+}
+
+// flush sends everything held as one batch, split into parts only if it
+// would exceed the frame limit.
+func (w *Worker) flush(why string) error {
+	if w.cache.Posts() == 0 {
+		return nil
+	}
+	b := w.cache.Flush(w.TopN)
+	b.ID, b.Worker = newBatchID(), w.ID
+	for parts := 1; ; parts *= 2 {
+		err := w.sendParts(aggregate.Split(b, parts))
+		if err == nil {
+			w.Log.Debug("flushed", "why", why, "batch", b.ID, "posts", b.Posts, "publications", len(b.Publications), "parts", parts)
+			return nil
+		}
+		if !errors.Is(err, wire.ErrFrameTooLarge) || parts >= 1<<16 {
+			return fmt.Errorf("worker %d: send batch %s: %w", w.ID, b.ID, err)
+		}
+	}
+}
+
+// sendParts encodes every part before writing any, so a too-large part
+// leaves nothing half sent.
+func (w *Worker) sendParts(parts []wire.Batch) error {
+	frames := make([][]byte, len(parts))
+	for i := range parts {
+		f, err := w.enc.Marshal(&parts[i])
+		if err != nil {
+			return err
+		}
+		frames[i] = f
+	}
+	for _, f := range frames {
+		if err := w.enc.WriteRaw(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newBatchID returns 128 random bits as hex: unique across workers,
+// restarts and ingest nodes sharing one database.
+func newBatchID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand contract since Go 1.24)
+	return hex.EncodeToString(b[:])
+}

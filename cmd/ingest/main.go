@@ -1,0 +1,50 @@
+// Command ingest takes news articles over HTTP (or from a file), extracts
+// named entities in worker processes and stores per-publication entity
+// counts. Run with --help for the flags; see README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/child"
+	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/supervisor"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	cfg, err := config.Parse("ingest", os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ingest: %v\n", err)
+		return 2
+	}
+	if cfg.Role != config.RoleParent {
+		return child.Main(cfg)
+	}
+
+	log := hclog.New(&hclog.LoggerOptions{
+		Name:       "ingest",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		Output:     os.Stderr,
+		JSONFormat: cfg.LogFormat == "json",
+	})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	err = supervisor.Run(cfg, supervisor.Options{Log: log, Signals: sigs, Stdout: os.Stdout})
+	if err != nil {
+		log.Error("exiting with failure", "error", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,240 @@
+// Package config holds ingest's settings: one struct for every role, its
+// flags with their defaults, and their validation, in one place.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/ingest-dev/ingest/ner"
+)
+
+// Roles of the one binary.
+const (
+	RoleParent = "parent"
+	RoleWorker = "worker"
+	RoleSaver  = "saver"
+)
+
+// Config is every setting of ingest. The parent passes the settings its
+// children need on their command line (ChildArgs), so a child's config is
+// the parent's.
+type Config struct {
+	Role string
+	ID   int
+
+	Listen        string
+	Workers       int
+	Savers        int
+	Sink          string
+	DB            string
+	CacheSize     int
+	FlushInterval time.Duration
+	TopN          int
+	Skip          string
+	QueueSize     int
+	MaxBody       int64
+	TokenFile     string
+	Token         string // from TokenFile or INGEST_TOKEN; never a flag (argv is visible in ps)
+	DrainTimeout  time.Duration
+	Input         string
+	LogLevel      string
+	LogFormat     string
+}
+
+// Default returns the defaults, as documented by the flags.
+func Default() Config {
+	return Config{
+		Role:          RoleParent,
+		Listen:        "127.0.0.1:8000",
+		Workers:       max(1, runtime.NumCPU()-1),
+		Savers:        1,
+		Sink:          "sqlite",
+		DB:            "./ingest.db",
+		CacheSize:     25000,
+		FlushInterval: 2 * time.Second,
+		TopN:          2000,
+		Skip:          strings.Join(ner.DefaultSkip, ","),
+		QueueSize:     1024,
+		MaxBody:       1 << 20,
+		DrainTimeout:  60 * time.Second,
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+// Sinks are the valid --sink values.
+var Sinks = []string{"sqlite", "none"}
+
+// Register defines every flag on fs, with c's current values as defaults.
+func (c *Config) Register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Role, "role", c.Role, "process role: parent serves HTTP and starts the others; worker and saver are started by the parent, never by hand")
+	fs.IntVar(&c.ID, "id", c.ID, "child id, set by the parent")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address; a non-loopback address requires a token (--token-file or INGEST_TOKEN)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "worker processes running NER; the default, max(1, CPUs-1), leaves a core to the parent and savers")
+	fs.IntVar(&c.Savers, "savers", c.Savers, "saver processes writing batches to the sink; one keeps up with many workers on SQLite")
+	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite, or none to discard them (the original's --no_persistence)")
+	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file for --sink sqlite; created if missing")
+	fs.IntVar(&c.CacheSize, "cache-size", c.CacheSize, "posts a worker aggregates before it flushes a batch (the original's 25000)")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
+	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
+	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted")
+	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")
+	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
+	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+}
+
+// Parse parses args into a config starting from Default, loads the token
+// and validates. Errors name the flag.
+func Parse(name string, args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	c.Register(fs)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\nIngest news articles over HTTP (or from --input), extract named entities in worker\nprocesses and store per-publication counts.\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: ingest takes only flags (see --help)", fs.Arg(0))
+	}
+	if err := c.loadToken(getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func (c *Config) loadToken(getenv func(string) string) error {
+	if c.Role != RoleParent {
+		return nil
+	}
+	if c.TokenFile != "" {
+		b, err := os.ReadFile(c.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w: give a readable file holding the token", err)
+		}
+		c.Token = strings.TrimSpace(string(b))
+		if c.Token == "" {
+			return fmt.Errorf("--token-file %s is empty: put the token in it, or drop the flag to run without auth on loopback", c.TokenFile)
+		}
+		return nil
+	}
+	c.Token = strings.TrimSpace(getenv("INGEST_TOKEN"))
+	return nil
+}
+
+// Validate checks every setting and names the flag of the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch c.Role {
+	case RoleParent, RoleWorker, RoleSaver:
+	default:
+		bad("--role must be parent, worker or saver (got %q)", c.Role)
+	}
+	if c.Workers < 1 {
+		bad("--workers must be at least 1 (got %d)", c.Workers)
+	}
+	if c.Savers < 1 {
+		bad("--savers must be at least 1 (got %d)", c.Savers)
+	}
+	switch c.Sink {
+	case "sqlite":
+		if c.DB == "" {
+			bad("--db must name a file when --sink is sqlite")
+		}
+	case "none":
+	default:
+		bad("--sink must be one of %s (got %q)", strings.Join(Sinks, ", "), c.Sink)
+	}
+	if c.CacheSize < 1 {
+		bad("--cache-size must be at least 1 (got %d)", c.CacheSize)
+	}
+	if c.FlushInterval <= 0 {
+		bad("--flush-interval must be positive (got %s)", c.FlushInterval)
+	}
+	if c.TopN < 0 {
+		bad("--top-n must be 0 (all) or more (got %d)", c.TopN)
+	}
+	if c.QueueSize < 1 {
+		bad("--queue-size must be at least 1 (got %d)", c.QueueSize)
+	}
+	if c.MaxBody < 64 {
+		bad("--max-body must be at least 64 bytes (got %d)", c.MaxBody)
+	}
+	if c.DrainTimeout <= 0 {
+		bad("--drain-timeout must be positive (got %s)", c.DrainTimeout)
+	}
+	switch c.LogLevel {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("--log-level must be trace, debug, info, warn or error (got %q)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		bad("--log-format must be text or json (got %q)", c.LogFormat)
+	}
+	if c.Role == RoleParent && c.Input == "" {
+		if err := checkListen(c.Listen, c.Token != ""); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func checkListen(addr string, haveToken bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--listen %q is not host:port: %w", addr, err)
+	}
+	if haveToken {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is not a loopback address and no token is set: set --token-file or INGEST_TOKEN, or listen on 127.0.0.1", addr)
+}
+
+// SkipLabels is --skip-labels as a list.
+func (c *Config) SkipLabels() []string {
+	var out []string
+	for _, l := range strings.Split(c.Skip, ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ChildArgs is the command line for a child of the given role and id: the
+// settings it needs, nothing secret.
+func (c *Config) ChildArgs(role string, id int) []string {
+	args := []string{"--role=" + role, fmt.Sprintf("--id=%d", id),
+		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB}
+	if role == RoleWorker {
+		args = append(args,
+			fmt.Sprintf("--cache-size=%d", c.CacheSize),
+			"--flush-interval="+c.FlushInterval.String(),
+			fmt.Sprintf("--top-n=%d", c.TopN),
+			"--skip-labels="+c.Skip)
+	}
+	return args
+}

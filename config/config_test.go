@@ -1,0 +1,84 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func noEnv(string) string { return "" }
+
+func TestParseRejectsBadValuesNamingTheFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--workers=0"}, "--workers"},
+		{[]string{"--savers=-1"}, "--savers"},
+		{[]string{"--sink=postgres"}, "--sink"},
+		{[]string{"--cache-size=0"}, "--cache-size"},
+		{[]string{"--flush-interval=0s"}, "--flush-interval"},
+		{[]string{"--top-n=-1"}, "--top-n"},
+		{[]string{"--queue-size=0"}, "--queue-size"},
+		{[]string{"--max-body=1"}, "--max-body"},
+		{[]string{"--drain-timeout=-1s"}, "--drain-timeout"},
+		{[]string{"--log-level=loud"}, "--log-level"},
+		{[]string{"--log-format=xml"}, "--log-format"},
+		{[]string{"--role=boss"}, "--role"},
+		{[]string{"--listen=0.0.0.0:8000"}, "--listen"},
+		{[]string{"--listen=nonsense"}, "--listen"},
+		{[]string{"--token-file=/does/not/exist"}, "--token-file"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, err := Parse("ingest", tc.args, noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.flag) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.flag)
+			}
+		})
+	}
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	c, err := Parse("ingest", nil, noEnv)
+	if err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+	if c.Workers < 1 || c.Savers != 1 || c.CacheSize != 25000 || c.TopN != 2000 || c.Listen != "127.0.0.1:8000" {
+		t.Fatalf("unexpected defaults %+v", c)
+	}
+}
+
+func TestTokenAllowsNonLoopback(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "token")
+	if err := os.WriteFile(f, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("ingest", []string{"--listen=0.0.0.0:8000", "--token-file=" + f}, noEnv)
+	if err != nil || c.Token != "s3cret" {
+		t.Fatalf("token file: %v, token %q", err, c.Token)
+	}
+	c, err = Parse("ingest", []string{"--listen=0.0.0.0:8000"}, func(k string) string {
+		if k == "INGEST_TOKEN" {
+			return "envtok"
+		}
+		return ""
+	})
+	if err != nil || c.Token != "envtok" {
+		t.Fatalf("INGEST_TOKEN: %v, token %q", err, c.Token)
+	}
+}
+
+func TestChildArgsRoundTrip(t *testing.T) {
+	c := Default()
+	c.CacheSize, c.TopN, c.Skip = 7, 0, "GPE"
+	got, err := Parse("ingest", c.ChildArgs(RoleWorker, 3), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Role != RoleWorker || got.ID != 3 || got.CacheSize != 7 || got.TopN != 0 || got.Skip != "GPE" {
+		t.Fatalf("child config %+v", got)
+	}
+}

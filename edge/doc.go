@@ -1,0 +1,48 @@
+// Package edge is the parent's HTTP API: it takes posts from clients,
+// checks them, and puts them into the bounded input queue (package queue)
+// that the workers take from.
+//
+// # Routes
+//
+//	POST /post/enqueue   one post as a JSON object, or many as NDJSON
+//	GET  /healthz        200 {"status":"ok"} while the process serves HTTP
+//	GET  /readyz         200 {"status":"ready"}, or 503 {"status":"not ready","reason":"..."}
+//
+// Every response body is JSON with Content-Type: application/json. Errors
+// are {"error": "..."}: the message says what was wrong and what to send
+// instead, so a client's log line is enough to fix the request.
+//
+// # POST /post/enqueue
+//
+// A post is a JSON object with two non-empty string fields:
+//
+//	{"publication": "...", "content": "..."}
+//
+// Other fields (the original API's "title", for one) are ignored. A null
+// field counts as absent. Field names are matched as encoding/json does,
+// case-insensitively, and the last of duplicate keys wins.
+//
+// With Content-Type: application/x-ndjson (or application/ndjson;
+// parameters are allowed) the body is one post per line; blank lines are
+// skipped. The whole body is checked before anything is enqueued, and the
+// posts are enqueued all or nothing, so a client may resend a refused batch
+// whole without duplicating any post.
+//
+// Statuses, in the order the checks run:
+//
+//	405  method is not POST (Allow: POST)
+//	401  a token is configured and the request has neither
+//	     "access_token: <token>" nor "Authorization: Bearer <token>"
+//	503  the handler is draining (Retry-After)
+//	400  the Content-Type header cannot be parsed
+//	413  the body is longer than MaxBody (--max-body)
+//	400  the body is not valid posts; for NDJSON the message starts
+//	     with the 1-based line number ("line 3: ...")
+//	413  an NDJSON batch has more posts than the queue can ever hold
+//	     (--queue-size): split it
+//	503  the queue is full (Retry-After, estimated from the drain rate),
+//	     or closed because the service is shutting down
+//	201  {"accepted": N}
+//
+// Any status but 201 means nothing from the request was enqueued.
+package edge

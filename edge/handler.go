@@ -1,0 +1,427 @@
+package edge
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/queue"
+)
+
+// DefaultMaxBody is the body limit used when Config.MaxBody is 0: room for
+// an NDJSON batch of a few hundred typical articles, small enough that a
+// burst of concurrent requests cannot exhaust the parent's memory.
+const DefaultMaxBody = 1 << 20
+
+// drainingRetryAfter is the Retry-After sent while draining. The queue's
+// backlog estimate means nothing then: this process will take no more
+// posts, and a restart or failover takes seconds.
+const drainingRetryAfter = 5 * time.Second
+
+// Config is what New needs. The zero value of each optional field is
+// documented; New applies the defaults.
+type Config struct {
+	// Queue receives accepted posts. Required. The handler never closes it:
+	// the process's shutdown sequence does, after SetDraining.
+	Queue *queue.Queue
+	// Token, when not empty, must be sent in the header access_token (the
+	// original API's) or as Authorization: Bearer <token> to post; proxies
+	// such as nginx drop header names with underscores by default, Bearer
+	// passes them. Health routes need no token.
+	Token string
+	// MaxBody is the largest request body in bytes (--max-body); a larger
+	// one gets 413 and is not read past the limit. 0 means DefaultMaxBody.
+	MaxBody int64
+	// Logger receives a debug line per refused request (the reason, never
+	// the body). nil means no logging.
+	Logger hclog.Logger
+	// Ready reports whether the service can do its work; a non-nil error
+	// makes /readyz answer 503 with the error as the reason. It is called
+	// once per /readyz request, possibly concurrently. nil means ready.
+	Ready func() error
+}
+
+// Stats counts what the handler did since New. Accepted counts posts (an
+// NDJSON request adds its batch size); the other fields count refused
+// requests to /post/enqueue, one per request, by reason. Requests to
+// unknown paths (404) or with the wrong method (405) are not counted.
+type Stats struct {
+	Accepted     uint64 // posts enqueued
+	BadRequest   uint64 // 400: body or Content-Type not valid posts
+	TooLarge     uint64 // 413: body over MaxBody, or batch over the queue capacity
+	Unauthorized uint64 // 401: token missing or wrong
+	QueueFull    uint64 // 503: queue full
+	Draining     uint64 // 503: draining or queue closed
+}
+
+// Rejected is the number of refused requests, all reasons together.
+func (s Stats) Rejected() uint64 {
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining
+}
+
+// reason is the label of a refusal in logs and the Stats field it counts.
+type reason int
+
+const (
+	reasonNone reason = iota // 404/405: logged, not counted
+	reasonBadRequest
+	reasonTooLarge
+	reasonUnauthorized
+	reasonQueueFull
+	reasonDraining
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining"}
+
+// Handler serves the HTTP API (see the package documentation for routes
+// and statuses). It is safe for concurrent use; SetDraining and Stats may
+// be called at any time from any goroutine.
+type Handler struct {
+	q       *queue.Queue
+	token   []byte // nil: no auth
+	maxBody int64
+	log     hclog.Logger
+	ready   func() error
+
+	draining atomic.Bool
+	accepted atomic.Uint64
+	rejected [numReasons]atomic.Uint64
+
+	bodies  sync.Pool // *[]byte, request body buffers
+	batches sync.Pool // *[]queue.Post, decoded NDJSON batches
+}
+
+// Pooled buffers above these sizes are dropped instead of kept, so one
+// large request does not pin its memory for the life of the process.
+const (
+	maxPooledBody  = 4 << 20
+	maxPooledBatch = 1 << 14
+)
+
+// New returns a handler for cfg. It panics if cfg.Queue is nil or
+// cfg.MaxBody is negative: both are programming errors, the flags having
+// been validated before.
+func New(cfg Config) *Handler {
+	if cfg.Queue == nil {
+		panic("edge.New: Config.Queue is nil; pass the queue the workers take from")
+	}
+	if cfg.MaxBody < 0 {
+		panic(fmt.Sprintf("edge.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
+	}
+	h := &Handler{
+		q:       cfg.Queue,
+		maxBody: cfg.MaxBody,
+		log:     cfg.Logger,
+		ready:   cfg.Ready,
+	}
+	if cfg.Token != "" {
+		h.token = []byte(cfg.Token)
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if h.log == nil {
+		h.log = hclog.NewNullLogger()
+	}
+	return h
+}
+
+// SetDraining makes the handler refuse posts from now on with 503
+// {"error": "draining: ..."} and /readyz answer 503, so a load balancer
+// stops sending traffic. It is idempotent and cannot be undone. A request
+// already past the check may still be enqueued; close the queue after
+// SetDraining to stop that for sure.
+func (h *Handler) SetDraining() {
+	if !h.draining.Swap(true) {
+		h.log.Info("draining: refusing new posts")
+	}
+}
+
+// Stats returns the counters. Each field is read atomically, but the
+// fields are not one snapshot while requests are in flight.
+func (h *Handler) Stats() Stats {
+	return Stats{
+		Accepted:     h.accepted.Load(),
+		BadRequest:   h.rejected[reasonBadRequest].Load(),
+		TooLarge:     h.rejected[reasonTooLarge].Load(),
+		Unauthorized: h.rejected[reasonUnauthorized].Load(),
+		QueueFull:    h.rejected[reasonQueueFull].Load(),
+		Draining:     h.rejected[reasonDraining].Load(),
+	}
+}
+
+// ServeHTTP routes the request; see the package documentation.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/post/enqueue":
+		h.enqueue(w, r)
+	case "/healthz":
+		if h.allowGet(w, r) {
+			writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+		}
+	case "/readyz":
+		if h.allowGet(w, r) {
+			h.readyz(w)
+		}
+	default:
+		h.refuse(w, r, http.StatusNotFound, reasonNone,
+			fmt.Sprintf("no route %s: POST posts to /post/enqueue; GET /healthz or /readyz for probes", r.URL.Path))
+	}
+}
+
+func (h *Handler) allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	h.refuse(w, r, http.StatusMethodNotAllowed, reasonNone,
+		fmt.Sprintf("method %s not allowed on %s: use GET", r.Method, r.URL.Path))
+	return false
+}
+
+func (h *Handler) readyz(w http.ResponseWriter) {
+	var why string
+	if h.draining.Load() {
+		why = "draining: the service is shutting down"
+	} else if h.ready != nil {
+		if err := h.ready(); err != nil {
+			why = err.Error()
+		}
+	}
+	if why == "" {
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+		return
+	}
+	body, _ := json.Marshal(struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	}{"not ready", why})
+	writeJSON(w, http.StatusServiceUnavailable, body)
+}
+
+func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.refuse(w, r, http.StatusMethodNotAllowed, reasonNone,
+			fmt.Sprintf("method %s not allowed on /post/enqueue: use POST", r.Method))
+		return
+	}
+	if !h.authorized(r) {
+		h.refuse(w, r, http.StatusUnauthorized, reasonUnauthorized,
+			"missing or wrong token: send header access_token or Authorization: Bearer")
+		return
+	}
+	if h.draining.Load() {
+		h.refuseDraining(w, r)
+		return
+	}
+	ndjson, err := isNDJSON(r.Header.Get("Content-Type"))
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest, err.Error())
+		return
+	}
+	if r.ContentLength > h.maxBody {
+		h.refuseTooLarge(w, r)
+		return
+	}
+
+	bp := h.getBody()
+	defer h.putBody(bp)
+	if n := r.ContentLength; n > 0 && int64(cap(*bp)) <= n {
+		*bp = make([]byte, 0, n+1) // +1: room for the read that sees EOF
+	}
+	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), (*bp)[:0])
+	*bp = body
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.refuseTooLarge(w, r)
+			return
+		}
+		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+			fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
+		return
+	}
+
+	var posts []queue.Post
+	if ndjson {
+		pp := h.getBatch()
+		defer h.putBatch(pp)
+		*pp, err = decodeNDJSON(body, (*pp)[:0])
+		posts = *pp
+	} else {
+		var one [1]queue.Post
+		one[0], err = decodePost(body, false)
+		posts = one[:]
+	}
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest, err.Error())
+		return
+	}
+
+	switch err := h.q.TryPutAll(posts); {
+	case err == nil:
+		h.accepted.Add(uint64(len(posts)))
+		b := make([]byte, 0, 32)
+		b = append(b, `{"accepted":`...)
+		b = strconv.AppendInt(b, int64(len(posts)), 10)
+		b = append(b, '}')
+		writeJSON(w, http.StatusCreated, b)
+	case errors.Is(err, queue.ErrFull):
+		retry := retrySeconds(h.q.RetryAfter())
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		h.refuse(w, r, http.StatusServiceUnavailable, reasonQueueFull,
+			fmt.Sprintf("input queue is full (capacity %d posts): retry later, after %d s (Retry-After)", h.q.Cap(), retry))
+	case errors.Is(err, queue.ErrTooMany):
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
+			fmt.Sprintf("batch of %d posts is larger than the queue capacity of %d (--queue-size): split it into requests of at most %d posts",
+				len(posts), h.q.Cap(), h.q.Cap()))
+	case errors.Is(err, queue.ErrClosed):
+		h.refuseDraining(w, r)
+	default:
+		// queue documents no other error; refuse rather than guess.
+		h.log.Error("enqueue failed", "error", err)
+		h.refuse(w, r, http.StatusServiceUnavailable, reasonQueueFull,
+			fmt.Sprintf("cannot enqueue: %v: retry later", err))
+	}
+}
+
+func (h *Handler) refuseDraining(w http.ResponseWriter, r *http.Request) {
+	retry := retrySeconds(drainingRetryAfter)
+	w.Header().Set("Retry-After", strconv.Itoa(retry))
+	h.refuse(w, r, http.StatusServiceUnavailable, reasonDraining,
+		fmt.Sprintf("draining: the service is shutting down and accepts no new posts: retry after %d s, against another instance or after the restart", retry))
+}
+
+func (h *Handler) refuseTooLarge(w http.ResponseWriter, r *http.Request) {
+	h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
+		fmt.Sprintf("request body larger than %d bytes (--max-body): send fewer posts per request, or raise --max-body", h.maxBody))
+}
+
+// refuse counts, logs and answers a refused request. The log line carries
+// the message sent to the client, never the body.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, why reason, msg string) {
+	if why != reasonNone {
+		h.rejected[why].Add(1)
+	}
+	if h.log.IsDebug() {
+		label := reasonNames[why]
+		if label == "" {
+			label = strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
+		}
+		h.log.Debug("request refused", "reason", label, "status", status, "error", msg,
+			"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+	}
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	writeJSON(w, status, body)
+}
+
+// authorized reports whether r carries the token, in either header. It
+// compares in constant time so the token cannot be found byte by byte.
+func (h *Handler) authorized(r *http.Request) bool {
+	if h.token == nil {
+		return true
+	}
+	ok := 0
+	if v := r.Header.Get("access_token"); v != "" {
+		ok |= subtle.ConstantTimeCompare([]byte(v), h.token)
+	}
+	if v := r.Header.Get("Authorization"); len(v) > len("Bearer ") && strings.EqualFold(v[:len("Bearer ")], "Bearer ") {
+		ok |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(v[len("Bearer "):])), h.token)
+	}
+	return ok == 1
+}
+
+// isNDJSON reports whether the Content-Type announces NDJSON. Anything
+// else, or no Content-Type, is read as one JSON object.
+func isNDJSON(contentType string) (bool, error) {
+	switch contentType {
+	case "", "application/json":
+		return false, nil
+	case "application/x-ndjson":
+		return true, nil
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false, badInputf("Content-Type %q cannot be parsed (%v): send application/json for one post "+
+			"or application/x-ndjson for one post per line", contentType, err)
+	}
+	return mt == "application/x-ndjson" || mt == "application/ndjson", nil
+}
+
+// retrySeconds rounds d up to whole seconds, at least 1, for Retry-After.
+func retrySeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // a failed write means the client left; nothing to do
+}
+
+// readAll reads r to EOF, appending to b. Unlike io.ReadAll it starts
+// from a pooled buffer.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
+func (h *Handler) getBody() *[]byte {
+	if bp, ok := h.bodies.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 0, 8<<10)
+	return &b
+}
+
+func (h *Handler) putBody(bp *[]byte) {
+	if cap(*bp) <= maxPooledBody {
+		h.bodies.Put(bp)
+	}
+}
+
+func (h *Handler) getBatch() *[]queue.Post {
+	if pp, ok := h.batches.Get().(*[]queue.Post); ok {
+		return pp
+	}
+	p := make([]queue.Post, 0, 64)
+	return &p
+}
+
+func (h *Handler) putBatch(pp *[]queue.Post) {
+	if cap(*pp) > maxPooledBatch {
+		return
+	}
+	clear(*pp) // drop the strings, which now belong to the queue
+	*pp = (*pp)[:0]
+	h.batches.Put(pp)
+}

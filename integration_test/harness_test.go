@@ -1,0 +1,387 @@
+// Package integration_test builds the ingest binary and drives it as a user
+// would: real processes on free loopback ports, temporary databases, real
+// signals.
+package integration_test
+
+import (
+	"bufio"
+	"bytes"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jdkato/prose/v2"
+	_ "modernc.org/sqlite"
+)
+
+var binary string // built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ingest-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "ingest")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/ingest")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ingest:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// article is one fixture post.
+type article struct {
+	Publication string `json:"publication"`
+	Content     string `json:"content"`
+}
+
+func fixtures(t *testing.T) []article {
+	t.Helper()
+	b, err := os.ReadFile("../testdata/articles.ndjson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []article
+	for line := range strings.Lines(string(b)) {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var a article
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// parent is a running `ingest` parent process.
+type parent struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	db   string
+	logs *syncBuffer
+	done chan struct{}
+	err  error // Wait's result, valid after done
+}
+
+// syncBuffer collects a process's output for assertions.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startParent starts ingest with a free loopback port and a temporary
+// database, and waits until it serves /healthz.
+func startParent(t *testing.T, env []string, args ...string) *parent {
+	t.Helper()
+	addr := freePort(t)
+	db := filepath.Join(t.TempDir(), "ingest.db")
+	all := append([]string{"--listen=" + addr, "--db=" + db}, args...)
+	p := &parent{t: t, url: "http://" + addr, db: db, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(binary, all...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("ingest output:\n%s", p.logs.String())
+		}
+	})
+	waitFor(t, 90*time.Second, "parent serving /readyz", func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("ingest exited during start-up (%v):\n%s", p.err, p.logs.String())
+		default:
+		}
+		resp, err := http.Get(p.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return p
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		<-tick.C
+	}
+}
+
+// signal sends sig and, if wait is set, waits for the exit and returns its
+// code.
+func (p *parent) stop(sig syscall.Signal, within time.Duration) int {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+	return p.wait(within)
+}
+
+func (p *parent) wait(within time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		p.t.Fatalf("ingest did not exit within %s", within)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+type reply struct {
+	status int
+	body   string
+	header http.Header
+}
+
+func (p *parent) post(t *testing.T, contentType, body string, header map[string]string) reply {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, p.url+"/post/enqueue", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, string(b), resp.Header}
+}
+
+func jsonPost(t *testing.T, a article) string {
+	t.Helper()
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// children lists the pids whose parent is pid, with their command lines.
+func children(t *testing.T, pid int) map[int][]string {
+	t.Helper()
+	out := map[int][]string{}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		cpid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command: state, ppid, ...
+		rest := string(st[bytes.LastIndexByte(st, ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		out[cpid] = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	}
+	return out
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	rest := st[bytes.LastIndexByte(st, ')')+2:]
+	return len(rest) > 0 && rest[0] != 'Z'
+}
+
+// counts is what the database should hold.
+type counts struct {
+	articles map[string]int64            // key → articles
+	names    map[string]map[string]bool  // key → names seen
+	entities map[string]map[string]int64 // key → word → count
+}
+
+// expected computes the counts by calling prose directly, with the rules
+// the service documents: skip CARDINAL, MONEY, ORDINAL, DATE, TIME; entity
+// text and publication trimmed and lower-cased.
+func expected(arts []article) counts {
+	skip := map[string]bool{"CARDINAL": true, "MONEY": true, "ORDINAL": true, "DATE": true, "TIME": true}
+	model := prose.ModelFromData("oracle")
+	c := counts{map[string]int64{}, map[string]map[string]bool{}, map[string]map[string]int64{}}
+	for _, a := range arts {
+		key := strings.ToLower(strings.TrimSpace(a.Publication))
+		c.articles[key]++
+		if c.names[key] == nil {
+			c.names[key] = map[string]bool{}
+			c.entities[key] = map[string]int64{}
+		}
+		c.names[key][a.Publication] = true
+		doc, err := prose.NewDocument(a.Content, prose.UsingModel(model))
+		if err != nil {
+			panic(err)
+		}
+		for _, e := range doc.Entities() {
+			w := strings.ToLower(strings.TrimSpace(e.Text))
+			if skip[e.Label] || w == "" {
+				continue
+			}
+			c.entities[key][w]++
+		}
+	}
+	return c
+}
+
+// stored reads the counts from an ingest SQLite database.
+func stored(t *testing.T, path string) counts {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := counts{map[string]int64{}, map[string]map[string]bool{}, map[string]map[string]int64{}}
+	rows, err := db.Query(`SELECT key, name, articles FROM publications`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var key, name string
+		var n int64
+		if err := rows.Scan(&key, &name, &n); err != nil {
+			t.Fatal(err)
+		}
+		c.articles[key] = n
+		c.names[key] = map[string]bool{name: true}
+		c.entities[key] = map[string]int64{}
+	}
+	rows.Close()
+	rows, err = db.Query(`SELECT publication, word, count FROM entities`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key, word string
+		var n int64
+		if err := rows.Scan(&key, &word, &n); err != nil {
+			t.Fatal(err)
+		}
+		if c.entities[key] == nil {
+			t.Errorf("entity row for publication %q that has no publications row", key)
+			c.entities[key] = map[string]int64{}
+		}
+		c.entities[key][word] = n
+	}
+	return c
+}
+
+// assertCounts compares the database with the oracle, exactly.
+func assertCounts(t *testing.T, got, want counts) {
+	t.Helper()
+	if len(got.articles) != len(want.articles) {
+		t.Errorf("publications: got %d keys %v, want %d %v", len(got.articles), got.articles, len(want.articles), want.articles)
+	}
+	for key, n := range want.articles {
+		if got.articles[key] != n {
+			t.Errorf("publication %q: %d articles stored, want %d", key, got.articles[key], n)
+		}
+		for name := range got.names[key] {
+			if !want.names[key][name] {
+				t.Errorf("publication %q stored with name %q, which no post used", key, name)
+			}
+		}
+		ge, we := got.entities[key], want.entities[key]
+		if len(ge) != len(we) {
+			t.Errorf("publication %q: %d distinct entities stored, want %d", key, len(ge), len(we))
+		}
+		for w, n := range we {
+			if ge[w] != n {
+				t.Errorf("publication %q entity %q: count %d, want %d", key, w, ge[w], n)
+			}
+		}
+	}
+}
+
+// lines returns the lines of s that contain sub.
+func lines(s, sub string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), sub) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}

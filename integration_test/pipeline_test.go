@@ -1,0 +1,294 @@
+package integration_test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestPipeline is the whole path: HTTP in (single posts and NDJSON), two
+// worker and one saver processes, SIGTERM drain, SQLite out, counts equal
+// to prose run directly on the same articles.
+func TestPipeline(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=2", "--savers=1", "--top-n=0", "--flush-interval=300ms")
+
+	// The process tree: two workers and one saver, children of the parent.
+	kids := children(t, p.cmd.Process.Pid)
+	roles := map[string]int{}
+	for pid, argv := range kids {
+		if pid == p.cmd.Process.Pid {
+			t.Fatalf("child has the parent's pid")
+		}
+		for _, a := range argv {
+			if r, ok := strings.CutPrefix(a, "--role="); ok {
+				roles[r]++
+			}
+		}
+	}
+	if roles["worker"] != 2 || roles["saver"] != 1 || len(kids) != 3 {
+		t.Fatalf("children of the parent: %v (roles %v); want 2 workers and 1 saver", kids, roles)
+	}
+
+	half := len(arts) / 2
+	for _, a := range arts[:half] {
+		if r := p.post(t, "application/json", jsonPost(t, a), nil); r.status != http.StatusCreated {
+			t.Fatalf("single post: status %d body %s", r.status, r.body)
+		}
+	}
+	var nd strings.Builder
+	for _, a := range arts[half:] {
+		nd.WriteString(jsonPost(t, a) + "\n")
+	}
+	r := p.post(t, "application/x-ndjson", nd.String(), nil)
+	if r.status != http.StatusCreated || !strings.Contains(r.body, `"accepted":`+itoa(len(arts)-half)) {
+		t.Fatalf("NDJSON post: status %d body %s", r.status, r.body)
+	}
+
+	badInputsChangeNothing(t, p)
+
+	if code := p.stop(syscall.SIGTERM, 120*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	summary := lines(p.logs.String(), "stopped cleanly")
+	if len(summary) != 1 || !strings.Contains(summary[0], "accepted="+itoa(len(arts))) || !strings.Contains(summary[0], "stored="+itoa(len(arts))) {
+		t.Fatalf("summary line %q; want accepted=stored=%d", summary, len(arts))
+	}
+	for pid := range kids {
+		if alive(pid) {
+			t.Errorf("child %d still running after the parent exited", pid)
+		}
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// badInputsChangeNothing sends every kind of bad request; the final count
+// comparison proves none of them was stored.
+func badInputsChangeNothing(t *testing.T, p *parent) {
+	valid := `{"publication":"Bad Input Times","content":"Elena Marsh visited Chicago."}`
+	tests := []struct {
+		name        string
+		method      string
+		contentType string
+		body        string
+		status      int
+		mention     string
+	}{
+		{"malformed JSON", "POST", "application/json", `{"publication": "x", "content": `, 400, "JSON"},
+		{"missing content", "POST", "application/json", `{"publication": "Bad Input Times"}`, 400, "content"},
+		{"empty publication", "POST", "application/json", `{"publication": "", "content": "Elena Marsh"}`, 400, "publication"},
+		{"non-string content", "POST", "application/json", `{"publication": "Bad Input Times", "content": 7}`, 400, "content"},
+		{"not an object", "POST", "application/json", `["Bad Input Times"]`, 400, "object"},
+		{"NDJSON bad third line", "POST", "application/x-ndjson", valid + "\n" + valid + "\n" + `{"publication": "Bad Input Times"}` + "\n", 400, "line 3"},
+		{"body over --max-body", "POST", "application/json", `{"publication":"Bad Input Times","content":"` + strings.Repeat("Chicago ", 200<<10) + `"}`, 413, "max-body"},
+		{"wrong method", "GET", "", "", 405, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, p.url+"/post/enqueue", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.contentType != "" {
+				req.Header.Set("Content-Type", tc.contentType)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readBody(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tc.status, body)
+			}
+			if !strings.Contains(body, tc.mention) {
+				t.Fatalf("error body %s does not mention %q", body, tc.mention)
+			}
+			if tc.status != 405 && !strings.Contains(resp.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("error is not JSON: %s", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestAuth(t *testing.T) {
+	p := startParent(t, []string{"INGEST_TOKEN=s3cret-token"}, "--workers=1", "--sink=none")
+	body := `{"publication":"Auth Test","content":"Elena Marsh visited Chicago."}`
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		status int
+	}{
+		{"no token", nil, 401},
+		{"wrong token", map[string]string{"access_token": "nope"}, 401},
+		{"access_token header", map[string]string{"access_token": "s3cret-token"}, 201},
+		{"bearer", map[string]string{"Authorization": "Bearer s3cret-token"}, 201},
+	} {
+		if r := p.post(t, "application/json", body, tc.header); r.status != tc.status {
+			t.Errorf("%s: status %d, want %d (%s)", tc.name, r.status, tc.status, r.body)
+		}
+	}
+	if code := p.stop(syscall.SIGTERM, 60*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "accepted=2") {
+		t.Fatalf("want exactly the two authorised posts accepted; summary %q", got)
+	}
+}
+
+func TestDrainingRefusesNewPosts(t *testing.T) {
+	arts := fixtures(t)
+	// A long flush interval and a big cache: results appear only at the
+	// drain, so the drain takes a while and posts sent during it are refused.
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--flush-interval=1m")
+	var nd strings.Builder
+	for _, a := range arts {
+		nd.WriteString(jsonPost(t, a) + "\n")
+	}
+	if r := p.post(t, "application/x-ndjson", nd.String(), nil); r.status != 201 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Posts racing the signal may still be accepted; once one is refused,
+	// every later one must be.
+	total := len(arts)
+	waitFor(t, 30*time.Second, "posts refused with 503 while draining", func() bool {
+		r := p.post(t, "application/json", jsonPost(t, arts[0]), nil)
+		if r.status == 201 {
+			total++
+		}
+		return r.status == http.StatusServiceUnavailable && r.header.Get("Retry-After") != ""
+	})
+	for range 3 {
+		if r := p.post(t, "application/json", jsonPost(t, arts[0]), nil); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("post during the drain got %d, want 503", r.status)
+		}
+	}
+	if code := p.wait(120 * time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "stored="+itoa(total)) {
+		t.Fatalf("summary %q, want every accepted post stored", got)
+	}
+}
+
+// TestSecondSignalKills: a second signal during the drain kills the
+// children; the parent exits non-zero and says how many posts were lost.
+func TestSecondSignalKills(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--flush-interval=1m")
+	kids := children(t, p.cmd.Process.Pid)
+	var nd strings.Builder
+	for _, a := range arts {
+		nd.WriteString(jsonPost(t, a) + "\n")
+	}
+	if r := p.post(t, "application/x-ndjson", nd.String(), nil); r.status != 201 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "drain to start", func() bool { return len(lines(p.logs.String(), "draining")) > 0 })
+	if code := p.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
+		t.Fatalf("exit 0 after a second signal; want non-zero")
+	}
+	if got := lines(p.logs.String(), "not_stored="); len(got) == 0 || strings.Contains(got[0], "not_stored=0") {
+		t.Fatalf("final line %q does not report the posts not stored", got)
+	}
+	for pid := range kids {
+		if alive(pid) {
+			t.Errorf("child %d survived", pid)
+		}
+	}
+}
+
+func TestSIGKILLedParentLeavesNoOrphans(t *testing.T) {
+	p := startParent(t, nil, "--workers=2", "--savers=1")
+	kids := children(t, p.cmd.Process.Pid)
+	if len(kids) != 3 {
+		t.Fatalf("children %v", kids)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(10 * time.Second)
+	waitFor(t, 2*time.Second, "every child to exit", func() bool {
+		return !slices.ContainsFunc(keys(kids), alive)
+	})
+}
+
+func TestChildRefusesToRunByHand(t *testing.T) {
+	for _, role := range []string{"worker", "saver"} {
+		out, err := exec.Command(binary, "--role="+role).CombinedOutput()
+		if err == nil {
+			t.Fatalf("--role=%s started by hand ran; want refusal", role)
+		}
+		if !strings.Contains(string(out), "started by the ingest parent") {
+			t.Fatalf("--role=%s refusal does not say why: %s", role, out)
+		}
+	}
+}
+
+func TestBadFlagsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct{ args, flag string }{
+		{"--workers=0", "--workers"},
+		{"--sink=mongo", "--sink"},
+		{"--listen=0.0.0.0:9999", "--listen"},
+	} {
+		cmd := exec.Command(binary, tc.args)
+		cmd.Env = append(os.Environ(), "INGEST_TOKEN=")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.flag) {
+			t.Errorf("%s: err %v, output %s; want a refusal naming %s", tc.args, err, out, tc.flag)
+		}
+	}
+}
+
+// TestInputFile: --input reads a file through the same pipeline, prints a
+// summary and exits 0; CSV in the All the News 2.0 layout and NDJSON give
+// the same counts as prose.
+func TestInputFile(t *testing.T) {
+	want := expected(fixtures(t))
+	for _, file := range []string{"../testdata/articles.ndjson", "../testdata/articles.csv"} {
+		t.Run(file, func(t *testing.T) {
+			db := t.TempDir() + "/ingest.db"
+			cmd := exec.Command(binary, "--input="+file, "--db="+db, "--workers=2", "--top-n=0")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("ingest --input %s: %v\n%s", file, err, out)
+			}
+			if !strings.Contains(string(out), "60 posts") || !strings.Contains(string(out), "The Harbor Gazette") {
+				t.Fatalf("summary missing:\n%s", out)
+			}
+			assertCounts(t, stored(t, db), want)
+		})
+	}
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func keys(m map[int][]string) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

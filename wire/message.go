@@ -1,0 +1,317 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Roles a child can have.
+const (
+	RoleWorker = "worker"
+	RoleSaver  = "saver"
+)
+
+// Hello is a child's first frame.
+type Hello struct {
+	Version int
+	Role    string
+	ID      int
+	PID     int
+}
+
+// Post is one article handed to a worker. Seq is assigned by the parent,
+// per worker, starting at 1 and increasing by one.
+type Post struct {
+	Seq         uint64
+	Publication string
+	Content     string
+}
+
+// Batch is the aggregated result of a worker's flush.
+//
+// ID is unique (random, 128 bits) and is what makes applying a batch
+// idempotent: a sink applies a given ID at most once. A batch too big for
+// one frame is sent as Parts frames with the same ID and Part 0..Parts-1;
+// each part is applied on its own (under its PartID), and only the last
+// part carries Posts and Through.
+type Batch struct {
+	ID           string
+	Part, Parts  int
+	Worker       int
+	Through      uint64 // last post sequence covered (last part only)
+	Posts        int    // posts covered (last part only), dead letters included
+	Publications []PubCount
+	Dead         []DeadLetter // posts quarantined instead of counted (last part only)
+}
+
+// DeadLetter is a post that could not be processed. It is stored for a
+// human to look at and never retried.
+type DeadLetter struct {
+	Publication string
+	Content     string
+	Error       string
+	Attempts    int
+}
+
+// PartID is the idempotency key of this part of the batch.
+func (b *Batch) PartID() string {
+	if b.Parts <= 1 {
+		return b.ID
+	}
+	return fmt.Sprintf("%s/%d", b.ID, b.Part)
+}
+
+// PubCount is one publication's share of a batch.
+type PubCount struct {
+	Key      string // trimmed, lower-cased publication: the storage key
+	Name     string // the publication as first seen, for display
+	Articles int64
+	Entities []EntityCount
+}
+
+// EntityCount is a normalised entity text and how often it occurred.
+type EntityCount struct {
+	Word  string
+	Count int64
+}
+
+// Ack reports the outcome of applying one batch part. Duplicate is true
+// when the sink had applied it before (a replay). Err is empty on success.
+type Ack struct {
+	ID        string // Batch.PartID()
+	Duplicate bool
+	Err       string
+}
+
+// Stop is the STOP sentinel: finish what you hold, flush, exit 0.
+type Stop struct {
+	Reason string
+}
+
+func (*Hello) Kind() Kind { return KindHello }
+func (*Post) Kind() Kind  { return KindPost }
+func (*Batch) Kind() Kind { return KindBatch }
+func (*Ack) Kind() Kind   { return KindAck }
+func (*Stop) Kind() Kind  { return KindStop }
+
+// reader wraps a msgpack decoder over a bytes.Reader so that declared
+// lengths can be checked against the bytes that remain before allocating.
+type reader struct {
+	dec *msgpack.Decoder
+	br  *bytes.Reader
+}
+
+// arrayLen reads an array header of exactly want elements (want >= 0), or
+// of any length bounded by the remaining bytes when want < 0 (each element
+// needs at least one byte).
+func (r *reader) arrayLen(want int) (int, error) {
+	n, err := r.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		n = 0 // nil array
+	}
+	if want >= 0 && n != want {
+		return 0, fmt.Errorf("array of %d fields, want %d", n, want)
+	}
+	if n > r.br.Len() {
+		return 0, fmt.Errorf("array of %d elements in %d remaining bytes", n, r.br.Len())
+	}
+	return n, nil
+}
+
+func (r *reader) str() (string, error) { return r.dec.DecodeString() }
+
+func (r *reader) int() (int, error) {
+	v, err := r.dec.DecodeInt64()
+	if err != nil {
+		return 0, err
+	}
+	if int64(int(v)) != v {
+		return 0, fmt.Errorf("integer %d out of range", v)
+	}
+	return int(v), nil
+}
+
+// fields runs each decode step in order, stopping at the first error.
+func fields(steps ...func() error) error {
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func intTo(r *reader, p *int) func() error {
+	return func() (err error) { *p, err = r.int(); return }
+}
+func i64To(r *reader, p *int64) func() error {
+	return func() (err error) { *p, err = r.dec.DecodeInt64(); return }
+}
+func u64To(r *reader, p *uint64) func() error {
+	return func() (err error) { *p, err = r.dec.DecodeUint64(); return }
+}
+func strTo(r *reader, p *string) func() error {
+	return func() (err error) { *p, err = r.str(); return }
+}
+func boolTo(r *reader, p *bool) func() error {
+	return func() (err error) { *p, err = r.dec.DecodeBool(); return }
+}
+
+// encodeAll runs encode steps in order, stopping at the first error.
+func encodeAll(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Hello) encode(e *msgpack.Encoder) error {
+	return encodeAll(e.EncodeArrayLen(4), e.EncodeInt(int64(m.Version)), e.EncodeString(m.Role),
+		e.EncodeInt(int64(m.ID)), e.EncodeInt(int64(m.PID)))
+}
+
+func (m *Hello) decode(r *reader) error {
+	if _, err := r.arrayLen(4); err != nil {
+		return err
+	}
+	return fields(intTo(r, &m.Version), strTo(r, &m.Role), intTo(r, &m.ID), intTo(r, &m.PID))
+}
+
+func (m *Post) encode(e *msgpack.Encoder) error {
+	return encodeAll(e.EncodeArrayLen(3), e.EncodeUint(m.Seq), e.EncodeString(m.Publication), e.EncodeString(m.Content))
+}
+
+func (m *Post) decode(r *reader) error {
+	if _, err := r.arrayLen(3); err != nil {
+		return err
+	}
+	return fields(u64To(r, &m.Seq), strTo(r, &m.Publication), strTo(r, &m.Content))
+}
+
+func (m *Batch) encode(e *msgpack.Encoder) error {
+	err := encodeAll(e.EncodeArrayLen(8), e.EncodeString(m.ID), e.EncodeInt(int64(m.Part)), e.EncodeInt(int64(m.Parts)),
+		e.EncodeInt(int64(m.Worker)), e.EncodeUint(m.Through), e.EncodeInt(int64(m.Posts)),
+		e.EncodeArrayLen(len(m.Publications)))
+	if err != nil {
+		return err
+	}
+	for i := range m.Publications {
+		p := &m.Publications[i]
+		if err := encodeAll(e.EncodeArrayLen(4), e.EncodeString(p.Key), e.EncodeString(p.Name),
+			e.EncodeInt(p.Articles), e.EncodeArrayLen(len(p.Entities))); err != nil {
+			return err
+		}
+		for _, ent := range p.Entities {
+			if err := encodeAll(e.EncodeArrayLen(2), e.EncodeString(ent.Word), e.EncodeInt(ent.Count)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := e.EncodeArrayLen(len(m.Dead)); err != nil {
+		return err
+	}
+	for _, d := range m.Dead {
+		if err := encodeAll(e.EncodeArrayLen(4), e.EncodeString(d.Publication), e.EncodeString(d.Content),
+			e.EncodeString(d.Error), e.EncodeInt(int64(d.Attempts))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Batch) decode(r *reader) error {
+	if _, err := r.arrayLen(8); err != nil {
+		return err
+	}
+	if err := fields(strTo(r, &m.ID), intTo(r, &m.Part), intTo(r, &m.Parts), intTo(r, &m.Worker),
+		u64To(r, &m.Through), intTo(r, &m.Posts)); err != nil {
+		return err
+	}
+	n, err := r.arrayLen(-1)
+	if err != nil {
+		return err
+	}
+	m.Publications = make([]PubCount, n)
+	for i := range m.Publications {
+		p := &m.Publications[i]
+		if _, err := r.arrayLen(4); err != nil {
+			return err
+		}
+		if err := fields(strTo(r, &p.Key), strTo(r, &p.Name), i64To(r, &p.Articles)); err != nil {
+			return err
+		}
+		ne, err := r.arrayLen(-1)
+		if err != nil {
+			return err
+		}
+		p.Entities = make([]EntityCount, ne)
+		for j := range p.Entities {
+			if _, err := r.arrayLen(2); err != nil {
+				return err
+			}
+			if err := fields(strTo(r, &p.Entities[j].Word), i64To(r, &p.Entities[j].Count)); err != nil {
+				return err
+			}
+		}
+	}
+	nd, err := r.arrayLen(-1)
+	if err != nil {
+		return err
+	}
+	m.Dead = make([]DeadLetter, nd)
+	for i := range m.Dead {
+		d := &m.Dead[i]
+		if _, err := r.arrayLen(4); err != nil {
+			return err
+		}
+		if err := fields(strTo(r, &d.Publication), strTo(r, &d.Content), strTo(r, &d.Error), intTo(r, &d.Attempts)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Ack) encode(e *msgpack.Encoder) error {
+	return encodeAll(e.EncodeArrayLen(3), e.EncodeString(m.ID), e.EncodeBool(m.Duplicate), e.EncodeString(m.Err))
+}
+
+func (m *Ack) decode(r *reader) error {
+	if _, err := r.arrayLen(3); err != nil {
+		return err
+	}
+	return fields(strTo(r, &m.ID), boolTo(r, &m.Duplicate), strTo(r, &m.Err))
+}
+
+func (m *Stop) encode(e *msgpack.Encoder) error {
+	return encodeAll(e.EncodeArrayLen(1), e.EncodeString(m.Reason))
+}
+
+func (m *Stop) decode(r *reader) error {
+	if _, err := r.arrayLen(1); err != nil {
+		return err
+	}
+	return fields(strTo(r, &m.Reason))
+}
+
+// CheckHello validates a child's handshake against what the parent started.
+// The error says what to do about a mismatch.
+func CheckHello(h *Hello, role string, id int) error {
+	if h.Version != Version {
+		return fmt.Errorf("%s %d (pid %d) speaks wire protocol version %d, this parent speaks %d: "+
+			"the ingest executable was replaced while the parent ran; restart ingest so parent and children run the same build",
+			role, id, h.PID, h.Version, Version)
+	}
+	if h.Role != role || h.ID != id {
+		return fmt.Errorf("child started as %s %d introduced itself as %s %d (pid %d): "+
+			"it is not the program the parent started; check that nothing else writes to its stdout",
+			role, id, h.Role, h.ID, h.PID)
+	}
+	return nil
+}

@@ -1,0 +1,267 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleMessages() []Message {
+	return []Message{
+		&Hello{Version: Version, Role: RoleWorker, ID: 3, PID: 4242},
+		&Post{Seq: 17, Publication: "The Harbor Gazette", Content: "Mayor Elena Marsh opened the bridge in Chicago. — café"},
+		&Batch{ID: "0f3c", Part: 1, Parts: 2, Worker: 2, Through: 99, Posts: 40, Publications: []PubCount{
+			{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 12, Entities: []EntityCount{{"chicago", 7}, {"elena marsh", 3}}},
+			{Key: "empty", Name: "Empty", Articles: 1},
+		}, Dead: []DeadLetter{{Publication: "P", Content: "bad", Error: "panic: x", Attempts: 2}}},
+		&Ack{ID: "0f3c/1", Duplicate: true, Err: ""},
+		&Ack{ID: "x", Err: "sqlite: disk full"},
+		&Stop{Reason: "drain"},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	enc := NewEncoder(&buf, 0)
+	msgs := sampleMessages()
+	for _, m := range msgs {
+		if err := enc.Encode(m); err != nil {
+			t.Fatalf("encode %s: %v", m.Kind(), err)
+		}
+	}
+	dec := NewDecoder(&buf, 0)
+	for _, want := range msgs {
+		f, err := dec.Next()
+		if err != nil {
+			t.Fatalf("next: %v", err)
+		}
+		got := reflect.New(reflect.TypeOf(want).Elem()).Interface().(Message)
+		if err := f.Decode(got); err != nil {
+			t.Fatalf("decode %s: %v", f.Kind, err)
+		}
+		if !reflect.DeepEqual(normalise(got), normalise(want)) {
+			t.Errorf("round trip %s:\n got %+v\nwant %+v", f.Kind, got, want)
+		}
+	}
+	if _, err := dec.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after last frame: got %v, want io.EOF", err)
+	}
+}
+
+// normalise maps nil and empty entity slices to the same value: the wire
+// does not distinguish them.
+func normalise(m Message) Message {
+	if b, ok := m.(*Batch); ok {
+		c := *b
+		c.Publications = append([]PubCount(nil), b.Publications...)
+		if len(c.Publications) == 0 {
+			c.Publications = nil
+		}
+		if len(c.Dead) == 0 {
+			c.Dead = nil
+		}
+		for i := range c.Publications {
+			if len(c.Publications[i].Entities) == 0 {
+				c.Publications[i].Entities = nil
+			}
+		}
+		return &c
+	}
+	return m
+}
+
+func TestRawForwarding(t *testing.T) {
+	var a, b bytes.Buffer
+	if err := NewEncoder(&a, 0).Encode(sampleMessages()[2]); err != nil {
+		t.Fatal(err)
+	}
+	orig := bytes.Clone(a.Bytes())
+	f, err := NewDecoder(&a, 0).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewEncoder(&b, 0).WriteRaw(f.Raw); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Bytes(), orig) {
+		t.Fatal("forwarded raw frame differs from the original")
+	}
+}
+
+func TestDecoderErrors(t *testing.T) {
+	var full bytes.Buffer
+	if err := NewEncoder(&full, 0).Encode(&Post{Seq: 1, Publication: "p", Content: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	frame := full.Bytes()
+	huge := make([]byte, 4)
+	binary.BigEndian.PutUint32(huge, 1<<30)
+	tests := []struct {
+		name  string
+		input []byte
+		want  error
+	}{
+		{"empty stream", nil, io.EOF},
+		{"cut in header", frame[:2], ErrTruncated},
+		{"cut in payload", frame[:len(frame)-1], ErrTruncated},
+		{"declared too large", huge, ErrFrameTooLarge},
+		{"zero length", []byte{0, 0, 0, 0}, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewDecoder(bytes.NewReader(tc.input), 1<<20).Next()
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeRejectsWrongKindAndGarbage(t *testing.T) {
+	var buf bytes.Buffer
+	if err := NewEncoder(&buf, 0).Encode(&Stop{Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewDecoder(&buf, 0).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Decode(&Post{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("decoding a stop frame as a post: got %v, want ErrMalformed", err)
+	}
+	// An array header claiming a million publications in a few bytes must
+	// be refused before allocating.
+	lie := []byte{0x98, 0xa1, 'x', 0, 0, 0, 0, 0, 0xdd, 0x00, 0x0f, 0x42, 0x40}
+	if err := Unmarshal(lie, &Batch{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("lying array length: got %v, want ErrMalformed", err)
+	}
+	if err := Unmarshal(append(mustPayload(t, &Stop{}), 0xc0), &Stop{}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("trailing bytes: got %v, want ErrMalformed", err)
+	}
+}
+
+func mustPayload(t testing.TB, m Message) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := NewEncoder(&buf, 0).Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()[5:]
+}
+
+func TestEncoderRefusesOversizedFrame(t *testing.T) {
+	var buf bytes.Buffer
+	err := NewEncoder(&buf, 64).Encode(&Post{Content: strings.Repeat("x", 100)})
+	if !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("got %v, want ErrFrameTooLarge", err)
+	}
+	if buf.Len() != 0 {
+		t.Fatalf("an oversized frame wrote %d bytes; want none", buf.Len())
+	}
+}
+
+func TestCheckHello(t *testing.T) {
+	ok := &Hello{Version: Version, Role: RoleSaver, ID: 1, PID: 10}
+	if err := CheckHello(ok, RoleSaver, 1); err != nil {
+		t.Fatalf("matching hello refused: %v", err)
+	}
+	for _, h := range []*Hello{
+		{Version: Version + 1, Role: RoleSaver, ID: 1},
+		{Version: Version, Role: RoleWorker, ID: 1},
+		{Version: Version, Role: RoleSaver, ID: 2},
+	} {
+		err := CheckHello(h, RoleSaver, 1)
+		if err == nil {
+			t.Errorf("hello %+v accepted; want refusal", h)
+			continue
+		}
+		if !strings.Contains(err.Error(), "restart") && !strings.Contains(err.Error(), "check") {
+			t.Errorf("refusal %q does not say what to do", err)
+		}
+	}
+}
+
+func TestBatchPartID(t *testing.T) {
+	if got := (&Batch{ID: "a", Parts: 1}).PartID(); got != "a" {
+		t.Errorf("single part: %q", got)
+	}
+	if got := (&Batch{ID: "a", Part: 2, Parts: 3}).PartID(); got != "a/2" {
+		t.Errorf("part 2 of 3: %q", got)
+	}
+}
+
+// FuzzDecoder feeds arbitrary bytes to the frame decoder and every message
+// decoder: nothing may panic, and whatever decodes must re-encode to a
+// frame that decodes to the same message.
+func FuzzDecoder(f *testing.F) {
+	for _, m := range sampleMessages() {
+		var buf bytes.Buffer
+		if err := NewEncoder(&buf, 0).Encode(m); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes())
+	}
+	f.Add([]byte{0, 0, 0, 1, 5})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec := NewDecoder(bytes.NewReader(data), 1<<16)
+		for {
+			fr, err := dec.Next()
+			if err != nil {
+				return
+			}
+			for _, m := range []Message{&Hello{}, &Post{}, &Batch{}, &Ack{}, &Stop{}} {
+				if err := Unmarshal(fr.Payload, m); err != nil {
+					continue
+				}
+				var out bytes.Buffer
+				if err := NewEncoder(&out, 0).Encode(m); err != nil {
+					t.Fatalf("re-encode decoded %s: %v", m.Kind(), err)
+				}
+				again := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message)
+				if err := Unmarshal(out.Bytes()[5:], again); err != nil {
+					t.Fatalf("decode re-encoded %s: %v", m.Kind(), err)
+				}
+				if !reflect.DeepEqual(normalise(again), normalise(m)) {
+					t.Fatalf("%s changed across re-encoding: %+v vs %+v", m.Kind(), again, m)
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkEncodePost(b *testing.B) {
+	enc := NewEncoder(io.Discard, 0)
+	p := &Post{Seq: 1, Publication: "Harbor Gazette", Content: strings.Repeat("Word and Chicago ", 200)}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(p.Content)))
+	for b.Loop() {
+		if err := enc.Encode(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeBatch(b *testing.B) {
+	batch := &Batch{ID: "id", Parts: 1, Posts: 1000}
+	for p := range 20 {
+		pc := PubCount{Key: strings.Repeat("k", p+1), Name: "n", Articles: 50}
+		for e := range 2000 {
+			pc.Entities = append(pc.Entities, EntityCount{Word: "entity" + strings.Repeat("x", e%7), Count: int64(e)})
+		}
+		batch.Publications = append(batch.Publications, pc)
+	}
+	payload := mustPayload(b, batch)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		var got Batch
+		if err := Unmarshal(payload, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
