@@ -34,6 +34,7 @@ type Config struct {
 	Savers        int
 	Sink          string
 	DB            string
+	Project       string
 	CacheSize     int
 	FlushInterval time.Duration
 	TopN          int
@@ -70,7 +71,7 @@ func Default() Config {
 }
 
 // Sinks are the valid --sink values.
-var Sinks = []string{"sqlite", "none"}
+var Sinks = []string{"sqlite", "firestore", "none"}
 
 // Register defines every flag on fs, with c's current values as defaults.
 func (c *Config) Register(fs *flag.FlagSet) {
@@ -79,8 +80,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address; a non-loopback address requires a token (--token-file or INGEST_TOKEN)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "worker processes running NER; the default, max(1, CPUs-1), leaves a core to the parent and savers")
 	fs.IntVar(&c.Savers, "savers", c.Savers, "saver processes writing batches to the sink; one keeps up with many workers on SQLite")
-	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite, or none to discard them (the original's --no_persistence)")
+	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite (embedded), firestore (Cloud Firestore, shared by many ingest nodes), or none to discard them (the original's --no_persistence)")
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file for --sink sqlite; created if missing")
+	fs.StringVar(&c.Project, "project", c.Project, "Google Cloud project for --sink firestore (default $GOOGLE_CLOUD_PROJECT); FIRESTORE_EMULATOR_HOST selects an emulator")
 	fs.IntVar(&c.CacheSize, "cache-size", c.CacheSize, "posts a worker aggregates before it flushes a batch (the original's 25000)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
 	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
@@ -110,6 +112,9 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: ingest takes only flags (see --help)", fs.Arg(0))
+	}
+	if c.Project == "" {
+		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
 	}
 	if err := c.loadToken(getenv); err != nil {
 		return c, err
@@ -155,6 +160,10 @@ func (c *Config) Validate() error {
 	case "sqlite":
 		if c.DB == "" {
 			bad("--db must name a file when --sink is sqlite")
+		}
+	case "firestore":
+		if c.Project == "" {
+			bad("--project (or GOOGLE_CLOUD_PROJECT) must name the Google Cloud project when --sink is firestore")
 		}
 	case "none":
 	default:
@@ -228,7 +237,7 @@ func (c *Config) SkipLabels() []string {
 // settings it needs, nothing secret.
 func (c *Config) ChildArgs(role string, id int) []string {
 	args := []string{"--role=" + role, fmt.Sprintf("--id=%d", id),
-		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB}
+		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB, "--project=" + c.Project}
 	if role == RoleWorker {
 		args = append(args,
 			fmt.Sprintf("--cache-size=%d", c.CacheSize),
