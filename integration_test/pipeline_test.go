@@ -292,3 +292,73 @@ func keys(m map[int][]string) []int {
 	}
 	return out
 }
+
+// TestDrainTimeoutKills: when --drain-timeout expires the children are
+// killed and the parent exits non-zero, saying how many posts were lost.
+func TestDrainTimeoutKills(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--flush-interval=1m", "--drain-timeout=1s")
+	// Ten rounds of the fixtures: far more than one worker finishes in 1s.
+	var nd strings.Builder
+	for range 10 {
+		for _, a := range arts {
+			nd.WriteString(jsonPost(t, a) + "\n")
+		}
+	}
+	if r := p.post(t, "application/x-ndjson", nd.String(), nil); r.status != 201 {
+		t.Fatalf("status %d %s", r.status, r.body)
+	}
+	if code := p.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
+		t.Fatal("exit 0 although --drain-timeout expired with posts unprocessed")
+	}
+	logs := p.logs.String()
+	if len(lines(logs, "--drain-timeout expired")) == 0 {
+		t.Fatalf("no log line says the drain timed out")
+	}
+	if got := lines(logs, "not_stored="); len(got) == 0 || strings.Contains(got[0], "not_stored=0") {
+		t.Fatalf("final line %q does not report the posts not stored", got)
+	}
+}
+
+// TestFullQueueRefuses: a full queue answers 503 with Retry-After, an
+// NDJSON batch larger than the queue 413, and every post that got 201 is
+// processed.
+func TestFullQueueRefuses(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=4", "--flush-interval=1m")
+	batch := func(n int) string {
+		var nd strings.Builder
+		for i := range n {
+			nd.WriteString(jsonPost(t, arts[i%len(arts)]) + "\n")
+		}
+		return nd.String()
+	}
+	if r := p.post(t, "application/x-ndjson", batch(5), nil); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "queue-size") {
+		t.Fatalf("batch larger than the queue: %d %s; want 413 naming --queue-size", r.status, r.body)
+	}
+	accepted, refused := 0, false
+	for range 500 {
+		r := p.post(t, "application/x-ndjson", batch(4), nil)
+		if r.status == http.StatusCreated {
+			accepted += 4
+			continue
+		}
+		if r.status != http.StatusServiceUnavailable {
+			t.Fatalf("status %d %s, want 201 or 503", r.status, r.body)
+		}
+		if secs, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || secs < 1 {
+			t.Fatalf("503 without a usable Retry-After: %q", r.header.Get("Retry-After"))
+		}
+		refused = true
+		break
+	}
+	if !refused {
+		t.Fatal("500 batches of 4 into a queue of 4 and never a 503")
+	}
+	if code := p.stop(syscall.SIGTERM, 120*time.Second); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "accepted="+itoa(accepted)+" stored="+itoa(accepted)) {
+		t.Fatalf("summary %q; want accepted=stored=%d", got, accepted)
+	}
+}
