@@ -77,7 +77,7 @@ func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan 
 		}
 		return w.Run(os.Stdin, frames, term)
 	case config.RoleSaver:
-		s, err := sink.Open(context.Background(), sink.Config{Kind: cfg.Sink, DB: cfg.DB, Logger: log})
+		s, err := sink.Open(context.Background(), sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, Logger: log})
 		if err != nil {
 			return err
 		}

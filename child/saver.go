@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -20,27 +21,32 @@ type Saver struct {
 }
 
 // Run sends the handshake, then applies each batch frame from in and
-// answers it with an Ack on out, until a STOP frame. SIGTERM is logged and
-// otherwise ignored: a saver finishes what the parent sends until STOP.
+// answers it with an Ack on out, until a STOP frame, sending a Heartbeat
+// every HeartbeatInterval. SIGTERM marks heartbeats Draining (the parent
+// starts a replacement and sends STOP); the saver stores what it is sent
+// until STOP.
 func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 	enc := wire.NewEncoder(out, 0)
 	if err := hello(enc, wire.RoleSaver, s.ID); err != nil {
 		return fmt.Errorf("saver %d: send hello: %w", s.ID, err)
 	}
+	l := newLink(enc)
 	done := make(chan struct{})
-	logged := make(chan struct{})
-	go func() {
-		defer close(logged)
+	var bg sync.WaitGroup
+	bg.Go(func() { l.beat(done) })
+	bg.Go(func() {
 		for {
 			select {
 			case <-term:
-				s.Log.Debug("SIGTERM: storing what the parent sends until STOP")
+				s.Log.Debug("SIGTERM: storing what the parent sends until STOP; unless it sent the signal itself, the parent starts a replacement")
+				l.draining.Store(true)
+				l.heartbeat()
 			case <-done:
 				return
 			}
 		}
-	}()
-	defer func() { close(done); <-logged }()
+	})
+	defer func() { close(done); bg.Wait() }()
 	ctx := context.Background()
 	return readFrames(in, func(f wire.Frame) error {
 		var b wire.Batch
@@ -56,6 +62,6 @@ func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 			s.Log.Info("batch was stored before; not applied again", "batch", ack.ID)
 		}
 		ack.Duplicate = dup
-		return enc.Encode(&ack)
+		return l.send(&ack)
 	})
 }

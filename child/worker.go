@@ -26,23 +26,34 @@ type Worker struct {
 	Log           hclog.Logger
 	MaxFrame      int // 0 = wire.DefaultMaxFrame
 
-	enc   *wire.Encoder
+	enc   *wire.Encoder // marshals batches; frames go out through link
+	link  *link
 	cache *aggregate.Cache
 }
 
 // Run sends the handshake, then processes posts from in until a STOP frame,
-// flushes and returns nil. SIGTERM on term flushes at once and carries on
-// until STOP: the parent sends STOP after the last post it routed here.
+// flushes and returns nil. After each post, and every HeartbeatInterval, it
+// sends a Heartbeat. SIGTERM on term flushes at once, marks heartbeats
+// Draining (the parent then routes elsewhere, starts a replacement and
+// sends STOP) and carries on until STOP.
 // It returns ErrParentGone if in ends without STOP (nothing is flushed:
 // nobody could receive it). Run owns the goroutine reading in; it has
 // ended when Run returns, except after ErrParentGone-like write failures,
 // after which the process is expected to exit.
 func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 	w.enc = wire.NewEncoder(out, w.MaxFrame)
+	w.link = newLink(w.enc)
 	w.cache = aggregate.New()
 	if err := hello(w.enc, wire.RoleWorker, w.ID); err != nil {
 		return fmt.Errorf("worker %d: send hello: %w", w.ID, err)
 	}
+	stopBeat := make(chan struct{})
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		w.link.beat(stopBeat)
+	}()
+	defer func() { close(stopBeat); <-beating }()
 	w.Log.Debug("worker ready", "cache_size", w.CacheSize, "flush_interval", w.FlushInterval.String(), "top_n", w.TopN)
 
 	posts := make(chan wire.Post, 16)
@@ -75,7 +86,12 @@ func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 				}
 				return w.flush("stop")
 			}
+			began := time.Now()
 			w.process(p)
+			w.link.done.Store(p.Seq)
+			if err := w.link.progress(time.Since(began)); err != nil {
+				return fmt.Errorf("worker %d: report progress: %w", w.ID, err)
+			}
 			if w.cache.Due(time.Now(), w.CacheSize, w.FlushInterval) {
 				if err := w.flush("due"); err != nil {
 					return err
@@ -86,9 +102,13 @@ func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 				return err
 			}
 		case <-term:
-			w.Log.Debug("SIGTERM: flushing now, then finishing the posts already sent until STOP")
+			w.Log.Debug("SIGTERM: flushing now and finishing the posts already sent until STOP; unless it sent the signal itself, the parent starts a replacement")
+			w.link.draining.Store(true)
 			if err := w.flush("sigterm"); err != nil {
 				return err
+			}
+			if err := w.link.heartbeat(); err != nil {
+				return fmt.Errorf("worker %d: report draining: %w", w.ID, err)
 			}
 		}
 	}
@@ -136,12 +156,7 @@ func (w *Worker) sendParts(parts []wire.Batch) error {
 		}
 		frames[i] = f
 	}
-	for _, f := range frames {
-		if err := w.enc.WriteRaw(f); err != nil {
-			return err
-		}
-	}
-	return nil
+	return w.link.sendFrames(frames)
 }
 
 // newBatchID returns 128 random bits as hex: unique across workers,

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,8 +47,55 @@ type Config struct {
 	Token         string // from TokenFile or INGEST_TOKEN; never a flag (argv is visible in ps)
 	DrainTimeout  time.Duration
 	Input         string
+	Replay        string
+	SpillDir      string
 	LogLevel      string
 	LogFormat     string
+
+	MaxRestarts      int
+	RestartWindow    time.Duration
+	PostTimeout      time.Duration
+	HeartbeatTimeout time.Duration
+	MaxAttempts      int
+	WorkerMaxPosts   int
+	WorkerMaxRSS     ByteSize
+}
+
+// ByteSize is a flag value in bytes that accepts KiB, MiB and GiB suffixes.
+type ByteSize int64
+
+func (b *ByteSize) String() string {
+	switch v := int64(*b); {
+	case v == 0:
+		return "0"
+	case v%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", v>>30)
+	case v%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", v>>20)
+	case v%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", v>>10)
+	default:
+		return strconv.FormatInt(v, 10)
+	}
+}
+
+func (b *ByteSize) Set(s string) error {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a size such as 512MiB, 2GiB or a number of bytes")
+	}
+	*b = ByteSize(n * mult)
+	return nil
 }
 
 // Default returns the defaults, as documented by the flags.
@@ -67,6 +116,12 @@ func Default() Config {
 		DrainTimeout:  60 * time.Second,
 		LogLevel:      "info",
 		LogFormat:     "text",
+
+		MaxRestarts:      10,
+		RestartWindow:    time.Minute,
+		PostTimeout:      30 * time.Second,
+		HeartbeatTimeout: 10 * time.Second,
+		MaxAttempts:      2,
 	}
 }
 
@@ -92,6 +147,15 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
+	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
+	fs.StringVar(&c.SpillDir, "spill-dir", c.SpillDir, "where a shutdown that runs out of --drain-timeout writes what it could not store (default: the directory of --db)")
+	fs.IntVar(&c.MaxRestarts, "max-restarts", c.MaxRestarts, "child restarts allowed per role within --restart-window; one more and ingest drains and exits non-zero, for systemd or a human to take over")
+	fs.DurationVar(&c.RestartWindow, "restart-window", c.RestartWindow, "the window --max-restarts counts restarts in")
+	fs.DurationVar(&c.PostTimeout, "post-timeout", c.PostTimeout, "a worker that makes no progress on a post for this long is killed and its posts go elsewhere")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "a child silent for this long (children send a heartbeat every second) is killed as hung")
+	fs.IntVar(&c.MaxAttempts, "max-attempts", c.MaxAttempts, "a post that was being processed when this many workers crashed or hung is quarantined as a dead letter")
+	fs.IntVar(&c.WorkerMaxPosts, "worker-max-posts", c.WorkerMaxPosts, "retire a worker (a fresh one first, then a clean STOP) after this many posts; 0 = never")
+	fs.Var(&c.WorkerMaxRSS, "worker-max-rss", "retire a worker (a fresh one first, then a clean STOP) once its resident memory exceeds this, e.g. 1GiB; 0 = never")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 }
@@ -184,6 +248,27 @@ func (c *Config) Validate() error {
 	if c.MaxBody < 64 {
 		bad("--max-body must be at least 64 bytes (got %d)", c.MaxBody)
 	}
+	if c.MaxRestarts < 0 {
+		bad("--max-restarts must be 0 or more (got %d)", c.MaxRestarts)
+	}
+	if c.RestartWindow <= 0 {
+		bad("--restart-window must be positive (got %s)", c.RestartWindow)
+	}
+	if c.PostTimeout <= 0 {
+		bad("--post-timeout must be positive (got %s)", c.PostTimeout)
+	}
+	if c.HeartbeatTimeout < 2*time.Second {
+		bad("--heartbeat-timeout must be at least 2s: children beat every second (got %s)", c.HeartbeatTimeout)
+	}
+	if c.MaxAttempts < 1 {
+		bad("--max-attempts must be at least 1 (got %d)", c.MaxAttempts)
+	}
+	if c.WorkerMaxPosts < 0 {
+		bad("--worker-max-posts must be 0 (never) or more (got %d)", c.WorkerMaxPosts)
+	}
+	if c.Input != "" && c.Replay != "" {
+		bad("--input and --replay cannot be combined: run them one after the other")
+	}
 	if c.DrainTimeout <= 0 {
 		bad("--drain-timeout must be positive (got %s)", c.DrainTimeout)
 	}
@@ -197,7 +282,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("--log-format must be text or json (got %q)", c.LogFormat)
 	}
-	if c.Role == RoleParent && c.Input == "" {
+	if c.Role == RoleParent && c.Input == "" && c.Replay == "" {
 		if err := checkListen(c.Listen, c.Token != ""); err != nil {
 			errs = append(errs, err)
 		}
@@ -220,6 +305,18 @@ func checkListen(addr string, haveToken bool) error {
 		return nil
 	}
 	return fmt.Errorf("--listen %s is not a loopback address and no token is set: set --token-file or INGEST_TOKEN, or listen on 127.0.0.1", addr)
+}
+
+// SpillDirectory is where unstored work is written when a drain runs out
+// of time: --spill-dir, else the directory of the SQLite file, else ".".
+func (c *Config) SpillDirectory() string {
+	switch {
+	case c.SpillDir != "":
+		return c.SpillDir
+	case c.Sink == "sqlite":
+		return filepath.Dir(c.DB)
+	}
+	return "."
 }
 
 // SkipLabels is --skip-labels as a list.

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -39,7 +40,7 @@ type reusableBody struct{ bytes.Reader }
 func (*reusableBody) Close() error { return nil }
 
 func benchEnqueue(b *testing.B, payload []byte, contentType string, posts int) {
-	q := queue.New(max(posts, 1024))
+	q := queue.New[queue.Post](max(posts, 1024))
 	h := New(Config{Queue: q, Token: "t", MaxBody: 4 << 20, Logger: hclog.NewNullLogger()})
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
@@ -59,7 +60,7 @@ func benchEnqueue(b *testing.B, payload []byte, contentType string, posts int) {
 				return
 			}
 			for range posts {
-				q.Take()
+				q.Take(context.Background())
 			}
 		}
 	})

@@ -13,7 +13,7 @@ import (
 )
 
 func Example() {
-	q := queue.New(100)
+	q := queue.New[queue.Post](100)
 	h := edge.New(edge.Config{Queue: q, Token: "s3cret", Logger: hclog.NewNullLogger()})
 
 	post := func(contentType, body string) {

@@ -68,7 +68,7 @@ func FuzzEnqueueBody(f *testing.F) {
 			checkFastPath(t, line)
 		}
 		for _, contentType := range []string{"application/json", "application/x-ndjson"} {
-			q := queue.New(capacity)
+			q := queue.New[queue.Post](capacity)
 			if err := q.TryPutAll([]queue.Post{{Publication: "p", Content: "already there"}}); err != nil {
 				t.Fatal(err)
 			}

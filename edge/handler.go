@@ -35,7 +35,7 @@ const drainingRetryAfter = 5 * time.Second
 type Config struct {
 	// Queue receives accepted posts. Required. The handler never closes it:
 	// the process's shutdown sequence does, after SetDraining.
-	Queue *queue.Queue
+	Queue *queue.Queue[queue.Post]
 	// Token, when not empty, must be sent in the header access_token (the
 	// original API's) or as Authorization: Bearer <token> to post; proxies
 	// such as nginx drop header names with underscores by default, Bearer
@@ -90,7 +90,7 @@ var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthoriz
 // and statuses). It is safe for concurrent use; SetDraining and Stats may
 // be called at any time from any goroutine.
 type Handler struct {
-	q       *queue.Queue
+	q       *queue.Queue[queue.Post]
 	token   []byte // nil: no auth
 	maxBody int64
 	log     hclog.Logger

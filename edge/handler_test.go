@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,10 +90,10 @@ func assertContains(t *testing.T, got string, want ...string) {
 }
 
 // takeAll empties q without waiting and returns what it held.
-func takeAll(q *queue.Queue) []queue.Post {
+func takeAll(q *queue.Queue[queue.Post]) []queue.Post {
 	var posts []queue.Post
 	for q.Len() > 0 {
-		p, _ := q.Take()
+		p, _ := q.Take(context.Background())
 		posts = append(posts, p)
 	}
 	return posts
@@ -101,7 +102,7 @@ func takeAll(q *queue.Queue) []queue.Post {
 const goodPost = `{"publication": "Daily", "content": "Rain again."}`
 
 func TestEnqueueOnePost(t *testing.T) {
-	q := queue.New(4)
+	q := queue.New[queue.Post](4)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 
 	rec := serve(h, request{
@@ -116,7 +117,7 @@ func TestEnqueueOnePost(t *testing.T) {
 	}
 	want := []queue.Post{{Publication: "Daily", Content: `Rain "again".`}}
 	if got := takeAll(q); !equalPosts(got, want) {
-		t.Errorf("queue held %q, want %q", got, want)
+		t.Errorf("queue held %+v, want %+v", got, want)
 	}
 	if s := h.Stats(); s.Accepted != 1 || s.Rejected() != 0 {
 		t.Errorf("Stats = %+v, want 1 accepted, none rejected", s)
@@ -166,7 +167,7 @@ func TestEnqueueRejectsBadPost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New(4)
+			q := queue.New[queue.Post](4)
 			_ = q.TryPutAll([]queue.Post{{Publication: "p", Content: "already there"}})
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 
@@ -193,7 +194,7 @@ func TestEnqueueNDJSON(t *testing.T) {
 		"application/ndjson",
 	} {
 		t.Run(ct, func(t *testing.T) {
-			q := queue.New(8)
+			q := queue.New[queue.Post](8)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			body := "\n" +
 				`{"publication": "A", "content": "one"}` + "\r\n" +
@@ -209,7 +210,7 @@ func TestEnqueueNDJSON(t *testing.T) {
 			}
 			want := []queue.Post{{Publication: "A", Content: "one"}, {Publication: "B", Content: "two"}, {Publication: "C", Content: "three"}}
 			if got := takeAll(q); !equalPosts(got, want) {
-				t.Errorf("queue held %q, want %q in order", got, want)
+				t.Errorf("queue held %+v, want %+v in order", got, want)
 			}
 			if s := h.Stats(); s.Accepted != 3 {
 				t.Errorf("Stats.Accepted = %d, want 3", s.Accepted)
@@ -258,7 +259,7 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New(8)
+			q := queue.New[queue.Post](8)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			rec := serve(h, request{body: tt.body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
 			if rec.Code != http.StatusBadRequest {
@@ -276,7 +277,7 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 }
 
 func TestEnqueueRejectsMalformedContentType(t *testing.T) {
-	q := queue.New(2)
+	q := queue.New[queue.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	rec := serve(h, request{body: goodPost, header: map[string]string{"Content-Type": "application/x-ndjson; charset"}})
 	if rec.Code != http.StatusBadRequest {
@@ -320,7 +321,7 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New(2)
+			q := queue.New[queue.Post](2)
 			h := New(Config{Queue: q, Token: tt.token, Logger: testLogger(t)})
 			rec := serve(h, request{body: goodPost, header: tt.header})
 			if rec.Code != tt.want {
@@ -343,7 +344,7 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 
 	t.Run("checked before the body is read", func(t *testing.T) {
-		h := New(Config{Queue: queue.New(2), Token: token, MaxBody: 10, Logger: testLogger(t)})
+		h := New(Config{Queue: queue.New[queue.Post](2), Token: token, MaxBody: 10, Logger: testLogger(t)})
 		spy := &readSpy{}
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", spy)
 		r.ContentLength = 5
@@ -360,7 +361,7 @@ func TestEnqueueAuth(t *testing.T) {
 	t.Run("over a real connection", func(t *testing.T) {
 		// net/http canonicalises header names; access_token must survive
 		// that on the way in.
-		q := queue.New(2)
+		q := queue.New[queue.Post](2)
 		srv := httptest.NewServer(New(Config{Queue: q, Token: token, Logger: testLogger(t)}))
 		defer srv.Close()
 		req, err := http.NewRequest(http.MethodPost, srv.URL+"/post/enqueue", strings.NewReader(goodPost))
@@ -400,7 +401,7 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New(1000)
+			q := queue.New[queue.Post](1000)
 			h := New(Config{Queue: q, MaxBody: maxBody, Logger: testLogger(t)})
 			r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(tt.body))
 			if tt.chunked {
@@ -429,7 +430,7 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 }
 
 func TestEnqueueDefaultMaxBody(t *testing.T) {
-	q := queue.New(1)
+	q := queue.New[queue.Post](1)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	body := `{"publication": "P", "content": "` + strings.Repeat("x", DefaultMaxBody) + `"}`
 	rec := serve(h, request{body: body})
@@ -440,7 +441,7 @@ func TestEnqueueDefaultMaxBody(t *testing.T) {
 }
 
 func TestEnqueueQueueFull(t *testing.T) {
-	q := queue.New(2)
+	q := queue.New[queue.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	for i := range 2 {
 		if rec := serve(h, request{body: goodPost}); rec.Code != http.StatusCreated {
@@ -468,12 +469,12 @@ func TestEnqueueQueueFull(t *testing.T) {
 
 	// A batch that does not fit now but would fit an empty queue is also
 	// refused whole, and accepted once there is room.
-	q.Take()
+	q.Take(context.Background())
 	batch := request{body: goodPost + "\n" + goodPost, header: map[string]string{"Content-Type": "application/x-ndjson"}}
 	if rec := serve(h, batch); rec.Code != http.StatusServiceUnavailable || q.Len() != 1 {
 		t.Fatalf("status = %d, queue length %d; want 503 and 1", rec.Code, q.Len())
 	}
-	q.Take()
+	q.Take(context.Background())
 	if rec := serve(h, batch); rec.Code != http.StatusCreated || q.Len() != 2 {
 		t.Fatalf("status = %d, queue length %d; want 201 and 2", rec.Code, q.Len())
 	}
@@ -483,7 +484,7 @@ func TestEnqueueQueueFull(t *testing.T) {
 }
 
 func TestEnqueueBatchLargerThanQueue(t *testing.T) {
-	q := queue.New(2)
+	q := queue.New[queue.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	body := strings.Repeat(goodPost+"\n", 3)
 	rec := serve(h, request{body: body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
@@ -516,7 +517,7 @@ func TestDraining(t *testing.T) {
 	}
 
 	t.Run("SetDraining", func(t *testing.T) {
-		q := queue.New(4)
+		q := queue.New[queue.Post](4)
 		h := New(Config{Queue: q, Logger: testLogger(t)})
 		if rec := serve(h, request{method: http.MethodGet, path: "/readyz"}); rec.Code != http.StatusOK {
 			t.Fatalf("/readyz before draining: status = %d, want 200", rec.Code)
@@ -544,7 +545,7 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("queue closed", func(t *testing.T) {
-		q := queue.New(4)
+		q := queue.New[queue.Post](4)
 		q.Close()
 		h := New(Config{Queue: q, Logger: testLogger(t)})
 		assertDraining(t, serve(h, request{body: goodPost}))
@@ -554,7 +555,7 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("draining wins over bad input", func(t *testing.T) {
-		h := New(Config{Queue: queue.New(4), Logger: testLogger(t)})
+		h := New(Config{Queue: queue.New[queue.Post](4), Logger: testLogger(t)})
 		h.SetDraining()
 		assertDraining(t, serve(h, request{body: "not json"}))
 	})
@@ -562,7 +563,7 @@ func TestDraining(t *testing.T) {
 
 func TestProbes(t *testing.T) {
 	var notReady error
-	h := New(Config{Queue: queue.New(1), Logger: testLogger(t), Ready: func() error { return notReady }})
+	h := New(Config{Queue: queue.New[queue.Post](1), Logger: testLogger(t), Ready: func() error { return notReady }})
 
 	rec := serve(h, request{method: http.MethodGet, path: "/healthz"})
 	if rec.Code != http.StatusOK || jsonBody(t, rec)["status"] != "ok" {
@@ -603,7 +604,7 @@ func TestRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New(2)
+			q := queue.New[queue.Post](2)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			rec := serve(h, tt.req)
 			if rec.Code != tt.want {
@@ -624,7 +625,7 @@ func TestRefusalsAreLoggedWithoutBody(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: lockedWriter{&mu, &logs}})
-	h := New(Config{Queue: queue.New(2), Logger: log})
+	h := New(Config{Queue: queue.New[queue.Post](2), Logger: log})
 
 	serve(h, request{body: `{"publication": "Daily", "content": "SECRET-BODY"`})
 	mu.Lock()
@@ -648,7 +649,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestNewPanicsOnBadConfig(t *testing.T) {
-	for _, cfg := range []Config{{}, {Queue: queue.New(1), MaxBody: -1}} {
+	for _, cfg := range []Config{{}, {Queue: queue.New[queue.Post](1), MaxBody: -1}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -659,7 +660,7 @@ func TestNewPanicsOnBadConfig(t *testing.T) {
 		}()
 	}
 	// A nil logger is fine: refusals are simply not logged.
-	h := New(Config{Queue: queue.New(1)})
+	h := New(Config{Queue: queue.New[queue.Post](1)})
 	if rec := serve(h, request{body: "{"}); rec.Code != http.StatusBadRequest {
 		t.Errorf("status = %d, want 400", rec.Code)
 	}
@@ -675,7 +676,7 @@ func TestConcurrentPosts(t *testing.T) {
 		batchEvery = 5 // every fifth request is an NDJSON batch of 3
 		capacity   = 200
 	)
-	q := queue.New(capacity)
+	q := queue.New[queue.Post](capacity)
 	h := New(Config{Queue: q, Token: "t", Logger: hclog.NewNullLogger()})
 	srv := httptest.NewServer(h)
 	defer srv.Close()

@@ -1,8 +1,8 @@
-// Package queue is the parent's bounded input queue: HTTP handlers and the
-// file reader put posts in, one dispatcher per worker takes them out.
-//
-// It exists instead of a channel because an NDJSON request must be accepted
-// all or nothing: PutAll either enqueues every post or none.
+// Package queue is a bounded FIFO with the operations ingest's parent
+// needs: HTTP handlers and the file reader put posts in (all or nothing),
+// one dispatcher per worker takes them out, and posts a dead worker held go
+// back in at the front. The parent uses a second one for batches on their
+// way to savers.
 package queue
 
 import (
@@ -13,91 +13,92 @@ import (
 	"time"
 )
 
-// Post is an accepted article waiting for a worker.
+// Post is an accepted article waiting for a worker. Attempts counts the
+// workers that died while this post was the one they were processing.
 type Post struct {
 	Publication string
 	Content     string
+	Attempts    int
 }
 
 // Sentinel errors. Match them with errors.Is.
 var (
-	// ErrFull: the queue has no room for the posts; retry later.
+	// ErrFull: the queue has no room for the items; retry later.
 	ErrFull = errors.New("queue: full")
-	// ErrClosed: the queue no longer accepts posts (the service is draining).
+	// ErrClosed: the queue no longer accepts items (the service is draining).
 	ErrClosed = errors.New("queue: closed, service is draining")
-	// ErrTooMany: more posts in one request than the queue can ever hold.
-	ErrTooMany = errors.New("queue: more posts than the queue capacity")
+	// ErrTooMany: more items in one request than the queue can ever hold.
+	ErrTooMany = errors.New("queue: more items than the queue capacity")
 )
 
-// Queue is a bounded FIFO of posts. All methods are safe for concurrent use.
-type Queue struct {
+// Queue is a bounded FIFO. All methods are safe for concurrent use.
+//
+// Capacity bounds what producers can add; items given back with Requeue
+// are already accepted, so they bypass the bound and are taken first.
+type Queue[T any] struct {
 	mu       sync.Mutex
 	notEmpty *sync.Cond
 	notFull  *sync.Cond
-	buf      []Post // ring
+	buf      []T // ring of new items
 	head, n  int
+	front    []T // requeued items, taken before the ring
 	closed   bool
 
 	accepted uint64
-	taken    uint64
 	rate     rateMeter
 }
 
-// New returns a queue holding at most capacity posts (capacity >= 1).
-func New(capacity int) *Queue {
+// New returns a queue holding at most capacity new items (capacity >= 1).
+func New[T any](capacity int) *Queue[T] {
 	if capacity < 1 {
 		panic(fmt.Sprintf("queue.New: capacity must be at least 1 (got %d)", capacity))
 	}
-	q := &Queue{buf: make([]Post, capacity)}
+	q := &Queue[T]{buf: make([]T, capacity)}
 	q.notEmpty = sync.NewCond(&q.mu)
 	q.notFull = sync.NewCond(&q.mu)
 	return q
 }
 
-// Cap is the queue's capacity in posts.
-func (q *Queue) Cap() int { return len(q.buf) }
+// Cap is the queue's capacity.
+func (q *Queue[T]) Cap() int { return len(q.buf) }
 
-// Len is the number of posts waiting.
-func (q *Queue) Len() int {
+// Len is the number of items waiting, requeued ones included.
+func (q *Queue[T]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.n
+	return q.n + len(q.front)
 }
 
-// Accepted is the number of posts ever put.
-func (q *Queue) Accepted() uint64 {
+// Accepted is the number of items ever put (requeues not counted).
+func (q *Queue[T]) Accepted() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.accepted
 }
 
-// TryPutAll enqueues all posts or none. It returns ErrClosed after Close,
-// ErrTooMany if len(posts) exceeds the capacity, ErrFull if they do not fit
+// TryPutAll enqueues all items or none. It returns ErrClosed after Close,
+// ErrTooMany if len(items) exceeds the capacity, ErrFull if they do not fit
 // now.
-func (q *Queue) TryPutAll(posts []Post) error {
+func (q *Queue[T]) TryPutAll(items []T) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return ErrClosed
 	}
-	if len(posts) > len(q.buf) {
-		return fmt.Errorf("%w: %d posts, capacity %d", ErrTooMany, len(posts), len(q.buf))
+	if len(items) > len(q.buf) {
+		return fmt.Errorf("%w: %d items, capacity %d", ErrTooMany, len(items), len(q.buf))
 	}
-	if len(posts) > len(q.buf)-q.n {
+	if len(items) > len(q.buf)-q.n {
 		return ErrFull
 	}
-	q.pushLocked(posts)
+	q.pushLocked(items)
 	return nil
 }
 
-// Put enqueues one post, waiting for room. It returns ctx's error if ctx
+// Put enqueues one item, waiting for room. It returns ctx's error if ctx
 // ends first and ErrClosed after Close.
-func (q *Queue) Put(ctx context.Context, p Post) error {
-	stop := context.AfterFunc(ctx, func() {
-		q.mu.Lock()
-		q.notFull.Broadcast()
-		q.mu.Unlock()
-	})
+func (q *Queue[T]) Put(ctx context.Context, item T) error {
+	stop := q.wakeOnDone(ctx)
 	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -110,43 +111,82 @@ func (q *Queue) Put(ctx context.Context, p Post) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	q.pushLocked([]Post{p})
+	q.pushLocked([]T{item})
 	return nil
 }
 
-func (q *Queue) pushLocked(posts []Post) {
-	for _, p := range posts {
-		q.buf[(q.head+q.n)%len(q.buf)] = p
+func (q *Queue[T]) pushLocked(items []T) {
+	for _, it := range items {
+		q.buf[(q.head+q.n)%len(q.buf)] = it
 		q.n++
 	}
-	q.accepted += uint64(len(posts))
+	q.accepted += uint64(len(items))
 	q.notEmpty.Broadcast()
 }
 
-// Take removes the oldest post, waiting until one is there. ok is false
-// once the queue is closed and empty: nothing more will ever arrive.
-func (q *Queue) Take() (p Post, ok bool) {
+// Requeue gives items back to be taken before any other, even after Close
+// and beyond the capacity: they were accepted once already.
+func (q *Queue[T]) Requeue(items []T) {
+	if len(items) == 0 {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for q.n == 0 && !q.closed {
-		q.notEmpty.Wait()
-	}
-	if q.n == 0 {
-		return Post{}, false
-	}
-	p = q.buf[q.head]
-	q.buf[q.head] = Post{}
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	q.taken++
-	q.rate.add(time.Now(), 1)
-	q.notFull.Signal()
-	return p, true
+	q.front = append(q.front, items...)
+	q.notEmpty.Broadcast()
 }
 
-// Close stops accepting posts. Posts already queued can still be taken.
-// Close is idempotent.
-func (q *Queue) Close() {
+// Take removes the next item, waiting until there is one. ok is false once
+// the queue is closed and empty (nothing more will arrive) or when ctx
+// ends.
+func (q *Queue[T]) Take(ctx context.Context) (item T, ok bool) {
+	stop := q.wakeOnDone(ctx)
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.n == 0 && len(q.front) == 0 && !q.closed && ctx.Err() == nil {
+		q.notEmpty.Wait()
+	}
+	if ctx.Err() != nil {
+		return item, false
+	}
+	if len(q.front) > 0 {
+		item = q.front[0]
+		var zero T
+		q.front[0] = zero
+		q.front = q.front[1:]
+		if len(q.front) == 0 {
+			q.front = nil // let the backing array go
+		}
+		q.rate.add(time.Now(), 1)
+		return item, true
+	}
+	if q.n == 0 {
+		return item, false
+	}
+	item = q.buf[q.head]
+	var zero T
+	q.buf[q.head] = zero
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	q.rate.add(time.Now(), 1)
+	q.notFull.Signal()
+	return item, true
+}
+
+// wakeOnDone wakes every waiter when ctx ends, so waits can notice.
+func (q *Queue[T]) wakeOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.notEmpty.Broadcast()
+		q.notFull.Broadcast()
+		q.mu.Unlock()
+	})
+}
+
+// Close stops accepting items. Items already queued can still be taken,
+// and Requeue still works. Close is idempotent.
+func (q *Queue[T]) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
@@ -154,17 +194,42 @@ func (q *Queue) Close() {
 	q.notFull.Broadcast()
 }
 
+// Drain removes and returns every waiting item, requeued ones first.
+func (q *Queue[T]) Drain() []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := append([]T(nil), q.front...)
+	q.front = nil
+	for q.n > 0 {
+		out = append(out, q.buf[q.head])
+		var zero T
+		q.buf[q.head] = zero
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+	}
+	q.notFull.Broadcast()
+	return out
+}
+
+// TakenPerSecond is the recent rate at which items were taken (over the
+// last 10 seconds).
+func (q *Queue[T]) TakenPerSecond() float64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.rate.perSecond(time.Now())
+}
+
 // RetryAfter estimates how long a client should wait before the backlog
 // has room again: the backlog divided by the recent drain rate, at least 1s
-// and at most 60s.
-func (q *Queue) RetryAfter() time.Duration {
+// and at most 60s; 5s when nothing has been taken recently.
+func (q *Queue[T]) RetryAfter() time.Duration {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	perSec := q.rate.perSecond(time.Now())
 	if perSec <= 0 {
 		return 5 * time.Second
 	}
-	d := time.Duration(float64(q.n) / perSec * float64(time.Second))
+	d := time.Duration(float64(q.n+len(q.front)) / perSec * float64(time.Second))
 	return min(max(d, time.Second), 60*time.Second)
 }
 

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func posts(n int) []Post {
 }
 
 func TestTryPutAllIsAllOrNothing(t *testing.T) {
-	q := New(3)
+	q := New[Post](3)
 	if err := q.TryPutAll(posts(2)); err != nil {
 		t.Fatal(err)
 	}
@@ -33,8 +34,8 @@ func TestTryPutAllIsAllOrNothing(t *testing.T) {
 }
 
 func TestFIFOAndCloseDrains(t *testing.T) {
-	q := New(4)
-	in := []Post{{"a", "1"}, {"b", "2"}, {"c", "3"}}
+	q := New[Post](4)
+	in := []Post{{Publication: "a", Content: "1"}, {Publication: "b", Content: "2"}, {Publication: "c", Content: "3"}}
 	if err := q.TryPutAll(in); err != nil {
 		t.Fatal(err)
 	}
@@ -44,41 +45,41 @@ func TestFIFOAndCloseDrains(t *testing.T) {
 		t.Fatalf("put after close: %v, want ErrClosed", err)
 	}
 	for _, want := range in {
-		got, ok := q.Take()
+		got, ok := q.Take(context.Background())
 		if !ok || got != want {
 			t.Fatalf("take %v %v, want %v", got, ok, want)
 		}
 	}
-	if _, ok := q.Take(); ok {
+	if _, ok := q.Take(context.Background()); ok {
 		t.Fatal("take from a closed, empty queue succeeded")
 	}
 }
 
 func TestPutWaitsForRoomAndHonoursContext(t *testing.T) {
-	q := New(1)
-	if err := q.Put(context.Background(), Post{"a", "1"}); err != nil {
+	q := New[Post](1)
+	if err := q.Put(context.Background(), Post{Publication: "a", Content: "1"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := q.Put(ctx, Post{"b", "2"}); !errors.Is(err, context.DeadlineExceeded) {
+	if err := q.Put(ctx, Post{Publication: "b", Content: "2"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put into a full queue: %v, want the context's error", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- q.Put(context.Background(), Post{"c", "3"}) }()
-	if p, _ := q.Take(); p.Publication != "a" {
+	go func() { done <- q.Put(context.Background(), Post{Publication: "c", Content: "3"}) }()
+	if p, _ := q.Take(context.Background()); p.Publication != "a" {
 		t.Fatalf("took %v", p)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := q.Take(); p.Publication != "c" {
+	if p, _ := q.Take(context.Background()); p.Publication != "c" {
 		t.Fatalf("took %v, want the waiting put's post", p)
 	}
 }
 
 func TestCloseWakesBlockedPut(t *testing.T) {
-	q := New(1)
+	q := New[Post](1)
 	q.TryPutAll(posts(1))
 	done := make(chan error, 1)
 	go func() { done <- q.Put(context.Background(), Post{}) }()
@@ -89,7 +90,7 @@ func TestCloseWakesBlockedPut(t *testing.T) {
 }
 
 func TestConcurrentProducersConsumersLoseNothing(t *testing.T) {
-	q := New(8)
+	q := New[Post](8)
 	const producers, each = 4, 500
 	var wg sync.WaitGroup
 	for range producers {
@@ -107,7 +108,7 @@ func TestConcurrentProducersConsumersLoseNothing(t *testing.T) {
 	for i := range counts {
 		taken.Go(func() {
 			for {
-				if _, ok := q.Take(); !ok {
+				if _, ok := q.Take(context.Background()); !ok {
 					return
 				}
 				counts[i]++
@@ -127,7 +128,7 @@ func TestConcurrentProducersConsumersLoseNothing(t *testing.T) {
 }
 
 func TestRetryAfterFollowsBacklogAndRate(t *testing.T) {
-	q := New(100)
+	q := New[Post](100)
 	if d := q.RetryAfter(); d != 5*time.Second {
 		t.Fatalf("no drain history: %s, want the 5s default", d)
 	}
@@ -139,5 +140,52 @@ func TestRetryAfterFollowsBacklogAndRate(t *testing.T) {
 	// 40 posts at 2 posts/s: about 20s.
 	if d := q.RetryAfter(); d < 15*time.Second || d > 25*time.Second {
 		t.Fatalf("RetryAfter %s, want about 20s", d)
+	}
+}
+
+func TestRequeuedItemsComeFirstAndBypassCapacity(t *testing.T) {
+	q := New[int](2)
+	if err := q.TryPutAll([]int{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	q.Requeue([]int{7, 8, 9})
+	q.Close()
+	q.Requeue([]int{10})
+	if q.Len() != 6 || q.Accepted() != 2 {
+		t.Fatalf("len %d accepted %d; want 6 and 2 (requeues are not new acceptances)", q.Len(), q.Accepted())
+	}
+	var got []int
+	for {
+		v, ok := q.Take(context.Background())
+		if !ok {
+			break
+		}
+		got = append(got, v)
+	}
+	if want := []int{7, 8, 9, 10, 1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("took %v, want %v", got, want)
+	}
+}
+
+func TestTakeReturnsWhenContextEnds(t *testing.T) {
+	q := New[int](1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan bool, 1)
+	go func() {
+		_, ok := q.Take(ctx)
+		done <- ok
+	}()
+	cancel()
+	if ok := <-done; ok {
+		t.Fatal("Take on an empty queue returned an item after its context ended")
+	}
+}
+
+func TestDrainEmptiesEverything(t *testing.T) {
+	q := New[int](3)
+	q.TryPutAll([]int{1, 2})
+	q.Requeue([]int{0})
+	if got := q.Drain(); !slices.Equal(got, []int{0, 1, 2}) || q.Len() != 0 {
+		t.Fatalf("drain %v, len after %d", got, q.Len())
 	}
 }

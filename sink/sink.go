@@ -35,9 +35,10 @@ var Kinds = []string{"sqlite", "none"}
 // sets them (--sink, --db) and Open rejects what is missing, naming the
 // flag.
 type Config struct {
-	Kind   string // "sqlite" or "none" (--sink)
-	DB     string // SQLite file path (Kind "sqlite"; --db); created if missing
-	Logger hclog.Logger
+	Kind    string // "sqlite" or "none" (--sink)
+	DB      string // SQLite file path (Kind "sqlite"; --db); created if missing
+	Project string // Google Cloud project (Kind "firestore"; --project)
+	Logger  hclog.Logger
 }
 
 // Open returns the sink cfg describes. For Kind "sqlite" it opens (creating

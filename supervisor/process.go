@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,8 +37,11 @@ type process struct {
 	exited chan struct{}
 	err    error // cmd.Wait's result; read only after exited is closed
 
-	mu       sync.Mutex
-	stopping bool // a STOP was sent or a kill ordered: exit is expected
+	rss, cpuMillis atomic.Int64 // from the latest heartbeat
+
+	mu         sync.Mutex
+	stopping   bool   // a STOP was sent: exit is expected
+	killReason string // why the parent killed it, if it did
 }
 
 // handshakeTimeout bounds how long a child may take to load (the NER model)
@@ -100,13 +104,13 @@ func startProcess(exe string, args []string, role string, id int, log hclog.Logg
 		if err == nil {
 			return p, nil
 		}
-		p.kill()
+		p.kill("bad handshake")
 		<-p.exited
 		return nil, err
 	case <-p.exited:
 		return nil, fmt.Errorf("%s %d (pid %d) exited during start-up (%v): see its log lines above", role, id, p.pid, p.err)
 	case <-time.After(handshakeTimeout):
-		p.kill()
+		p.kill("no handshake")
 		<-p.exited
 		return nil, fmt.Errorf("%s %d (pid %d) sent no handshake within %s: killed it", role, id, p.pid, handshakeTimeout)
 	}
@@ -145,7 +149,7 @@ func (p *process) readFrames(stdout io.ReadCloser, hello chan<- error, onFrame f
 		}
 		if err := onFrame(p, f); err != nil {
 			p.log.Error("bad frame; killing the child", "error", err)
-			p.kill()
+			p.kill("protocol error: " + err.Error())
 			return
 		}
 	}
@@ -172,19 +176,33 @@ func (p *process) stop(reason string) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 }
 
-// kill ends the child for sure. Safe to call more than once.
-func (p *process) kill() {
+// kill ends the child for sure, recording why. Safe to call more than
+// once; the first reason is kept.
+func (p *process) kill(reason string) {
 	p.mu.Lock()
-	p.stopping = true
+	if p.killReason == "" {
+		p.killReason = reason
+	}
 	p.mu.Unlock()
 	p.cmd.Process.Kill()
 }
 
-// expected reports whether the child's exit was ordered.
-func (p *process) expected() bool {
+// stopped reports whether a STOP was sent, and why the parent killed the
+// child if it did.
+func (p *process) state() (stopping bool, killReason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stopping
+	return p.stopping, p.killReason
+}
+
+// alive reports whether the process has not exited yet.
+func (p *process) alive() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 func (p *process) String() string { return fmt.Sprintf("%s %d (pid %d)", p.role, p.id, p.pid) }

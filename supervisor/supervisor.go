@@ -1,11 +1,13 @@
 // Package supervisor is the ingest parent: it starts worker and saver child
 // processes, feeds them posts from HTTP or a file, routes batches from
-// workers to savers, and drains everything in order on shutdown.
+// workers to savers, restarts children that die or hang without losing or
+// double-counting anything, and drains everything in order on shutdown.
 package supervisor
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/edge"
@@ -27,8 +30,8 @@ import (
 )
 
 // ErrDrainIncomplete is returned when a shutdown ended before every
-// accepted post was stored: a second signal, --drain-timeout, or a child
-// that died.
+// accepted post was stored: a second signal, --drain-timeout, or children
+// that kept failing.
 var ErrDrainIncomplete = errors.New("drain incomplete")
 
 // Options are what Run needs besides the config.
@@ -37,60 +40,80 @@ type Options struct {
 	Signals    <-chan os.Signal // SIGTERM/SIGINT: the first drains, the second kills
 	Stdout     io.Writer        // where --input's summary is printed
 	Executable string           // the binary to re-exec for children; "" = os.Executable()
-	// Listening, if set, is called with the HTTP address once it serves.
-	Listening func(addr string)
-}
-
-// batchItem is a batch part on its way from a worker to a saver.
-type batchItem struct {
-	raw   []byte // the whole frame, forwarded as is
-	id    string // Batch.PartID()
-	posts int    // posts covered, dead letters included (last part only)
-	dead  int
 }
 
 type run struct {
 	cfg  config.Config
 	opts Options
 	log  hclog.Logger
-	q    *queue.Queue
+	exe  string
 
-	workers, savers []*process
-	acks            map[*process]chan wire.Ack
-	batches         chan batchItem // worker readers → saver dispatchers; closed when every worker has exited
-	fatal           chan error     // one send at most per child
-	abort           chan struct{}  // closed when children are killed: unblocks every send
-	abortOnce       sync.Once
-	draining        atomic.Bool
+	// ctx ends when the run is aborted (children killed): every wait on a
+	// queue or a child watches it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	stored, dead, failed, lost atomic.Int64
-	skipped                    atomic.Int64 // --input rows that are not valid posts
-	summary                    *summary     // --input only
+	posts   *queue.Queue[queue.Post] // accepted posts → workers (dead workers' posts come back in front)
+	batches *queue.Queue[batchItem]  // complete batches → savers (unacknowledged ones come back in front)
+	store   sink.Sink                // the parent's own handle: readiness and reads
+	slots   []*slot
+	budgets map[string]*budget
+	metrics *metrics
+	summary *summary // --input only
+
+	fatal    chan error // the first failure that ends the run
+	draining atomic.Bool
+	retiring sync.WaitGroup // old incarnations being stopped after their replacement started
+
+	mu       sync.Mutex
+	storeErr error // the last batch the sink refused, until one is stored again
+	watched  map[watched]struct{}
+
+	stored, dead, skipped atomic.Int64
 }
 
 // Run is the parent's whole life: start children, serve, drain on the
 // first signal (or at the end of --input), and return nil only if every
 // accepted post was stored.
 func Run(cfg config.Config, opts Options) error {
-	r := &run{
-		cfg:   cfg,
-		opts:  opts,
-		log:   opts.Log,
-		q:     queue.New(cfg.QueueSize),
-		acks:  make(map[*process]chan wire.Ack),
-		abort: make(chan struct{}),
+	if cfg.Replay != "" {
+		return Replay(cfg, opts)
 	}
-	exe := opts.Executable
-	if exe == "" {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &run{
+		cfg: cfg, opts: opts, log: opts.Log,
+		ctx: ctx, cancel: cancel,
+		posts:   queue.New[queue.Post](cfg.QueueSize),
+		batches: queue.New[batchItem](max(4, 2*cfg.Savers)),
+		budgets: map[string]*budget{
+			wire.RoleWorker: {max: cfg.MaxRestarts, window: cfg.RestartWindow},
+			wire.RoleSaver:  {max: cfg.MaxRestarts, window: cfg.RestartWindow},
+		},
+		fatal:   make(chan error, 1),
+		watched: make(map[watched]struct{}),
+	}
+	r.metrics = newMetrics(r)
+	for i := range cfg.Workers {
+		r.slots = append(r.slots, &slot{role: wire.RoleWorker, id: i, state: "starting"})
+	}
+	for i := range cfg.Savers {
+		r.slots = append(r.slots, &slot{role: wire.RoleSaver, id: i, state: "starting"})
+	}
+	r.exe = opts.Executable
+	if r.exe == "" {
 		var err error
-		if exe, err = os.Executable(); err != nil {
+		if r.exe, err = os.Executable(); err != nil {
 			return fmt.Errorf("find own executable to start children: %w", err)
 		}
 	}
-	if err := r.checkSink(); err != nil {
+	if err := r.openSink(); err != nil {
 		return err
 	}
+	defer r.store.Close()
+
 	var src *input.Reader
+	var ln net.Listener
 	if cfg.Input != "" {
 		var err error
 		if src, err = input.Open(cfg.Input); err != nil {
@@ -98,9 +121,7 @@ func Run(cfg config.Config, opts Options) error {
 		}
 		defer src.Close()
 		r.summary = newSummary()
-	}
-	var ln net.Listener
-	if cfg.Input == "" {
+	} else {
 		var err error
 		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
@@ -109,43 +130,43 @@ func Run(cfg config.Config, opts Options) error {
 	}
 
 	start := time.Now()
-	if err := r.startChildren(exe); err != nil {
+	workers, savers, err := r.startAll()
+	if err != nil {
 		return err
 	}
-	r.batches = make(chan batchItem, 2*len(r.savers))
-	r.fatal = make(chan error, len(r.workers)+len(r.savers))
 
-	var dispatchers sync.WaitGroup
-	for _, w := range r.workers {
-		dispatchers.Go(func() { r.dispatchPosts(w) })
+	watchdogDone := make(chan struct{})
+	var bg sync.WaitGroup
+	bg.Go(func() { r.watchdog(watchdogDone) })
+	var workerRunners, saverRunners sync.WaitGroup
+	for i, w := range workers {
+		workerRunners.Go(func() { r.runWorker(i, w) })
 	}
-	for _, s := range r.savers {
-		dispatchers.Go(func() { r.dispatchBatches(s) })
+	for i, s := range savers {
+		saverRunners.Go(func() { r.runSaver(i, s) })
 	}
-	var monitors sync.WaitGroup
-	for _, p := range append(append([]*process(nil), r.workers...), r.savers...) {
-		monitors.Go(func() { r.monitor(p) })
-	}
-	monitors.Go(func() {
-		for _, w := range r.workers {
-			<-w.exited
-		}
-		close(r.batches)
+	// Savers stop once no worker can produce another batch.
+	bg.Go(func() {
+		workerRunners.Wait()
+		r.retiring.Wait()
+		r.batches.Close()
 	})
 
-	h := edge.New(edge.Config{Queue: r.q, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: r.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	h := edge.New(edge.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
+	r.metrics.registerEdge(h)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: r.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	served := make(chan error, 1)
 	fed := make(chan error, 1)
 	if ln != nil {
-		go func() { served <- srv.Serve(ln) }()
-		r.log.Info("listening", "addr", "http://"+ln.Addr().String(), "workers", len(r.workers), "savers", len(r.savers), "sink", cfg.Sink)
-		if opts.Listening != nil {
-			opts.Listening(ln.Addr().String())
-		}
+		bg.Go(func() { served <- srv.Serve(ln) })
+		r.log.Info("listening", "addr", "http://"+ln.Addr().String(), "workers", cfg.Workers, "savers", cfg.Savers, "sink", cfg.Sink)
 	} else {
-		go func() { fed <- r.feed(src) }()
-		r.log.Info("reading", "input", cfg.Input, "format", src.Format(), "workers", len(r.workers), "savers", len(r.savers), "sink", cfg.Sink)
+		bg.Go(func() { fed <- r.feed(src) })
+		r.log.Info("reading", "input", cfg.Input, "format", src.Format(), "workers", cfg.Workers, "savers", cfg.Savers, "sink", cfg.Sink)
 	}
 
 	// The drain deadline runs from a signal or a failure. The end of
@@ -179,26 +200,27 @@ func Run(cfg config.Config, opts Options) error {
 	case err := <-r.fatal:
 		arm()
 		failure = err
-		r.log.Error("a child failed; draining and exiting non-zero", "error", err)
+		r.log.Error("giving up: draining what can be stored, then exiting non-zero", "error", err)
 	case err := <-served:
 		arm()
 		failure = fmt.Errorf("http server: %w", err)
 		r.log.Error("http server failed; draining", "error", err)
 	}
 
-	// Edge stops accepting; the queue drains through the workers, whose
-	// dispatchers send STOP after the last post; workers flush and exit;
-	// their batches reach the savers; savers get STOP once every worker
+	// Order: the edge refuses new posts; the queue drains through the
+	// workers, each sent STOP after its last post; they flush and exit;
+	// their batches reach the savers; the savers get STOP once every worker
 	// exited and every batch was acknowledged.
 	r.draining.Store(true)
 	if ln != nil {
 		h.SetDraining()
 	}
-	r.q.Close()
+	r.posts.Close()
 	drained := make(chan struct{})
 	go func() {
-		dispatchers.Wait()
-		monitors.Wait()
+		workerRunners.Wait()
+		saverRunners.Wait()
+		r.retiring.Wait()
 		close(drained)
 	}()
 	killed := false
@@ -217,7 +239,7 @@ wait:
 		case err := <-r.fatal:
 			arm()
 			failure = errors.Join(failure, err)
-			r.log.Error("a child failed during the drain", "error", err)
+			r.log.Error("giving up during the drain", "error", err)
 		case err := <-fed:
 			if err != nil {
 				arm()
@@ -235,20 +257,27 @@ wait:
 			kill("--drain-timeout expired: killing the children", "drain_timeout", cfg.DrainTimeout)
 		}
 	}
-	// Monitors have all returned: whatever they reported is buffered.
+	close(watchdogDone)
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	srv.Shutdown(shutdown)
+	cancelShutdown()
+	r.cancel()
+	bg.Wait()
 	for len(r.fatal) > 0 {
 		failure = errors.Join(failure, <-r.fatal)
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.Shutdown(shutdown)
-	cancel()
 
-	accepted := int64(r.q.Accepted())
+	accepted := int64(r.posts.Accepted())
 	stored, dead := r.stored.Load(), r.dead.Load()
 	notStored := accepted - stored - dead
+	spilled, err := r.spill()
+	failure = errors.Join(failure, err)
 	elapsed := time.Since(start)
 	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
 		"elapsed", elapsed.Round(time.Millisecond), "sink", cfg.Sink}
+	if spilled != "" {
+		args = append(args, "spilled", spilled)
+	}
 	if r.summary != nil {
 		r.summary.print(opts.Stdout, cfg.Input, accepted, stored, dead, r.skipped.Load(), elapsed)
 	}
@@ -260,186 +289,81 @@ wait:
 	return nil
 }
 
-// checkSink opens the sink once before any child starts, so a bad --db
-// fails at once with the sink's own message; it also creates the schema.
-func (r *run) checkSink() error {
+// openSink opens the parent's own handle on the sink before any child
+// starts, so a bad --db or --project fails at once with the sink's own
+// message (it also creates the schema). The handle serves readiness checks
+// and reads.
+func (r *run) openSink() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := sink.Open(ctx, sink.Config{Kind: r.cfg.Sink, DB: r.cfg.DB, Logger: r.log.Named("sink")})
+	s, err := sink.Open(ctx, sink.Config{Kind: r.cfg.Sink, DB: r.cfg.DB, Project: r.cfg.Project, Logger: r.log.Named("sink")})
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	return s.Ping(ctx)
-}
-
-// startChildren starts savers and workers concurrently and waits for every
-// handshake; on any failure it kills those already started.
-func (r *run) startChildren(exe string) error {
-	type started struct {
-		p   *process
-		err error
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return err
 	}
-	total := r.cfg.Savers + r.cfg.Workers
-	results := make(chan started, total)
-	spawn := func(role string, id int, onFrame func(*process, wire.Frame) error) {
-		p, err := startProcess(exe, r.cfg.ChildArgs(role, id), role, id, r.log, onFrame)
-		results <- started{p, err}
-	}
-	for i := range r.cfg.Savers {
-		go spawn(wire.RoleSaver, i, r.onSaverFrame)
-	}
-	for i := range r.cfg.Workers {
-		go spawn(wire.RoleWorker, i, r.onWorkerFrame)
-	}
-	var errs []error
-	var all []*process
-	for range total {
-		s := <-results
-		if s.err != nil {
-			errs = append(errs, s.err)
-			continue
-		}
-		all = append(all, s.p)
-	}
-	if len(errs) > 0 {
-		for _, p := range all {
-			p.kill()
-			<-p.exited
-		}
-		return fmt.Errorf("starting children: %w", errors.Join(errs...))
-	}
-	workers := make([]*process, r.cfg.Workers)
-	savers := make([]*process, r.cfg.Savers)
-	for _, p := range all {
-		if p.role == wire.RoleWorker {
-			workers[p.id] = p
-		} else {
-			savers[p.id] = p
-			r.acks[p] = make(chan wire.Ack, 1)
-		}
-		p.log.Debug("child started", "args", p.cmd.Args[1:])
-	}
-	r.workers, r.savers = workers, savers
+	r.store = s
 	return nil
 }
 
-// ready is /readyz: every child alive and not draining.
+// startAll starts every worker and saver concurrently and waits for their
+// handshakes. A child that cannot start now is a configuration problem:
+// the others are killed and the error returned, with no restarts.
+func (r *run) startAll() ([]*workerProc, []*saverProc, error) {
+	workers := make([]*workerProc, r.cfg.Workers)
+	savers := make([]*saverProc, r.cfg.Savers)
+	errs := make([]error, r.cfg.Workers+r.cfg.Savers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() { workers[i], errs[i] = r.startWorker(i) })
+	}
+	for i := range savers {
+		wg.Go(func() { savers[i], errs[r.cfg.Workers+i] = r.startSaver(i) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, w := range workers {
+			if w != nil {
+				w.kill("start-up failed")
+				<-w.exited
+			}
+		}
+		for _, s := range savers {
+			if s != nil {
+				s.kill("start-up failed")
+				<-s.exited
+			}
+		}
+		return nil, nil, fmt.Errorf("starting children: %w", err)
+	}
+	return workers, savers, nil
+}
+
+// ready is /readyz: every child running, the sink reachable and storing,
+// not draining.
 func (r *run) ready() error {
 	if r.draining.Load() {
 		return errors.New("draining")
 	}
-	for _, p := range append(append([]*process(nil), r.workers...), r.savers...) {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%s exited", p)
-		default:
+	for _, st := range r.childStates() {
+		if st.state != "running" || !st.alive {
+			return fmt.Errorf("%s %d is %s", st.role, st.id, st.state)
 		}
+	}
+	r.mu.Lock()
+	err := r.storeErr
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("batches cannot be stored: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := r.store.Ping(ctx); err != nil {
+		return fmt.Errorf("sink unreachable: %w", err)
 	}
 	return nil
-}
-
-// monitor reports a child's unexpected exit, or a failed exit after STOP.
-func (r *run) monitor(p *process) {
-	<-p.exited
-	switch {
-	case !p.expected():
-		r.fatal <- fmt.Errorf("%s exited unexpectedly (%v): see its log lines above", p, p.err)
-	case p.err != nil && !r.aborted():
-		r.fatal <- fmt.Errorf("%s exited with an error after STOP (%v): see its log lines above", p, p.err)
-	default:
-		p.log.Debug("child exited", "status", p.cmd.ProcessState)
-	}
-}
-
-// dispatchPosts feeds one worker from the shared queue until the queue is
-// closed and empty, then sends STOP.
-func (r *run) dispatchPosts(w *process) {
-	var seq uint64
-	for {
-		post, ok := r.q.Take()
-		if !ok {
-			w.stop("drain")
-			return
-		}
-		seq++
-		if err := w.send(&wire.Post{Seq: seq, Publication: post.Publication, Content: post.Content}); err != nil {
-			r.lost.Add(1)
-			w.log.Error("worker cannot take posts; one post lost", "error", err)
-			return
-		}
-	}
-}
-
-// onWorkerFrame runs in a worker's stdout reader: it passes each batch on
-// to the savers.
-func (r *run) onWorkerFrame(p *process, f wire.Frame) error {
-	if f.Kind != wire.KindBatch {
-		return fmt.Errorf("unexpected %s frame from a worker", f.Kind)
-	}
-	var b wire.Batch
-	if err := f.Decode(&b); err != nil {
-		return err
-	}
-	if r.summary != nil {
-		r.summary.add(&b)
-	}
-	item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: len(b.Dead)}
-	select {
-	case r.batches <- item:
-	case <-r.abort:
-		r.failed.Add(int64(item.posts))
-	}
-	return nil
-}
-
-// onSaverFrame runs in a saver's stdout reader: it hands acks to the
-// saver's dispatcher.
-func (r *run) onSaverFrame(p *process, f wire.Frame) error {
-	var ack wire.Ack
-	if err := f.Decode(&ack); err != nil {
-		return err
-	}
-	select {
-	case r.acks[p] <- ack:
-	case <-r.abort:
-	}
-	return nil
-}
-
-// dispatchBatches sends batches to one saver, one at a time, and accounts
-// each acknowledgement, until the batch channel is closed; then STOP.
-func (r *run) dispatchBatches(s *process) {
-	for item := range r.batches {
-		if err := s.enc.WriteRaw(item.raw); err != nil {
-			r.failed.Add(int64(item.posts))
-			s.log.Error("saver cannot take batches", "batch", item.id, "error", err)
-			return
-		}
-		select {
-		case ack := <-r.acks[s]:
-			r.account(s, item, ack)
-		case <-s.exited:
-			r.failed.Add(int64(item.posts))
-			s.log.Error("saver exited before acknowledging a batch", "batch", item.id)
-			return
-		}
-	}
-	s.stop("drain")
-}
-
-func (r *run) account(s *process, item batchItem, ack wire.Ack) {
-	switch {
-	case ack.ID != item.id:
-		r.failed.Add(int64(item.posts))
-		s.log.Error("acknowledgement for the wrong batch", "sent", item.id, "acked", ack.ID)
-	case ack.Err != "":
-		r.failed.Add(int64(item.posts))
-		s.log.Error("batch not stored", "batch", item.id, "posts", item.posts, "error", ack.Err)
-	default:
-		r.stored.Add(int64(item.posts - item.dead))
-		r.dead.Add(int64(item.dead))
-	}
 }
 
 // feed reads --input into the queue, waiting for room, until the end of
@@ -465,8 +389,8 @@ func (r *run) feed(src *input.Reader) error {
 		if err != nil {
 			return err
 		}
-		if err := r.q.Put(context.Background(), queue.Post{Publication: p.Publication, Content: p.Content}); err != nil {
-			if errors.Is(err, queue.ErrClosed) {
+		if err := r.posts.Put(r.ctx, queue.Post{Publication: p.Publication, Content: p.Content}); err != nil {
+			if errors.Is(err, queue.ErrClosed) || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return err
@@ -474,20 +398,26 @@ func (r *run) feed(src *input.Reader) error {
 	}
 }
 
-func (r *run) aborted() bool {
-	select {
-	case <-r.abort:
-		return true
-	default:
-		return false
+func (r *run) aborted() bool { return r.ctx.Err() != nil }
+
+// killAll aborts the run: every wait ends and every child is killed.
+// Idempotent.
+func (r *run) killAll() {
+	r.cancel()
+	r.mu.Lock()
+	list := make([]watched, 0, len(r.watched))
+	for w := range r.watched {
+		list = append(list, w)
+	}
+	r.mu.Unlock()
+	for _, w := range list {
+		w.proc().kill("the parent is shutting down without a complete drain")
 	}
 }
 
-// killAll kills every child and unblocks everything waiting on them.
-// Idempotent.
-func (r *run) killAll() {
-	r.abortOnce.Do(func() { close(r.abort) })
-	for _, p := range append(append([]*process(nil), r.workers...), r.savers...) {
-		p.kill()
-	}
+// newID returns 128 random bits as hex.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand contract since Go 1.24)
+	return hex.EncodeToString(b[:])
 }

@@ -29,6 +29,8 @@
 //	                         aggregated counts of every post since the last flush
 //	4 Ack    saver → parent  a batch is stored (or was stored before), or why not
 //	5 Stop   parent → child  the STOP sentinel: finish what you hold, then exit 0
+//	6 Heartbeat child → parent  every second, and after each post a worker
+//	                         finishes: last post done, RSS, CPU time, draining
 //
 // # Handshake
 //

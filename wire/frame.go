@@ -37,6 +37,8 @@ const (
 	KindBatch Kind = 3
 	KindAck   Kind = 4
 	KindStop  Kind = 5
+	// KindHeartbeat is a child's liveness and progress report.
+	KindHeartbeat Kind = 6
 )
 
 func (k Kind) String() string {
@@ -51,6 +53,8 @@ func (k Kind) String() string {
 		return "ack"
 	case KindStop:
 		return "stop"
+	case KindHeartbeat:
+		return "heartbeat"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

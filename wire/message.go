@@ -85,6 +85,19 @@ type Ack struct {
 	Err       string
 }
 
+// Heartbeat is a child's sign of life, sent every second and, by a worker,
+// after each post. Done is the sequence number of the last post the worker
+// finished (0 for savers). RSS (bytes) and CPUMillis (user+system) describe
+// the child process. Draining is set once the child was sent SIGTERM by
+// someone other than the parent: it wants to be replaced and stopped.
+type Heartbeat struct {
+	Done       uint64
+	PostMicros int64 // NER time of post Done, on the heartbeat sent right after it; 0 otherwise
+	RSS        int64
+	CPUMillis  int64
+	Draining   bool
+}
+
 // Stop is the STOP sentinel: finish what you hold, flush, exit 0.
 type Stop struct {
 	Reason string
@@ -95,6 +108,8 @@ func (*Post) Kind() Kind  { return KindPost }
 func (*Batch) Kind() Kind { return KindBatch }
 func (*Ack) Kind() Kind   { return KindAck }
 func (*Stop) Kind() Kind  { return KindStop }
+
+func (*Heartbeat) Kind() Kind { return KindHeartbeat }
 
 // reader wraps a msgpack decoder over a bytes.Reader so that declared
 // lengths can be checked against the bytes that remain before allocating.
@@ -314,4 +329,16 @@ func CheckHello(h *Hello, role string, id int) error {
 			role, id, h.Role, h.ID, h.PID)
 	}
 	return nil
+}
+
+func (m *Heartbeat) encode(e *msgpack.Encoder) error {
+	return encodeAll(e.EncodeArrayLen(5), e.EncodeUint(m.Done), e.EncodeInt(m.PostMicros), e.EncodeInt(m.RSS),
+		e.EncodeInt(m.CPUMillis), e.EncodeBool(m.Draining))
+}
+
+func (m *Heartbeat) decode(r *reader) error {
+	if _, err := r.arrayLen(5); err != nil {
+		return err
+	}
+	return fields(u64To(r, &m.Done), i64To(r, &m.PostMicros), i64To(r, &m.RSS), i64To(r, &m.CPUMillis), boolTo(r, &m.Draining))
 }

@@ -21,6 +21,7 @@ func sampleMessages() []Message {
 		&Ack{ID: "0f3c/1", Duplicate: true, Err: ""},
 		&Ack{ID: "x", Err: "sqlite: disk full"},
 		&Stop{Reason: "drain"},
+		&Heartbeat{Done: 12, PostMicros: 7000, RSS: 100 << 20, CPUMillis: 1500, Draining: true},
 	}
 }
 
@@ -214,7 +215,7 @@ func FuzzDecoder(f *testing.F) {
 			if err != nil {
 				return
 			}
-			for _, m := range []Message{&Hello{}, &Post{}, &Batch{}, &Ack{}, &Stop{}} {
+			for _, m := range []Message{&Hello{}, &Post{}, &Batch{}, &Ack{}, &Stop{}, &Heartbeat{}} {
 				if err := Unmarshal(fr.Payload, m); err != nil {
 					continue
 				}

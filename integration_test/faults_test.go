@@ -1,0 +1,379 @@
+package integration_test
+
+import (
+	"bufio"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// postAll sends arts as NDJSON batches of size n, retrying 503s after their
+// Retry-After (capped at 1s to keep the test short), and returns how many
+// were accepted. Every batch is eventually accepted or the test fails.
+func postAll(t *testing.T, p *parent, arts []article, n int) int {
+	t.Helper()
+	accepted := 0
+	for start := 0; start < len(arts); start += n {
+		var nd strings.Builder
+		for _, a := range arts[start:min(start+n, len(arts))] {
+			nd.WriteString(jsonPost(t, a) + "\n")
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			r := p.post(t, "application/x-ndjson", nd.String(), nil)
+			if r.status == http.StatusCreated {
+				accepted += min(start+n, len(arts)) - start
+				break
+			}
+			if r.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				t.Errorf("batch at %d: status %d %s", start, r.status, r.body)
+				return accepted
+			}
+			wait, _ := strconv.Atoi(r.header.Get("Retry-After"))
+			time.Sleep(min(time.Duration(wait)*time.Second, time.Second)) // honouring the server's backoff, capped
+		}
+	}
+	return accepted
+}
+
+// childPIDs returns the pids of the parent's children with the given role
+// (and id, if id >= 0).
+func childPIDs(t *testing.T, parentPID int, role string, id int) []int {
+	t.Helper()
+	var out []int
+	for pid, argv := range children(t, parentPID) {
+		var r string
+		cid := -1
+		for _, a := range argv {
+			if v, ok := strings.CutPrefix(a, "--role="); ok {
+				r = v
+			}
+			if v, ok := strings.CutPrefix(a, "--id="); ok {
+				cid, _ = strconv.Atoi(v)
+			}
+		}
+		if r == role && (id < 0 || id == cid) && alive(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func deadLetters(t *testing.T, db string) int {
+	t.Helper()
+	d, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var n int
+	if err := d.QueryRow("SELECT count(*) FROM dead_letters").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func repeat(arts []article, times int) []article {
+	var out []article
+	for range times {
+		out = append(out, arts...)
+	}
+	return out
+}
+
+// TestChaos kills a random worker or saver every few hundred milliseconds
+// while a corpus is posted; the stored counts must still be exact.
+func TestChaos(t *testing.T) {
+	arts := repeat(fixtures(t), 4)
+	// Random kills are not the post's fault, but a post that happens to be
+	// in progress at two kills would reach --max-attempts 2 and be
+	// quarantined; four makes that vanishingly unlikely.
+	p := startParent(t, nil, "--workers=2", "--savers=1", "--top-n=0", "--flush-interval=200ms",
+		"--max-restarts=1000", "--max-attempts=4")
+	pid := p.cmd.Process.Pid
+
+	var posted sync.WaitGroup
+	accepted := 0
+	posted.Go(func() { accepted = postAll(t, p, arts, 10) })
+
+	kills := 0
+	stop := time.After(20 * time.Second)
+chaos:
+	for {
+		select {
+		case <-stop:
+			break chaos
+		case <-time.After(time.Duration(200+rand.IntN(400)) * time.Millisecond):
+		}
+		var victims []int
+		victims = append(victims, childPIDs(t, pid, "worker", -1)...)
+		victims = append(victims, childPIDs(t, pid, "saver", -1)...)
+		if len(victims) == 0 {
+			continue
+		}
+		if syscall.Kill(victims[rand.IntN(len(victims))], syscall.SIGKILL) == nil {
+			kills++
+		}
+	}
+	posted.Wait()
+	if accepted != len(arts) {
+		t.Fatalf("accepted %d of %d posts", accepted, len(arts))
+	}
+	if code := p.stop(syscall.SIGTERM, 3*time.Minute); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	restarts := len(lines(p.logs.String(), "restarting child"))
+	t.Logf("chaos: %d kills, %d restarts, %d posts", kills, restarts, len(arts))
+	if kills < 10 || restarts == 0 {
+		t.Fatalf("chaos too gentle: %d kills, %d restarts", kills, restarts)
+	}
+	if n := deadLetters(t, p.db); n != 0 {
+		t.Fatalf("%d dead letters after random kills; want none", n)
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestHungWorkerIsReplaced stops a worker with SIGSTOP: it is killed after
+// the timeout and its posts are processed by the others.
+func TestHungWorkerIsReplaced(t *testing.T) {
+	arts := repeat(fixtures(t), 2)
+	p := startParent(t, nil, "--workers=2", "--top-n=0", "--post-timeout=2s", "--heartbeat-timeout=2s", "--flush-interval=200ms")
+	pid := p.cmd.Process.Pid
+	hung := childPIDs(t, pid, "worker", 0)
+	if len(hung) != 1 {
+		t.Fatalf("worker 0: %v", hung)
+	}
+	if postAll(t, p, arts, 40) != len(arts) {
+		t.Fatal("not every post accepted")
+	}
+	if err := syscall.Kill(hung[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the stopped worker to be killed and replaced", func() bool {
+		now := childPIDs(t, pid, "worker", 0)
+		return !alive(hung[0]) && len(now) == 1 && now[0] != hung[0]
+	})
+	if len(lines(p.logs.String(), "killing hung child")) == 0 {
+		t.Fatal("no log line about the hung child")
+	}
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestSIGTERMOneWorkerRollsIt: SIGTERM to one worker replaces it without
+// losing its posts.
+func TestSIGTERMOneWorkerRollsIt(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=2", "--top-n=0")
+	pid := p.cmd.Process.Pid
+	old := childPIDs(t, pid, "worker", 1)
+	if len(old) != 1 {
+		t.Fatalf("worker 1: %v", old)
+	}
+	postAll(t, p, arts[:30], 30)
+	if err := syscall.Kill(old[0], syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "worker 1 replaced", func() bool {
+		now := childPIDs(t, pid, "worker", 1)
+		return !alive(old[0]) && len(now) == 1 && now[0] != old[0]
+	})
+	postAll(t, p, arts[30:], 30)
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if len(lines(p.logs.String(), "retiring worker")) == 0 {
+		t.Fatal("no log line about retiring the worker")
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestWorkerRecycling: --worker-max-posts retires workers cleanly.
+func TestWorkerRecycling(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--top-n=0", "--worker-max-posts=20")
+	postAll(t, p, arts, 10)
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if n := len(lines(p.logs.String(), "retiring worker")); n < 2 {
+		t.Fatalf("%d retirements for %d posts at --worker-max-posts 20; want at least 2", n, len(arts))
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestOverload floods the edge: it answers 503 with Retry-After, the
+// parent's memory stays bounded, and every post that got 201 is stored.
+func TestOverload(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=200")
+	pid := p.cmd.Process.Pid
+	var mu sync.Mutex
+	accepted, refused := 0, 0
+	var clients sync.WaitGroup
+	until := time.Now().Add(8 * time.Second)
+	for c := range 8 {
+		clients.Go(func() {
+			for i := 0; i < 5000 && time.Now().Before(until); i++ {
+				a := arts[(c*31+i)%len(arts)]
+				body := jsonPost(t, a)
+				resp, err := http.Post(p.url+"/post/enqueue", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				mu.Lock()
+				switch resp.StatusCode {
+				case http.StatusCreated:
+					accepted++
+				case http.StatusServiceUnavailable:
+					refused++
+					if resp.Header.Get("Retry-After") == "" {
+						t.Error("503 without Retry-After")
+					}
+				default:
+					t.Errorf("status %d", resp.StatusCode)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	clients.Wait()
+	peak := vmHWM(t, pid)
+	t.Logf("overload: %d accepted, %d refused with 503, parent peak RSS %d MiB", accepted, refused, peak>>20)
+	if refused == 0 {
+		t.Fatal("a flood never got a 503")
+	}
+	if peak > 256<<20 {
+		t.Fatalf("parent peak RSS %d MiB, over 256 MiB", peak>>20)
+	}
+	if code := p.stop(syscall.SIGTERM, 3*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("accepted=%d stored=%d", accepted, accepted)) {
+		t.Fatalf("summary %q, want accepted=stored=%d", got, accepted)
+	}
+}
+
+// vmHWM is a process's peak resident memory in bytes.
+func vmHWM(t *testing.T, pid int) int64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/PID/status")
+	return 0
+}
+
+// TestRestartBudget: a saver that cannot start makes the parent give up
+// within the window, exit non-zero, and say which role kept failing.
+func TestRestartBudget(t *testing.T) {
+	p := startParent(t, nil, "--workers=1", "--savers=1", "--max-restarts=2", "--restart-window=1m")
+	pid := p.cmd.Process.Pid
+	// The database path becomes a directory: no saver can open it again.
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(p.db + suffix)
+	}
+	if err := os.Mkdir(p.db, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	savers := childPIDs(t, pid, "saver", -1)
+	if len(savers) != 1 {
+		t.Fatalf("savers %v", savers)
+	}
+	syscall.Kill(savers[0], syscall.SIGKILL)
+	if code := p.wait(60 * time.Second); code == 0 {
+		t.Fatal("exit 0 although savers could not start")
+	}
+	if got := lines(p.logs.String(), "saver processes failed"); len(got) == 0 {
+		t.Fatalf("no error says the savers kept failing:\n%s", p.logs.String())
+	}
+}
+
+// TestSpillAndReplay: when the drain runs out of time with batches no saver
+// stored, they are written to a spill file; --replay applies them, and
+// posts never processed are re-ingested with --input, so the final counts
+// are exact.
+func TestSpillAndReplay(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
+		"--drain-timeout=3s", "--spill-dir="+t.TempDir())
+	pid := p.cmd.Process.Pid
+	savers := childPIDs(t, pid, "saver", -1)
+	// A stopped saver stores nothing (and a long --heartbeat-timeout keeps
+	// it from being replaced).
+	if err := syscall.Kill(savers[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	postAll(t, p, arts, 60)
+	if code := p.stop(syscall.SIGTERM, time.Minute); code == 0 {
+		t.Fatal("exit 0 although nothing could be stored")
+	}
+	syscall.Kill(savers[0], syscall.SIGKILL)
+	var batchFile, postFile string
+	for _, l := range lines(p.logs.String(), "spill file") {
+		f := fieldValue(l, "file")
+		switch {
+		case strings.HasSuffix(f, "-batches.ndjson"):
+			batchFile = f
+		case strings.HasSuffix(f, "-posts.ndjson"):
+			postFile = f
+		}
+	}
+	if batchFile == "" && postFile == "" {
+		t.Fatalf("no spill file logged:\n%s", p.logs.String())
+	}
+	if batchFile != "" {
+		for range 2 { // twice: a replay is idempotent
+			out, err := exec.Command(binary, "--replay="+batchFile, "--db="+p.db).CombinedOutput()
+			if err != nil {
+				t.Fatalf("--replay: %v\n%s", err, out)
+			}
+		}
+	}
+	if postFile != "" {
+		out, err := exec.Command(binary, "--input="+postFile, "--db="+p.db, "--top-n=0", "--workers=1").CombinedOutput()
+		if err != nil {
+			t.Fatalf("--input spilled posts: %v\n%s", err, out)
+		}
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// fieldValue extracts key=value from an hclog text line.
+func fieldValue(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if j := strings.IndexByte(v, ' '); j >= 0 {
+		v = v[:j]
+	}
+	return filepath.Clean(v)
+}

@@ -1,0 +1,113 @@
+package supervisor
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ingest-dev/ingest/edge"
+)
+
+// metrics are the parent's Prometheus metrics, on their own registry (no
+// globals). Per-child figures come from the children's heartbeats.
+type metrics struct {
+	reg *prometheus.Registry
+
+	batches    prometheus.Counter
+	duplicates prometheus.Counter
+	entities   prometheus.Counter
+	deadLetter prometheus.Counter
+	restarts   *prometheus.CounterVec
+	nerSeconds prometheus.Histogram
+}
+
+func newMetrics(r *run) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_batches_committed_total",
+			Help: "Batch parts the sink acknowledged (flushes arrive as one part unless very large)."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_batches_duplicate_total",
+			Help: "Batch parts the sink had already applied (replays after a saver crash)."}),
+		entities: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_entity_writes_total",
+			Help: "Entity count rows written to the sink."}),
+		deadLetter: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_dead_letters_total",
+			Help: "Posts quarantined as dead letters."}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ingest_child_restarts_total",
+			Help: "Children restarted or replaced, by role and reason (crashed, hung, retired, start_failed)."}, []string{"role", "reason"}),
+		nerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ingest_ner_seconds",
+			Help: "NER time per post, as the workers measure it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	m.reg.MustRegister(m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},
+			func() float64 { return float64(r.posts.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_capacity", Help: "--queue-size."},
+			func() float64 { return float64(r.posts.Cap()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver."},
+			func() float64 { return float64(r.batches.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
+			func() float64 { return b2f(r.draining.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_accepted_total", Help: "Posts accepted over HTTP or from --input."},
+			func() float64 { return float64(r.posts.Accepted()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_stored_total", Help: "Posts whose counts the sink acknowledged."},
+			func() float64 { return float64(r.stored.Load()) }),
+		&childCollector{r: r},
+	)
+	return m
+}
+
+// registerEdge adds the HTTP edge's refusals.
+func (m *metrics) registerEdge(h *edge.Handler) {
+	m.reg.MustRegister(&rejectedCollector{h: h})
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var rejectedDesc = prometheus.NewDesc("ingest_posts_rejected_total", "Requests refused, by reason.", []string{"reason"}, nil)
+
+type rejectedCollector struct{ h *edge.Handler }
+
+func (c *rejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rejectedDesc }
+
+func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.h.Stats()
+	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
+		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining} {
+		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
+	}
+}
+
+var (
+	childLabels   = []string{"role", "id", "pid"}
+	childUp       = prometheus.NewDesc("ingest_child_up", "1 for each running child process.", childLabels, nil)
+	childCPU      = prometheus.NewDesc("ingest_child_cpu_seconds_total", "CPU time (user+system) of a child, from its heartbeats.", childLabels, nil)
+	childRSS      = prometheus.NewDesc("ingest_child_resident_memory_bytes", "Resident memory of a child, from its heartbeats.", childLabels, nil)
+	childInflight = prometheus.NewDesc("ingest_worker_posts_in_flight", "Posts a worker holds that no stored batch covers yet.", childLabels, nil)
+)
+
+// childCollector reports every current child at scrape time.
+type childCollector struct{ r *run }
+
+func (c *childCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{childUp, childCPU, childRSS, childInflight} {
+		ch <- d
+	}
+}
+
+func (c *childCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.r.childStates() {
+		labels := []string{st.role, strconv.Itoa(st.id), strconv.Itoa(st.pid)}
+		ch <- prometheus.MustNewConstMetric(childUp, prometheus.GaugeValue, b2f(st.alive), labels...)
+		ch <- prometheus.MustNewConstMetric(childCPU, prometheus.CounterValue, float64(st.cpuMillis)/1000, labels...)
+		ch <- prometheus.MustNewConstMetric(childRSS, prometheus.GaugeValue, float64(st.rss), labels...)
+		if st.role == "worker" {
+			ch <- prometheus.MustNewConstMetric(childInflight, prometheus.GaugeValue, float64(st.inflight), labels...)
+		}
+	}
+}
