@@ -67,9 +67,13 @@ func Main(cfg config.Config) int {
 func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan os.Signal) error {
 	switch cfg.Role {
 	case config.RoleWorker:
+		ext, err := ner.NewEngine(ner.Engine(cfg.NER), cfg.SkipLabels()) // before Hello: a worker is ready once its model is loaded
+		if err != nil {
+			return err
+		}
 		w := &Worker{
 			ID:            cfg.ID,
-			Extractor:     ner.New(cfg.SkipLabels()), // before Hello: a worker is ready once its model is loaded
+			Extractor:     ext,
 			CacheSize:     cfg.CacheSize,
 			FlushInterval: cfg.FlushInterval,
 			TopN:          cfg.TopN,

@@ -54,7 +54,16 @@ func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 			return fmt.Errorf("saver %d: %w", s.ID, err)
 		}
 		ack := wire.Ack{ID: b.PartID()}
+		counter, counts := s.Sink.(sink.Counter)
+		var commits, writes int64
+		if counts {
+			commits, writes = counter.Counts()
+		}
 		dup, err := s.Sink.Apply(ctx, &b)
+		if counts {
+			c, w := counter.Counts()
+			ack.Commits, ack.Writes = c-commits, w-writes
+		}
 		if err != nil {
 			s.Log.Error("batch not stored", "batch", ack.ID, "error", err)
 			ack.Err = err.Error()

@@ -41,10 +41,13 @@ type Config struct {
 	FlushInterval time.Duration
 	TopN          int
 	Skip          string
+	NER           string
 	QueueSize     int
 	MaxBody       int64
 	TokenFile     string
 	Token         string // from TokenFile or INGEST_TOKEN; never a flag (argv is visible in ps)
+	ReadTokenFile string
+	ReadToken     string // from ReadTokenFile or INGEST_READ_TOKEN, else Token
 	DrainTimeout  time.Duration
 	Input         string
 	Replay        string
@@ -111,6 +114,7 @@ func Default() Config {
 		FlushInterval: 2 * time.Second,
 		TopN:          2000,
 		Skip:          strings.Join(ner.DefaultSkip, ","),
+		NER:           string(ner.EngineFast),
 		QueueSize:     1024,
 		MaxBody:       1 << 20,
 		DrainTimeout:  60 * time.Second,
@@ -142,9 +146,11 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
 	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
 	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted")
+	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: fast (ours: prose's model and output, several times faster) or prose (the library itself, the reference)")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
+	fs.StringVar(&c.ReadTokenFile, "read-token-file", c.ReadTokenFile, "file holding the token for the read API, /status and /metrics; INGEST_READ_TOKEN also sets it; default: the --token-file token")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
@@ -190,19 +196,33 @@ func (c *Config) loadToken(getenv func(string) string) error {
 	if c.Role != RoleParent {
 		return nil
 	}
-	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w: give a readable file holding the token", err)
-		}
-		c.Token = strings.TrimSpace(string(b))
-		if c.Token == "" {
-			return fmt.Errorf("--token-file %s is empty: put the token in it, or drop the flag to run without auth on loopback", c.TokenFile)
-		}
-		return nil
+	var err error
+	if c.Token, err = readToken("--token-file", c.TokenFile, getenv("INGEST_TOKEN")); err != nil {
+		return err
 	}
-	c.Token = strings.TrimSpace(getenv("INGEST_TOKEN"))
+	if c.ReadToken, err = readToken("--read-token-file", c.ReadTokenFile, getenv("INGEST_READ_TOKEN")); err != nil {
+		return err
+	}
+	if c.ReadToken == "" {
+		c.ReadToken = c.Token
+	}
 	return nil
+}
+
+// readToken returns the token in file, else env.
+func readToken(flagName, file, env string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w: give a readable file holding the token", flagName, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("%s %s is empty: put the token in it, or drop the flag", flagName, file)
+	}
+	return tok, nil
 }
 
 // Validate checks every setting and names the flag of the first bad one.
@@ -241,6 +261,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TopN < 0 {
 		bad("--top-n must be 0 (all) or more (got %d)", c.TopN)
+	}
+	switch ner.Engine(c.NER) {
+	case ner.EngineFast, ner.EngineProse:
+	default:
+		bad("--ner must be fast or prose (got %q)", c.NER)
 	}
 	if c.QueueSize < 1 {
 		bad("--queue-size must be at least 1 (got %d)", c.QueueSize)
@@ -340,7 +365,8 @@ func (c *Config) ChildArgs(role string, id int) []string {
 			fmt.Sprintf("--cache-size=%d", c.CacheSize),
 			"--flush-interval="+c.FlushInterval.String(),
 			fmt.Sprintf("--top-n=%d", c.TopN),
-			"--skip-labels="+c.Skip)
+			"--skip-labels="+c.Skip,
+			"--ner="+c.NER)
 	}
 	return args
 }

@@ -377,3 +377,102 @@ func fieldValue(line, key string) string {
 	}
 	return filepath.Clean(v)
 }
+
+// poison is a real input that makes prose v2's tokenizer panic (slice
+// bounds out of range): lower-casing Ⱥ makes the word longer, and prose
+// cuts the original word at an offset found in the lower-cased one. The
+// fuzzer in package ner found it.
+const poison = "ȺȺȺ's annual report, released in Port Ashby, surprised Elena Marsh."
+
+// TestPoisonPost: a post that crashes the NER library is quarantined in
+// dead_letters, not counted, and everything else is exact; the service
+// keeps serving.
+func TestPoisonPost(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=2", "--top-n=0", "--flush-interval=200ms")
+	postAll(t, p, arts[:30], 10)
+	bad := article{Publication: "The Harbor Gazette", Content: poison}
+	if r := p.post(t, "application/json", jsonPost(t, bad), nil); r.status != http.StatusCreated {
+		t.Fatalf("poison post: %d %s", r.status, r.body)
+	}
+	postAll(t, p, arts[30:], 10)
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "dead_lettered=1") {
+		t.Fatalf("summary %q, want dead_lettered=1", got)
+	}
+	d, err := sql.Open("sqlite", p.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var content, msg string
+	var attempts int
+	if err := d.QueryRow("SELECT content, error, attempts FROM dead_letters").Scan(&content, &msg, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if content != poison || !strings.Contains(msg, "panic") || attempts != 1 {
+		t.Fatalf("dead letter %q %q attempts %d", content, msg, attempts)
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestHangAtMaxAttemptsQuarantines: with --max-attempts 1, the post a
+// worker hangs on is quarantined at the first hang, and all the others are
+// stored exactly.
+func TestHangAtMaxAttemptsQuarantines(t *testing.T) {
+	arts := repeat(fixtures(t), 2)
+	p := startParent(t, nil, "--workers=2", "--top-n=0", "--post-timeout=2s", "--heartbeat-timeout=2s",
+		"--flush-interval=200ms", "--max-attempts=1")
+	victim := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
+	postAll(t, p, arts, 60)
+	if err := syscall.Kill(victim[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the stopped worker to be killed", func() bool { return !alive(victim[0]) })
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	d, err := sql.Open("sqlite", p.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rows, err := d.Query("SELECT publication, content, error, attempts FROM dead_letters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var quarantined []article
+	for rows.Next() {
+		var a article
+		var msg string
+		var attempts int
+		if err := rows.Scan(&a.Publication, &a.Content, &msg, &attempts); err != nil {
+			t.Fatal(err)
+		}
+		if attempts != 1 || !strings.Contains(msg, "hung") {
+			t.Fatalf("dead letter attempts %d error %q", attempts, msg)
+		}
+		quarantined = append(quarantined, a)
+	}
+	// Stopped right after 120 posts were accepted, the worker holds posts
+	// it has not finished: the first of them is the one it hung on.
+	if len(quarantined) != 1 {
+		t.Fatalf("%d posts quarantined for one hang at --max-attempts 1; want 1", len(quarantined))
+	}
+	var rest []article
+	dropped := false
+	for _, a := range arts {
+		if !dropped && a == quarantined[0] {
+			dropped = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if !dropped {
+		t.Fatalf("quarantined post is not one that was sent: %+v", quarantined[0])
+	}
+	assertCounts(t, stored(t, p.db), expected(rest))
+}

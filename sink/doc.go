@@ -3,9 +3,11 @@
 //
 // Savers call Open once and Apply for every batch part they receive. Apply
 // is idempotent per wire.Batch.PartID: a part replayed after a crash is
-// recognised and counts once. Two kinds exist (see Kinds): "sqlite", a
-// SQLite file that several saver processes may share, and "none", which
-// discards everything (the service's --no_persistence mode).
+// recognised and counts once. Three kinds exist (see Kinds): "sqlite", a
+// SQLite file that several saver processes may share; "firestore", a Cloud
+// Firestore database that many ingest nodes may share; and "none", which
+// discards everything (the service's --no_persistence mode). SQLite and
+// Firestore also implement Reader, the read path.
 //
 // # SQLite schema
 //
@@ -35,4 +37,47 @@
 // deadlock that SQLite answers with an immediate SQLITE_BUSY. A writer
 // waits for the lock (busy_timeout, 10s) and Apply retries a few times
 // more with backoff before it gives up.
+//
+// # Firestore data model
+//
+// The layout is the original application's, which its web app read:
+//
+//	publications/{pubID}             key (string), name (string), count (integer: articles)
+//	publications/{pubID}/ent/{entID} word (string), count (integer)
+//	dead_letters/{id}                publication, content, error (strings), attempts (integer),
+//	                                 at (timestamp), truncated (true, only when a field was cut)
+//	ingest_batches/{partID}-{n}      batch (string), commit, commits, writes (integers),
+//	                                 expire_at (timestamp)
+//
+// key is wire.PubCount.Key and name the last non-empty wire.PubCount.Name
+// stored for it (a commit cannot keep the first without a read). Every
+// count is written with an increment, so any number of processes and
+// machines may add to the same documents.
+//
+// pubID is the key made a valid document id by docID: '%', '/', control
+// characters and bytes that are not UTF-8 are percent-escaped (%2F); an
+// id that would be ".", "..", match __.*__, or be a JavaScript built-in
+// name such as "constructor" (the emulator fails on those) has its first
+// byte escaped; the empty key is "%"; an id over 1500 bytes keeps its first
+// 1434 bytes followed by "%~" and the hex SHA-256 of the key. Distinct keys
+// give distinct ids, and ordinary keys are their own id ("the times").
+// entID is the first 16 bytes of the word's SHA-256 as 32 hex digits: a
+// word has one document wherever and whenever it is written (the
+// original's per-process hash() scattered one word over many). Strings
+// stored in fields have invalid UTF-8 replaced by U+FFFD; ids are made
+// from the original bytes.
+//
+// A batch part is written in WriteBatch commits of at most 500 writes
+// (plan): the publications in batch order, each followed by its entities,
+// then the dead letters; entries of one key, and a word twice under one
+// key, are merged first. Each commit's first write creates its marker
+// document ingest_batches/{partID}-{n} (escaped like pubID), which fails
+// with AlreadyExists if the commit was applied before: Apply then skips
+// it. The split depends only on the batch, so a replay makes the same
+// markers. Markers carry expire_at, MarkerTTL after the commit, for a
+// Firestore TTL policy on ingest_batches.expire_at to delete them (see
+// the README); they must outlive any replay of their batch.
+//
+// TopEntities' queries need one composite index on Cloud Firestore: the
+// ent collection group, count descending then word ascending.
 package sink

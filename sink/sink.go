@@ -12,13 +12,15 @@ import (
 
 // Sink stores batches. Implementations must be safe for concurrent use by
 // one process's goroutines; several processes may open the same SQLite
-// file.
+// file, and several processes on several machines the same Firestore
+// database.
 type Sink interface {
 	// Apply stores one batch part idempotently, keyed by b.PartID(): the
 	// second Apply of the same PartID changes nothing and returns
-	// duplicate=true. A part is stored entirely or not at all. After an
-	// error the caller may Apply it again: it is stored at most once
-	// either way.
+	// duplicate=true. A part is stored entirely or not at all (SQLite),
+	// or, where it takes several commits (Firestore), commit by commit in
+	// order. After an error the caller may Apply it again: it is stored
+	// at most once either way.
 	Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error)
 	// Ping checks the store is reachable.
 	Ping(ctx context.Context) error
@@ -28,21 +30,31 @@ type Sink interface {
 	Close() error
 }
 
+// Counter is implemented by sinks that count their work, so the parent can
+// report what storing costs: commits (transactions) and the writes (rows or
+// documents) they carried, cumulative since Open.
+type Counter interface {
+	Counts() (commits, writes int64)
+}
+
 // Kinds lists the valid Config.Kind values, for flag help/validation.
-var Kinds = []string{"sqlite", "none"}
+var Kinds = []string{"sqlite", "firestore", "none"}
 
 // Config selects and configures a sink. It has no defaults: the flag layer
-// sets them (--sink, --db) and Open rejects what is missing, naming the
-// flag.
+// sets them (--sink, --db, --project) and Open rejects what is missing,
+// naming the flag.
 type Config struct {
-	Kind    string // "sqlite" or "none" (--sink)
+	Kind    string // "sqlite", "firestore" or "none" (--sink)
 	DB      string // SQLite file path (Kind "sqlite"; --db); created if missing
 	Project string // Google Cloud project (Kind "firestore"; --project)
 	Logger  hclog.Logger
 }
 
 // Open returns the sink cfg describes. For Kind "sqlite" it opens (creating
-// if needed) the file cfg.DB and its tables; see OpenSQLite. cfg.Logger
+// if needed) the file cfg.DB and its tables; see OpenSQLite. For Kind
+// "firestore" it connects to project cfg.Project's database, or to the
+// emulator FIRESTORE_EMULATOR_HOST names, and checks that it answers; see
+// OpenFirestore. Both sinks are also Readers. cfg.Logger
 // receives the sink's logs as given (name it for the component, e.g.
 // saver.Named("sink")); nil discards them. The caller owns the returned
 // Sink and must Close it.
@@ -50,6 +62,8 @@ func Open(ctx context.Context, cfg Config) (Sink, error) {
 	switch cfg.Kind {
 	case "sqlite":
 		return OpenSQLite(ctx, cfg.DB, cfg.Logger)
+	case "firestore":
+		return OpenFirestore(ctx, cfg.Project, cfg.Logger)
 	case "none":
 		return none{}, nil
 	default:

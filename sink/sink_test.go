@@ -166,7 +166,7 @@ func TestOpenKinds(t *testing.T) {
 	for _, kind := range []string{"x", "", "SQLite"} {
 		t.Run("unknown "+kind, func(t *testing.T) {
 			_, err := Open(ctx, Config{Kind: kind, DB: filepath.Join(t.TempDir(), "x.db")})
-			want := `sink: unknown kind "` + kind + `": use one of sqlite, none (--sink)`
+			want := `sink: unknown kind "` + kind + `": use one of sqlite, firestore, none (--sink)`
 			if err == nil || err.Error() != want {
 				t.Fatalf("Open error = %v, want %q", err, want)
 			}

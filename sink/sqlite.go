@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -116,12 +117,19 @@ type SQLite struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	commits, writes atomic.Int64 // applied (Counts)
 }
 
 var (
-	_ Sink   = (*SQLite)(nil)
-	_ Reader = (*SQLite)(nil)
+	_ Sink    = (*SQLite)(nil)
+	_ Reader  = (*SQLite)(nil)
+	_ Counter = (*SQLite)(nil)
 )
+
+// Counts returns the transactions this handle committed and the rows they
+// wrote (the applied_batches row included); duplicates count nothing.
+func (s *SQLite) Counts() (commits, writes int64) { return s.commits.Load(), s.writes.Load() }
 
 // OpenSQLite opens the SQLite file at path, creating it and its tables
 // (Schema) if missing, in WAL mode with synchronous=NORMAL. Several
@@ -404,7 +412,16 @@ func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, ents [][]w
 			return false, fmt.Errorf("dead letter: %w", err)
 		}
 	}
-	return false, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	rows := 1 + len(b.Publications) + len(b.Dead)
+	for _, p := range b.Publications {
+		rows += len(p.Entities)
+	}
+	s.commits.Add(1)
+	s.writes.Add(int64(rows))
+	return false, nil
 }
 
 // Ping checks that the file can still be read.

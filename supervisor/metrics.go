@@ -20,6 +20,8 @@ type metrics struct {
 	deadLetter prometheus.Counter
 	restarts   *prometheus.CounterVec
 	nerSeconds prometheus.Histogram
+	commits    prometheus.Counter
+	writes     prometheus.Counter
 }
 
 func newMetrics(r *run) *metrics {
@@ -38,7 +40,11 @@ func newMetrics(r *run) *metrics {
 		nerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ingest_ner_seconds",
 			Help: "NER time per post, as the workers measure it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
-	m.reg.MustRegister(m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
+	m.commits = prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_sink_commits_total",
+		Help: "Commits (SQLite transactions, Firestore commits) the savers made."})
+	m.writes = prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_sink_writes_total",
+		Help: "Rows or documents the savers wrote, idempotency markers included."})
+	m.reg.MustRegister(m.commits, m.writes, m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},
 			func() float64 { return float64(r.posts.Len()) }),

@@ -16,6 +16,9 @@ type batchItem struct {
 	id    string // Batch.PartID()
 	posts int    // posts covered, dead letters included (last part only)
 	dead  int
+	// entities and docs size the batch: entity rows, and documents the
+	// original application wrote one RPC each (publications + entities).
+	entities, docs int
 }
 
 // saverProc is one incarnation of a saver.
@@ -197,6 +200,11 @@ func (r *run) account(s *saverProc, item batchItem, ack wire.Ack) error {
 	}
 	r.stored.Add(int64(item.posts - item.dead))
 	r.dead.Add(int64(item.dead))
+	r.commits.Add(ack.Commits)
+	r.writes.Add(ack.Writes)
+	r.metrics.commits.Add(float64(ack.Commits))
+	r.metrics.writes.Add(float64(ack.Writes))
+	r.metrics.entities.Add(float64(item.entities))
 	r.metrics.batches.Inc()
 	if ack.Duplicate {
 		r.metrics.duplicates.Inc()

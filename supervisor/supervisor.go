@@ -24,6 +24,7 @@ import (
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/input"
+	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
@@ -70,6 +71,8 @@ type run struct {
 	watched  map[watched]struct{}
 
 	stored, dead, skipped atomic.Int64
+	commits, writes       atomic.Int64 // the sink's work, from the savers' acks
+	docs                  atomic.Int64 // documents in the batches: the original's one RPC each
 }
 
 // Run is the parent's whole life: start children, serve, drain on the
@@ -155,8 +158,11 @@ func Run(cfg config.Config, opts Options) error {
 	h := edge.New(edge.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
 	r.metrics.registerEdge(h)
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", h)
+	for _, route := range []string{"/post/enqueue", "/healthz", "/readyz"} {
+		mux.Handle(route, h)
+	}
+	mux.Handle("/metrics", requireToken(cfg.ReadToken, promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})))
+	mux.Handle("/", r.webHandler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: r.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	served := make(chan error, 1)
@@ -167,6 +173,10 @@ func Run(cfg config.Config, opts Options) error {
 	} else {
 		bg.Go(func() { fed <- r.feed(src) })
 		r.log.Info("reading", "input", cfg.Input, "format", src.Format(), "workers", cfg.Workers, "savers", cfg.Savers, "sink", cfg.Sink)
+	}
+
+	if _, err := sdnotify.Notify("READY=1"); err != nil {
+		r.log.Warn("could not tell systemd the service is ready", "error", err)
 	}
 
 	// The drain deadline runs from a signal or a failure. The end of
@@ -212,6 +222,7 @@ func Run(cfg config.Config, opts Options) error {
 	// their batches reach the savers; the savers get STOP once every worker
 	// exited and every batch was acknowledged.
 	r.draining.Store(true)
+	sdnotify.Notify("STOPPING=1")
 	if ln != nil {
 		h.SetDraining()
 	}
@@ -274,12 +285,16 @@ wait:
 	failure = errors.Join(failure, err)
 	elapsed := time.Since(start)
 	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
-		"elapsed", elapsed.Round(time.Millisecond), "sink", cfg.Sink}
+		"elapsed", elapsed.Round(time.Millisecond), "sink", cfg.Sink,
+		"sink_commits", r.commits.Load(), "sink_writes", r.writes.Load(), "one_rpc_per_document", r.docs.Load()}
 	if spilled != "" {
 		args = append(args, "spilled", spilled)
 	}
 	if r.summary != nil {
 		r.summary.print(opts.Stdout, cfg.Input, accepted, stored, dead, r.skipped.Load(), elapsed)
+		fmt.Fprintf(opts.Stdout, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
+			cfg.Sink, r.commits.Load(), r.writes.Load(), per1000(r.commits.Load(), accepted), per1000(r.writes.Load(), accepted),
+			r.docs.Load(), per1000(r.docs.Load(), accepted))
 	}
 	if killed || notStored != 0 || failure != nil {
 		r.log.Error("stopped; not every accepted post was stored", args...)
@@ -413,6 +428,13 @@ func (r *run) killAll() {
 	for _, w := range list {
 		w.proc().kill("the parent is shutting down without a complete drain")
 	}
+}
+
+func per1000(n, posts int64) float64 {
+	if posts == 0 {
+		return 0
+	}
+	return float64(n) * 1000 / float64(posts)
 }
 
 // newID returns 128 random bits as hex.

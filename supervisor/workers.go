@@ -135,6 +135,11 @@ func (r *run) onWorkerFrame(w *workerProc) func(*process, wire.Frame) error {
 				r.summary.add(&b)
 			}
 			item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: len(b.Dead)}
+			for _, pc := range b.Publications {
+				item.entities += len(pc.Entities)
+			}
+			item.docs = len(b.Publications) + item.entities
+			r.docs.Add(int64(item.docs))
 			w.parts = append(w.parts, item) // only this reader touches parts
 			if b.Part < b.Parts-1 {
 				return nil

@@ -83,6 +83,8 @@ type Ack struct {
 	ID        string // Batch.PartID()
 	Duplicate bool
 	Err       string
+	Commits   int64 // sink commits (transactions) applying it took, if the sink counts them
+	Writes    int64 // rows or documents written, markers included
 }
 
 // Heartbeat is a child's sign of life, sent every second and, by a worker,
@@ -294,14 +296,15 @@ func (m *Batch) decode(r *reader) error {
 }
 
 func (m *Ack) encode(e *msgpack.Encoder) error {
-	return encodeAll(e.EncodeArrayLen(3), e.EncodeString(m.ID), e.EncodeBool(m.Duplicate), e.EncodeString(m.Err))
+	return encodeAll(e.EncodeArrayLen(5), e.EncodeString(m.ID), e.EncodeBool(m.Duplicate), e.EncodeString(m.Err),
+		e.EncodeInt(m.Commits), e.EncodeInt(m.Writes))
 }
 
 func (m *Ack) decode(r *reader) error {
-	if _, err := r.arrayLen(3); err != nil {
+	if _, err := r.arrayLen(5); err != nil {
 		return err
 	}
-	return fields(strTo(r, &m.ID), boolTo(r, &m.Duplicate), strTo(r, &m.Err))
+	return fields(strTo(r, &m.ID), boolTo(r, &m.Duplicate), strTo(r, &m.Err), i64To(r, &m.Commits), i64To(r, &m.Writes))
 }
 
 func (m *Stop) encode(e *msgpack.Encoder) error {

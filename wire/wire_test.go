@@ -18,7 +18,7 @@ func sampleMessages() []Message {
 			{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 12, Entities: []EntityCount{{"chicago", 7}, {"elena marsh", 3}}},
 			{Key: "empty", Name: "Empty", Articles: 1},
 		}, Dead: []DeadLetter{{Publication: "P", Content: "bad", Error: "panic: x", Attempts: 2}}},
-		&Ack{ID: "0f3c/1", Duplicate: true, Err: ""},
+		&Ack{ID: "0f3c/1", Duplicate: true, Err: "", Commits: 3, Writes: 1203},
 		&Ack{ID: "x", Err: "sqlite: disk full"},
 		&Stop{Reason: "drain"},
 		&Heartbeat{Done: 12, PostMicros: 7000, RSS: 100 << 20, CPUMillis: 1500, Draining: true},

@@ -9,14 +9,20 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/child"
 	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/internal/procname"
 	"github.com/ingest-dev/ingest/supervisor"
 )
+
+// The main goroutine stays on the main thread, so that the process name
+// set below is the one top, htop and pgrep show.
+func init() { runtime.LockOSThread() }
 
 func main() { os.Exit(run()) }
 
@@ -28,6 +34,10 @@ func run() int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ingest: %v\n", err)
 		return 2
+	}
+	// A name like ingest-worker-3 in top and pgrep; argv says it too.
+	if err := procname.Set(procname.For(cfg.Role, cfg.ID)); err != nil {
+		fmt.Fprintf(os.Stderr, "ingest: %v (continuing)\n", err)
 	}
 	if cfg.Role != config.RoleParent {
 		return child.Main(cfg)

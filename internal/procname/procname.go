@@ -1,0 +1,48 @@
+// Package procname sets the name a process shows in top, htop, ps -o comm
+// and pgrep: the kernel's task name, at most 15 bytes.
+package procname
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"unsafe"
+)
+
+// maxLen is the kernel's limit (TASK_COMM_LEN less the terminating NUL).
+const maxLen = 15
+
+// For returns the name of a process of role and id: "ingest-parent",
+// "ingest-worker-3", "ingest-saver-0". Ids that would not fit lose the
+// last hyphen ("ingest-worker12") before anything is cut.
+func For(role string, id int) string {
+	if role == "parent" {
+		return "ingest-parent"
+	}
+	name := fmt.Sprintf("ingest-%s-%d", role, id)
+	if len(name) > maxLen {
+		name = fmt.Sprintf("ingest-%s%d", role, id)
+	}
+	if len(name) > maxLen {
+		name = name[:maxLen]
+	}
+	return name
+}
+
+// Set names the calling thread. Called from the main thread (lock it in an
+// init function) it names the process, which is what /proc/PID/comm, top
+// and pgrep show.
+func Set(name string) error {
+	if len(name) > maxLen {
+		return fmt.Errorf("procname: %q is longer than %d bytes", name, maxLen)
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return fmt.Errorf("procname: %q contains a NUL byte", name)
+	}
+	b := append([]byte(name), 0)
+	const prSetName = 15 // PR_SET_NAME
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetName, uintptr(unsafe.Pointer(&b[0])), 0); errno != 0 {
+		return fmt.Errorf("procname: prctl(PR_SET_NAME, %q): %w", name, errno)
+	}
+	return nil
+}

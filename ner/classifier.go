@@ -1,0 +1,536 @@
+package ner
+
+import (
+	"bytes"
+	"encoding/gob"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jdkato/prose/v2"
+)
+
+// This file holds the fast engine's entity classifier: the same greedy
+// maximum-entropy tagger as prose v2's entity extracter, computed with
+// integer feature ids and flat weight rows instead of string maps.
+//
+// prose scores a token for a label as the sum, in the order of its feature
+// list, of the weights of the joint features "name-value-label" found in its
+// mapping. Here every (name, value) pair that occurs in the mapping gets a row
+// of weights, one per label, 0 where the mapping lacks that label. Adding a
+// row in feature order performs, label by label, exactly the additions prose
+// performs, in the same order; the extra additions of 0 change no sum (a sum
+// that starts at +0 is never -0, and x+0 == x for every other float), so the
+// scores are bit-for-bit prose's, and so is the choice of label.
+
+// Feature names, in the order prose sums them (its featureOrder). The order
+// is part of the contract: floating-point addition is not associative.
+const (
+	fBias = iota
+	fEnWordlist
+	fNextPos
+	fNextWord
+	fPos
+	fPosPrevTag
+	fPrefix3
+	fPrevPos
+	fPrevTag
+	fPrevWord
+	fShape
+	fShapePrevTag
+	fSuffix3
+	fWord
+	fWordNextPos
+	fWordLower
+	fWordLen
+	numFeatures
+)
+
+var featureNames = [numFeatures]string{
+	"bias", "en-wordlist", "nextpos", "nextword", "pos", "pos+prevtag",
+	"prefix3", "prevpos", "prevtag", "prevword", "shape", "shape+prevtag",
+	"suffix3", "word", "word+nextpos", "word.lower", "wordlen"}
+
+// none is the value prose gives a feature that looks past either end of the
+// text.
+const none = "None"
+
+// maxCachedWords bounds the classifier's caches (per word, per tag, per
+// span). A cache is emptied when it reaches this size, so memory stays
+// bounded (a few MB) on an endless stream of new words.
+const maxCachedWords = 1 << 16
+
+// wordFeatures are the feature rows that depend on a token's text alone.
+type wordFeatures struct {
+	word, lower, suffix3, prefix3, shape, wordLen, enWordlist int32
+	prevWord, nextWord                                        int32 // this word seen from its neighbours
+	lowerText                                                 string
+	shapeIdx                                                  uint8 // index in shapes
+}
+
+// tagFeatures are the feature rows that depend on a token's POS tag alone.
+type tagFeatures struct {
+	pos, prevPos, nextPos int32
+	lowerTag              string
+	posPrevTag            []int32 // by history index
+}
+
+// model is the classifier's immutable part, built once from prose's
+// weights. It may be shared by any number of classifiers.
+type model struct {
+	labels []string
+	// histories are the values prose's history (the prevtag feature) can
+	// take: "None" before the first token, then what it records for each
+	// label (simplePOS), deduplicated. historyOf[l] indexes labels[l]'s.
+	histories  []string
+	historyOf  []int
+	emptyLabel int       // history index of the empty label (see classify)
+	prevTagRow []int32   // by history index
+	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
+	// values[f] maps a value of feature f to its row in weights.
+	values  [numFeatures]map[string]int32
+	weights []float64 // row r, label l at r*len(labels)+l
+	basic   map[string]bool
+}
+
+// classifier labels tagged tokens. It caches per-word and per-tag feature
+// rows and reuses its buffers, so it is not safe for concurrent use.
+type classifier struct {
+	m      *model
+	words  map[string]wordFeatures
+	tags   map[string]tagFeatures
+	buf    []byte
+	scores []float64
+	wf     []wordFeatures // per token of the text being classified
+	tf     []tagFeatures
+	// Token sharing (shared.go).
+	spans   map[string]int // tokens per span
+	firstOf map[string]int // span -> its first token's position, per text
+	obj     []int
+	lastAt  []int
+	// ties counts tokens whose best score was shared by two labels. prose
+	// breaks such a tie by Go's random map order, so on a tie prose's own
+	// output is not determined; tests assert it stays 0.
+	ties int
+}
+
+func newClassifier(m *model) *classifier {
+	return &classifier{
+		m:       m,
+		words:   make(map[string]wordFeatures),
+		tags:    make(map[string]tagFeatures),
+		spans:   make(map[string]int),
+		firstOf: make(map[string]int),
+		scores:  make([]float64, len(m.labels)),
+	}
+}
+
+// loadModel reads the entity classifier of pm through prose's public API:
+// (*prose.Model).Write puts its labels, feature mapping and weights into a
+// temporary directory as gob files, removed before returning. prose's basic
+// English word list, which its "en-wordlist" feature tests against, is the
+// asset model/Maxent/words.gob.
+func loadModel(pm *prose.Model) (m *model, err error) {
+	dir, err := os.MkdirTemp("", "ingest-ner-")
+	if err != nil {
+		return nil, fmt.Errorf("ner: load model: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	defer func() {
+		// Write panics rather than returning some errors.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ner: load model: prose panicked writing it to %s: %v", dir, r)
+		}
+	}()
+	if err := pm.Write(dir); err != nil {
+		return nil, fmt.Errorf("ner: load model: write to %s: %w", dir, err)
+	}
+	var (
+		labels  []string
+		mapping map[string]int
+		weights []float64
+		words   []string
+	)
+	for _, f := range []struct {
+		name string
+		into any
+	}{{"labels", &labels}, {"mapping", &mapping}, {"weights", &weights}} {
+		if err := decodeGob(filepath.Join(dir, "Maxent", f.name+".gob"), f.into); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := prose.Asset("model/Maxent/words.gob")
+	if err != nil {
+		return nil, fmt.Errorf("ner: load model: %w", err)
+	}
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&words); err != nil {
+		return nil, fmt.Errorf("ner: load model: decode words.gob: %w", err)
+	}
+	return buildModel(labels, mapping, weights, words)
+}
+
+func decodeGob(path string, into any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("ner: load model: %w", err)
+	}
+	defer f.Close()
+	if err := gob.NewDecoder(f).Decode(into); err != nil {
+		return fmt.Errorf("ner: load model: decode %s: %w", path, err)
+	}
+	return nil
+}
+
+// buildModel turns prose's string-keyed mapping into rows of weights.
+//
+// prose looks up the key name+"-"+value+"-"+label. That string does not say
+// where the value ends (values and labels contain dashes), so rather than
+// parse each key one way, every key is filed under every (name, label) pair
+// it can be read as: a lookup of (name, value, label) then finds a row entry
+// exactly when prose's string lookup finds the key.
+func buildModel(labels []string, mapping map[string]int, weights []float64, words []string) (*model, error) {
+	if len(labels) == 0 {
+		return nil, fmt.Errorf("ner: load model: no labels")
+	}
+	m := &model{
+		labels:    labels,
+		historyOf: make([]int, len(labels)),
+		basic:     make(map[string]bool, len(words)),
+	}
+	m.histories = []string{none}
+	m.emptyLabel = m.history(simplePOS(""))
+	for l, label := range labels {
+		m.historyOf[l] = m.history(simplePOS(label))
+	}
+	for _, w := range words {
+		m.basic[w] = true
+	}
+	for f := range m.values {
+		m.values[f] = make(map[string]int32)
+	}
+	nl := len(labels)
+	for key, idx := range mapping {
+		if idx < 0 || idx >= len(weights) {
+			return nil, fmt.Errorf("ner: load model: mapping %q -> %d is outside the %d weights", key, idx, len(weights))
+		}
+		for f, name := range featureNames {
+			if len(key) <= len(name) || key[len(name)] != '-' || !strings.HasPrefix(key, name) {
+				continue
+			}
+			rest := key[len(name)+1:]
+			for l, label := range labels {
+				if len(rest) <= len(label) || rest[len(rest)-len(label)-1] != '-' || !strings.HasSuffix(rest, label) {
+					continue
+				}
+				value := rest[:len(rest)-len(label)-1]
+				row, ok := m.values[f][value]
+				if !ok {
+					row = int32(len(m.weights) / nl)
+					if int(row) != len(m.weights)/nl {
+						return nil, fmt.Errorf("ner: load model: too many features")
+					}
+					m.values[f][value] = row
+					m.weights = append(m.weights, make([]float64, nl)...)
+				}
+				m.weights[int(row)*nl+l] = weights[idx]
+			}
+		}
+	}
+	for _, h := range m.histories {
+		m.prevTagRow = append(m.prevTagRow, m.row(fPrevTag, h))
+	}
+	for _, sh := range shapes {
+		var rows []int32
+		for _, h := range m.histories {
+			rows = append(rows, m.row(fShapePrevTag, sh+"+"+h))
+		}
+		m.shapePrev = append(m.shapePrev, rows)
+	}
+	return m, nil
+}
+
+// history returns the index of the history value h, adding it if new.
+func (m *model) history(h string) int {
+	for i, v := range m.histories {
+		if v == h {
+			return i
+		}
+	}
+	m.histories = append(m.histories, h)
+	return len(m.histories) - 1
+}
+
+// simplePOS is what prose's history records for a label: "v" for a label
+// starting with V, otherwise the part before the first dash.
+func simplePOS(label string) string {
+	if strings.HasPrefix(label, "V") {
+		return "v"
+	}
+	before, _, _ := strings.Cut(label, "-")
+	return before
+}
+
+var (
+	nonWordAtEnd = regexp.MustCompile(`\W+$`)
+	wordAtEnd    = regexp.MustCompile(`\w+$`)
+)
+
+// shapes are the values of prose's shape feature, and "None", the shape of
+// a missing previous word.
+var shapes = [...]string{none, "number", "punct", "downcase", "upcase", "mixedcase", "other"}
+
+func shapeIndex(sh string) uint8 {
+	for i, v := range shapes {
+		if v == sh {
+			return uint8(i)
+		}
+	}
+	panic("ner: unknown shape " + sh)
+}
+
+// shape is prose's word shape, with its regular expressions compiled once.
+func shape(word string) string {
+	if _, err := strconv.ParseFloat(word, 64); err == nil {
+		return "number"
+	} else if nonWordAtEnd.MatchString(word) {
+		return "punct"
+	} else if wordAtEnd.MatchString(word) {
+		if strings.ToLower(word) == word {
+			return "downcase"
+		} else if strings.Title(word) == word { //nolint:staticcheck // prose's definition of upcase
+			return "upcase"
+		}
+		return "mixedcase"
+	}
+	return "other"
+}
+
+func (m *model) row(f int, value string) int32 {
+	if r, ok := m.values[f][value]; ok {
+		return r
+	}
+	return -1
+}
+
+// word returns the feature rows of a token text, from the cache when it
+// can.
+func (c *classifier) word(text string) wordFeatures {
+	if wf, ok := c.words[text]; ok {
+		return wf
+	}
+	m := c.m
+	lower := strings.ToLower(text)
+	n3 := min(len(text), 3)
+	sh := shape(text)
+	basic := "False"
+	if m.basic[text] {
+		basic = "True"
+	}
+	wf := wordFeatures{
+		word:       m.row(fWord, text),
+		lower:      m.row(fWordLower, lower),
+		suffix3:    m.row(fSuffix3, strings.ToLower(text[len(text)-n3:])),
+		prefix3:    m.row(fPrefix3, strings.ToLower(text[:n3])),
+		shape:      m.row(fShape, sh),
+		wordLen:    m.row(fWordLen, strconv.Itoa(len(text))),
+		enWordlist: m.row(fEnWordlist, basic),
+		prevWord:   m.row(fPrevWord, lower),
+		nextWord:   m.row(fNextWord, lower),
+		lowerText:  lower,
+		shapeIdx:   shapeIndex(sh),
+	}
+	if len(c.words) >= maxCachedWords {
+		clear(c.words)
+	}
+	// The key is cloned so the cache does not pin the article it came from.
+	c.words[strings.Clone(text)] = wf
+	return wf
+}
+
+// tag returns the feature rows of a POS tag, from the cache when it can.
+func (c *classifier) tag(tag string) tagFeatures {
+	if tf, ok := c.tags[tag]; ok {
+		return tf
+	}
+	lower := strings.ToLower(tag)
+	tf := tagFeatures{
+		pos:        c.m.row(fPos, tag),
+		prevPos:    c.m.row(fPrevPos, tag),
+		nextPos:    c.m.row(fNextPos, lower),
+		lowerTag:   lower,
+		posPrevTag: make([]int32, len(c.m.histories)),
+	}
+	for h, name := range c.m.histories {
+		tf.posPrevTag[h] = c.joined(fPosPrevTag, tag, name)
+	}
+	if len(c.tags) >= maxCachedWords {
+		clear(c.tags)
+	}
+	c.tags[strings.Clone(tag)] = tf
+	return tf
+}
+
+// joined looks up the value a+"+"+b of feature f without allocating.
+func (c *classifier) joined(f int, a, b string) int32 {
+	c.buf = append(append(append(c.buf[:0], a...), '+'), b...)
+	if r, ok := c.m.values[f][string(c.buf)]; ok {
+		return r
+	}
+	return -1
+}
+
+// classify sets the Label of each token, as prose's entity extracter would
+// given the same texts and tags: greedily, left to right, each token's
+// features including the label chosen for the one before it.
+func (c *classifier) classify(tokens []prose.Token) {
+	m := c.m
+	nl := len(m.labels)
+	c.wf = c.wf[:0]
+	c.tf = c.tf[:0]
+	for i := range tokens {
+		c.wf = append(c.wf, c.word(tokens[i].Text))
+		c.tf = append(c.tf, c.tag(tokens[i].Tag))
+	}
+	var rows [numFeatures]int32
+	rows[fBias] = m.row(fBias, "True")
+	prevTag := 0 // "None"
+	for i := range tokens {
+		tok := &tokens[i]
+		wf := &c.wf[i]
+		tf := &c.tf[i]
+
+		rows[fWord] = wf.word
+		rows[fWordLower] = wf.lower
+		rows[fSuffix3] = wf.suffix3
+		rows[fPrefix3] = wf.prefix3
+		rows[fShape] = wf.shape
+		rows[fWordLen] = wf.wordLen
+		rows[fEnWordlist] = wf.enWordlist
+		rows[fPos] = tf.pos
+
+		// prose leaves the previous token's shape at "None" for the
+		// second token as well as the first.
+		prevShape := uint8(0) // "None"
+		if i == 0 {
+			rows[fPrevWord] = m.row(fPrevWord, none)
+			rows[fPrevPos] = m.row(fPrevPos, none)
+		} else {
+			rows[fPrevWord] = c.wf[i-1].prevWord
+			rows[fPrevPos] = c.tf[i-1].prevPos
+			if i > 1 {
+				prevShape = c.wf[i-1].shapeIdx
+			}
+		}
+		rows[fPrevTag] = m.prevTagRow[prevTag]
+
+		nextPos := none
+		if i == len(tokens)-1 {
+			rows[fNextWord] = m.row(fNextWord, none)
+			rows[fNextPos] = m.row(fNextPos, none)
+		} else {
+			rows[fNextWord] = c.wf[i+1].nextWord
+			rows[fNextPos] = c.tf[i+1].nextPos
+			nextPos = c.tf[i+1].lowerTag
+		}
+		rows[fWordNextPos] = c.joined(fWordNextPos, wf.lowerText, nextPos)
+		rows[fPosPrevTag] = tf.posPrevTag[prevTag]
+		rows[fShapePrevTag] = m.shapePrev[prevShape][prevTag]
+
+		scores := c.scores
+		clear(scores)
+		for _, r := range rows {
+			if r < 0 {
+				continue
+			}
+			w := m.weights[int(r)*nl : int(r)*nl+nl]
+			for l := range scores {
+				scores[l] += w[l]
+			}
+		}
+
+		// prose keeps the first strictly greater score, starting from -Inf,
+		// in its map's random order: a token whose scores are all -Inf or
+		// NaN gets the empty label, and a tie (never seen with prose's
+		// model) goes to the label listed first here, to one of the labels
+		// at random there.
+		best, bestScore := -1, math.Inf(-1)
+		for l, s := range scores {
+			if s > bestScore {
+				best, bestScore = l, s
+			}
+		}
+		if best >= 0 {
+			for l := best + 1; l < nl; l++ {
+				if scores[l] == bestScore {
+					c.ties++
+					break
+				}
+			}
+		}
+		if best < 0 {
+			tok.Label = ""
+			prevTag = m.emptyLabel
+		} else {
+			tok.Label = m.labels[best]
+			prevTag = m.historyOf[best]
+		}
+	}
+}
+
+// chunk groups labelled tokens into entities by prose's rules, quirks
+// included: a run of tokens sharing a POS tag stays in one entity, a number
+// after an entity token extends it, and an entity still open at the end of
+// the text is dropped.
+func chunk(tokens []prose.Token) []prose.Entity {
+	entities := []prose.Entity{}
+	end := ""
+	var parts []*prose.Token
+	for i := range tokens {
+		tok := &tokens[i]
+		label := tok.Label
+		n := len(parts)
+		if (label != "O" && label != end) ||
+			(n > 0 && tok.Tag == parts[n-1].Tag) ||
+			(n > 0 && tok.Tag == "CD" && parts[n-1].Label != "O") {
+			end = strings.Replace(label, "B", "I", 1)
+			parts = append(parts, tok)
+		} else if (label == "O" && end != "") || label == end {
+			if label != "O" {
+				parts = append(parts, tok)
+			}
+			entities = append(entities, coalesce(parts))
+			end = ""
+			parts = parts[:0]
+		}
+	}
+	return entities
+}
+
+func coalesce(parts []*prose.Token) prose.Entity {
+	var text strings.Builder
+	hasBPerson := false
+	for i, tok := range parts {
+		if i > 0 {
+			text.WriteByte(' ')
+		}
+		text.WriteString(tok.Text)
+		if tok.Label == "B-PERSON" {
+			hasBPerson = true
+		}
+	}
+	label := "PERSON" // PERSON wins a two-token entity that has a B-PERSON
+	if !hasBPerson || len(parts) != 2 {
+		first := parts[0].Label
+		_, after, found := strings.Cut(first, "-")
+		if !found {
+			// prose indexes past the end of strings.Split here.
+			panic(fmt.Sprintf("runtime error: index out of range [1] with length 1 (entity label %q)", first))
+		}
+		label, _, _ = strings.Cut(after, "-")
+	}
+	return prose.Entity{Text: text.String(), Label: label}
+}

@@ -1,0 +1,103 @@
+package ner
+
+import (
+	"bytes"
+	"encoding/gob"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jdkato/prose/v2"
+)
+
+func TestNewEngine(t *testing.T) {
+	if _, err := NewEngine("spacy", nil); err == nil ||
+		!strings.Contains(err.Error(), "--ner") || !strings.Contains(err.Error(), `"fast"`) ||
+		!strings.Contains(err.Error(), `"prose"`) || !strings.Contains(err.Error(), `"spacy"`) {
+		t.Errorf("unknown engine: error %v, want one naming --ner, the valid values and the bad one", err)
+	}
+	p := engines(t)
+	if p.prose.Engine() != EngineProse || p.fast.Engine() != EngineFast {
+		t.Errorf("engines report %s and %s", p.prose.Engine(), p.fast.Engine())
+	}
+	if p.prose.fast != nil || p.fast.fast == nil {
+		t.Error("the engines are not what they say")
+	}
+}
+
+func TestNewIsFast(t *testing.T) {
+	if e := New(nil); e.Engine() != EngineFast {
+		t.Errorf("New gives the %s engine, want %s", e.Engine(), EngineFast)
+	}
+}
+
+// TestWordListIsProses checks that the word list the fast engine loads
+// from prose's asset model/Maxent/words.gob is the list prose's
+// "en-wordlist" feature actually tests (enWordList in its words.go, not
+// reachable through its API), read from prose's source in the module cache.
+func TestWordListIsProses(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/jdkato/prose/v2").Output()
+	if err != nil {
+		t.Skipf("cannot locate prose's source with go list: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "words.go")
+	f, err := parser.ParseFile(token.NewFileSet(), src, nil, 0)
+	if err != nil {
+		t.Skipf("cannot read prose's word list: %v", err)
+	}
+	var want []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING {
+			s, err := strconv.Unquote(lit.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, s)
+		}
+		return true
+	})
+	raw, err := prose.Asset("model/Maxent/words.gob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) < 100 || !slices.Equal(got, want) {
+		t.Errorf("words.gob has %d words, %s has %d: not the same list", len(got), src, len(want))
+	}
+}
+
+// TestChunkQuirks pins prose's chunking rules on hand-labelled tokens.
+func TestChunkQuirks(t *testing.T) {
+	tok := func(text, tag, label string) prose.Token { return prose.Token{Text: text, Tag: tag, Label: label} }
+	for _, c := range []struct {
+		name   string
+		tokens []prose.Token
+		want   []prose.Entity
+	}{
+		{"an entity ends at an O", []prose.Token{tok("Paris", "NNP", "B-GPE"), tok("is", "VBZ", "O")},
+			[]prose.Entity{{Text: "Paris", Label: "GPE"}}},
+		{"an entity open at the end is dropped", []prose.Token{tok("in", "IN", "O"), tok("Paris", "NNP", "B-GPE")},
+			[]prose.Entity{}},
+		{"B-PERSON wins a two-token entity", []prose.Token{tok("Acme", "NNP", "B-ORGANIZATION"), tok("Smith", "NNP", "B-PERSON"), tok("said", "VBD", "O")},
+			[]prose.Entity{{Text: "Acme Smith", Label: "PERSON"}}},
+		{"a shared tag extends an entity", []prose.Token{tok("Paris", "NNP", "B-GPE"), tok("Texas", "NNP", "O"), tok("is", "VBZ", "O")},
+			[]prose.Entity{{Text: "Paris Texas", Label: "GPE"}}},
+		{"a number extends an entity", []prose.Token{tok("Route", "NNP", "B-FACILITY"), tok("66", "CD", "O"), tok("is", "VBZ", "O")},
+			[]prose.Entity{{Text: "Route 66", Label: "FACILITY"}}},
+		{"the matching I label closes and joins", []prose.Token{tok("New", "NNP", "B-GPE"), tok("York", "NNPS", "I-GPE"), tok("is", "VBZ", "O")},
+			[]prose.Entity{{Text: "New York", Label: "GPE"}}},
+	} {
+		if got := chunk(slices.Clone(c.tokens)); !slices.Equal(got, c.want) {
+			t.Errorf("%s: got %+v, want %+v", c.name, got, c.want)
+		}
+	}
+}

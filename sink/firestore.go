@@ -1,0 +1,461 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"cloud.google.com/go/firestore"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// Collections and fields of the Firestore data model (see the package
+// documentation). Field names are plain identifiers: the emulator
+// mishandles names that need quoting.
+const (
+	pubsCollection    = "publications"
+	entsCollection    = "ent" // under each publication document
+	markersCollection = "ingest_batches"
+	deadCollection    = "dead_letters"
+)
+
+const (
+	// MarkerTTL is how long a commit marker (ingest_batches/{id}) says it
+	// must be kept: its expire_at field is the commit time plus MarkerTTL,
+	// for a Firestore TTL policy to delete it after. A batch replayed after
+	// its markers are gone counts twice, and a replay comes within seconds
+	// or minutes of the first attempt (a saver that died before its
+	// acknowledgement), so a week is ample.
+	MarkerTTL = 7 * 24 * time.Hour
+
+	// maxCommitWrites is Firestore's limit on the writes of one commit,
+	// the marker included.
+	maxCommitWrites = 500
+	// maxCommitBytes bounds the estimated size of one commit, under
+	// Firestore's 10 MiB request limit. Only dead letters come near it.
+	maxCommitBytes = 8 << 20
+	// writeOverhead is added to each write's strings in that estimate:
+	// the database path, field names, numbers.
+	writeOverhead = 256
+
+	// Dead letter fields are cut to these many bytes (at a character
+	// boundary), so that a document stays under Firestore's 1 MiB limit;
+	// a cut letter has truncated=true.
+	maxDeadContent = 960_000
+	maxDeadField   = 16 << 10
+)
+
+// firestoreTiming bounds how long the sink waits on Firestore; only tests
+// change it.
+type firestoreTiming struct {
+	ping       time.Duration // Open's round trip
+	call       time.Duration // each commit or query
+	retryFirst time.Duration // wait before the first retry of a commit, doubling
+	retryMax   time.Duration // longest wait between retries
+}
+
+var defaultFirestoreTiming = firestoreTiming{
+	ping:       10 * time.Second,
+	call:       30 * time.Second,
+	retryFirst: 200 * time.Millisecond,
+	retryMax:   30 * time.Second,
+}
+
+// Firestore is the "firestore" sink and the read path over its database:
+// Cloud Firestore, or the emulator FIRESTORE_EMULATOR_HOST names. Many
+// processes on many machines may write one database at once: every count
+// is an increment. All methods are safe for concurrent use.
+type Firestore struct {
+	project string
+	target  string // "Cloud Firestore" or "the emulator at HOST", for messages
+	log     hclog.Logger
+	timing  firestoreTiming
+	client  *firestore.Client
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	commits, writes atomic.Int64 // applied, markers included (Counts)
+}
+
+var (
+	_ Sink    = (*Firestore)(nil)
+	_ Reader  = (*Firestore)(nil)
+	_ Counter = (*Firestore)(nil)
+)
+
+// Counts returns the commits this sink applied and the document writes
+// they carried, each commit's marker included; skipped replays count
+// nothing.
+func (s *Firestore) Counts() (commits, writes int64) { return s.commits.Load(), s.writes.Load() }
+
+// OpenFirestore connects to the Firestore database of project and checks
+// that it answers (one read, within 10s). Credentials are Application
+// Default Credentials; FIRESTORE_EMULATOR_HOST, when set, selects an
+// emulator instead (no credentials needed). log receives the sink's logs;
+// nil discards them. The caller owns the returned *Firestore and must
+// Close it. Errors say what to set or check.
+func OpenFirestore(ctx context.Context, project string, log hclog.Logger) (*Firestore, error) {
+	return openFirestore(ctx, project, log, defaultFirestoreTiming)
+}
+
+func openFirestore(ctx context.Context, project string, log hclog.Logger, timing firestoreTiming) (*Firestore, error) {
+	if project == "" {
+		return nil, errors.New("firestore: no Google Cloud project given: pass --project or set GOOGLE_CLOUD_PROJECT " +
+			"(against an emulator, set FIRESTORE_EMULATOR_HOST too; any project id works there)")
+	}
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Firestore{project: project, target: "Cloud Firestore", log: log, timing: timing}
+	emulator := os.Getenv("FIRESTORE_EMULATOR_HOST")
+	if emulator != "" {
+		s.target = "the emulator at " + emulator + " (FIRESTORE_EMULATOR_HOST)"
+	}
+	var err error
+	if s.client, err = firestore.NewClient(ctx, project); err != nil {
+		hint := "set up Application Default Credentials (gcloud auth application-default login, or " +
+			"GOOGLE_APPLICATION_CREDENTIALS naming a service account key file), or set FIRESTORE_EMULATOR_HOST to use an emulator"
+		if emulator != "" {
+			hint = "check FIRESTORE_EMULATOR_HOST: it must be HOST:PORT of a running emulator"
+		}
+		return nil, fmt.Errorf("firestore: project %s: connect to %s: %w: %s", project, s.target, err, hint)
+	}
+	if err := s.ping(ctx, timing.ping); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.log.Debug("opened firestore sink", "project", project, "database", s.target)
+	return s, nil
+}
+
+// Ping reads one document (a round trip to the database) within 10s.
+func (s *Firestore) Ping(ctx context.Context) error {
+	return s.ping(ctx, s.timing.ping)
+}
+
+func (s *Firestore) ping(ctx context.Context, within time.Duration) error {
+	if s.closed.Load() {
+		return errors.New("firestore: ping: the sink is closed")
+	}
+	cctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	_, err := s.client.Collection(markersCollection).Doc("ping").Get(cctx)
+	if err == nil || status.Code(err) == codes.NotFound {
+		return nil
+	}
+	if cctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("no answer within %v: %w", within, err)
+	}
+	return fmt.Errorf("firestore: project %s: cannot reach %s: %w: %s", s.project, s.target, err, s.hint(err))
+}
+
+// hint says what to do about err from Firestore.
+func (s *Firestore) hint(err error) string {
+	code := status.Code(err)
+	if code == codes.Unknown {
+		// The client reports its context's end as the context's error.
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			code = codes.DeadlineExceeded
+		case errors.Is(err, context.Canceled):
+			code = codes.Canceled
+		}
+	}
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		if strings.HasPrefix(s.target, "the emulator") {
+			return "start the emulator (scripts/firestore-emulator) or fix FIRESTORE_EMULATOR_HOST; unset it to use Cloud Firestore"
+		}
+		return "check the network path to firestore.googleapis.com and the Firestore status, then retry"
+	case codes.Unauthenticated:
+		return "the credentials were refused: renew Application Default Credentials " +
+			"(gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)"
+	case codes.PermissionDenied:
+		return fmt.Sprintf("the credentials may not use Firestore in project %s: grant their account "+
+			"the Cloud Datastore User role there, or pass the right --project", s.project)
+	case codes.NotFound:
+		return fmt.Sprintf("project %s has no Firestore database: create one "+
+			"(gcloud firestore databases create --project=%s --location=LOCATION), or pass the right --project", s.project, s.project)
+	case codes.InvalidArgument, codes.FailedPrecondition:
+		return "Firestore refused what ingest sent: this is a bug in ingest; report it with this message"
+	case codes.Canceled:
+		return "the operation was cancelled: ingest is stopping"
+	}
+	return "check the Firestore status and the logs above, then retry"
+}
+
+// Close closes the client. Calls in progress finish or fail; later calls
+// fail. Calling Close again returns the first call's result.
+func (s *Firestore) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if s.client != nil {
+			if err := s.client.Close(); err != nil {
+				s.closeErr = fmt.Errorf("firestore: close client of project %s: %w", s.project, err)
+			}
+		}
+	})
+	return s.closeErr
+}
+
+// Apply stores b, keyed by b.PartID(); see Sink. The part becomes one or
+// more commits (plan): each creates its marker document first, so a commit
+// that finds its marker present was applied before and is skipped. Apply
+// returns duplicate=true only when every commit was (a commit whose
+// answer was lost and that the client library resent counts as applied
+// before: stored once, reported as a duplicate). Commits run in order
+// and Apply stops at the first that fails, so after an error a prefix of
+// them is stored and the part is visible only partly until it is applied
+// again (which stores the rest, once). Transient errors (Unavailable,
+// DeadlineExceeded, Aborted, ResourceExhausted, Internal) are retried with
+// exponential backoff and jitter until ctx ends: a saver keeps its batch
+// while Firestore is away. Safe for concurrent use.
+func (s *Firestore) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error) {
+	if err := checkBatch(b); err != nil {
+		return false, err
+	}
+	if s.closed.Load() {
+		return false, fmt.Errorf("firestore: apply batch %s: the sink is closed", b.PartID())
+	}
+	commits := s.plan(b, time.Now())
+	skipped := 0
+	for i := range commits {
+		before, err := s.commitRetrying(ctx, &commits[i])
+		if err != nil {
+			return false, fmt.Errorf("firestore: apply batch %s: commit %d of %d (marker %s/%s): %w: %s",
+				b.PartID(), i+1, len(commits), markersCollection, commits[i].marker.ID, err, s.hint(err))
+		}
+		if before {
+			skipped++
+			s.log.Debug("commit applied before, skipped", "batch", b.PartID(), "commit", i+1, "of", len(commits))
+			continue
+		}
+		s.commits.Add(1)
+		s.writes.Add(int64(1 + len(commits[i].writes)))
+	}
+	return skipped == len(commits), nil
+}
+
+// A commit is one Firestore commit of a batch part: the create-only
+// marker, then writes (each a Set with MergeAll).
+type commit struct {
+	marker     *firestore.DocumentRef
+	markerData map[string]any
+	writes     []docWrite
+}
+
+type docWrite struct {
+	doc  *firestore.DocumentRef
+	data map[string]any
+}
+
+// plan splits b into commits, deterministically: the same batch always
+// gives the same commits with the same marker ids, which is what lets a
+// replay recognise each one. Publications of the same key, and a word
+// twice in one publication, are merged first (Firestore applies one write
+// per document per commit best, and it saves writes). Writes follow the
+// batch's order: each publication's document, then its entities, then the
+// dead letters; a commit holds at most maxCommitWrites writes with its
+// marker and about maxCommitBytes. A batch with nothing to write is one
+// commit of its marker alone, so that its replay is recognised too.
+func (s *Firestore) plan(b *wire.Batch, now time.Time) []commit {
+	id := b.PartID()
+	var (
+		writes []docWrite
+		sizes  []int
+	)
+	add := func(doc *firestore.DocumentRef, data map[string]any, size int) {
+		writes = append(writes, docWrite{doc, data})
+		sizes = append(sizes, size+len(doc.Path)+writeOverhead)
+	}
+	pubs := s.client.Collection(pubsCollection)
+	for _, p := range mergePublications(b.Publications) {
+		pdoc := pubs.Doc(pubID(p.Key))
+		data := map[string]any{"key": validUTF8(p.Key), "count": firestore.Increment(p.Articles)}
+		if p.Name != "" {
+			// Written only when known: a part of a split batch may carry a
+			// publication without its name.
+			data["name"] = validUTF8(p.Name)
+		}
+		add(pdoc, data, len(p.Key)+len(p.Name))
+		ents := pdoc.Collection(entsCollection)
+		for _, e := range p.Entities {
+			add(ents.Doc(entID(e.Word)), map[string]any{"word": validUTF8(e.Word), "count": firestore.Increment(e.Count)}, len(e.Word))
+		}
+	}
+	at := now.UTC()
+	for i, d := range b.Dead {
+		pub, content, why := cut(d.Publication, maxDeadField), cut(d.Content, maxDeadContent), cut(d.Error, maxDeadField)
+		data := map[string]any{"publication": pub, "content": content, "error": why, "attempts": d.Attempts, "at": at}
+		if len(d.Publication) > maxDeadField || len(d.Content) > maxDeadContent || len(d.Error) > maxDeadField {
+			data["truncated"] = true
+		}
+		add(s.client.Collection(deadCollection).Doc(deadID(id, i)), data, len(pub)+len(content)+len(why))
+	}
+
+	var commits []commit
+	for start := 0; start < len(writes) || len(commits) == 0; {
+		end, bytes := start, 0
+		for end < len(writes) && end-start < maxCommitWrites-1 && (end == start || bytes+sizes[end] <= maxCommitBytes) {
+			bytes += sizes[end]
+			end++
+		}
+		n := len(commits)
+		commits = append(commits, commit{
+			marker: s.client.Collection(markersCollection).Doc(markerID(id, n)),
+			writes: writes[start:end],
+		})
+		start = end
+	}
+	for i := range commits {
+		commits[i].markerData = map[string]any{
+			"batch":     validUTF8(id),
+			"commit":    i,
+			"commits":   len(commits),
+			"writes":    len(commits[i].writes),
+			"expire_at": at.Add(MarkerTTL),
+		}
+	}
+	return commits
+}
+
+// mergePublications returns pubs with the entries of one key merged:
+// articles summed, the first non-empty name, each word once with its
+// counts summed, in order of first appearance. pubs is not modified.
+func mergePublications(pubs []wire.PubCount) []wire.PubCount {
+	seen := make(map[string]int, len(pubs))
+	out := make([]wire.PubCount, 0, len(pubs))
+	words := make([]map[string]int, 0, len(pubs)) // out[i]: word → index in out[i].Entities
+	for _, p := range pubs {
+		i, ok := seen[p.Key]
+		if !ok {
+			i = len(out)
+			seen[p.Key] = i
+			out = append(out, wire.PubCount{Key: p.Key, Name: p.Name,
+				Entities: make([]wire.EntityCount, 0, len(p.Entities))})
+			words = append(words, make(map[string]int, len(p.Entities)))
+		}
+		q := &out[i]
+		q.Articles += p.Articles
+		if q.Name == "" {
+			q.Name = p.Name
+		}
+		for _, e := range p.Entities {
+			if j, ok := words[i][e.Word]; ok {
+				q.Entities[j].Count += e.Count
+				continue
+			}
+			words[i][e.Word] = len(q.Entities)
+			q.Entities = append(q.Entities, e)
+		}
+	}
+	return out
+}
+
+// commitRetrying applies c, retrying transient errors until ctx ends.
+// before is true when c's marker existed: c was applied before.
+func (s *Firestore) commitRetrying(ctx context.Context, c *commit) (before bool, err error) {
+	wait := s.timing.retryFirst
+	for attempt := 1; ; attempt++ {
+		err := s.commitOnce(ctx, c)
+		switch {
+		case err == nil:
+			return false, nil
+		case status.Code(err) == codes.AlreadyExists:
+			// Only the marker is created with a precondition: the whole
+			// commit was applied before.
+			return true, nil
+		case ctx.Err() != nil:
+			return false, fmt.Errorf("%w (after %d attempts; last error: %v)", ctx.Err(), attempt, err)
+		case !transient(err):
+			return false, err
+		}
+		d := jitter(wait)
+		s.log.Warn("firestore commit failed, retrying", "marker", c.marker.ID, "attempt", attempt, "wait", d, "error", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, fmt.Errorf("%w (while waiting to retry after %d attempts; last error: %v)", ctx.Err(), attempt, err)
+		case <-t.C:
+		}
+		wait = min(2*wait, s.timing.retryMax)
+	}
+}
+
+// commitOnce sends c as one WriteBatch commit, its marker first: the
+// emulator applies a commit's writes one by one, so only a precondition on
+// the first write makes a replay there change nothing. WriteBatch is
+// deprecated in favour of BulkWriter, but BulkWriter's BatchWrite applies
+// writes independently (no all-or-nothing commit to hang a marker on) and
+// the emulator does not implement it.
+func (s *Firestore) commitOnce(ctx context.Context, c *commit) error {
+	cctx, cancel := context.WithTimeout(ctx, s.timing.call)
+	defer cancel()
+	//lint:ignore SA1019 WriteBatch is the only atomic commit without a transaction; see above.
+	wb := s.client.Batch()
+	wb.Create(c.marker, c.markerData)
+	for _, w := range c.writes {
+		wb.Set(w.doc, w.data, firestore.MergeAll)
+	}
+	_, err := wb.Commit(cctx)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil && status.Code(err) != codes.AlreadyExists {
+		// Our own per-call deadline, however the client reports it.
+		return status.Errorf(codes.DeadlineExceeded, "no answer within %v: %v", s.timing.call, err)
+	}
+	return err
+}
+
+// transient reports whether err is worth retrying: the request may succeed
+// if sent again. Unknown is not: the emulator answers it to what it will
+// never accept.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted, codes.Internal:
+		return true
+	}
+	return false
+}
+
+// jitter returns a duration in [d/2, d].
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// validUTF8 returns s with each invalid byte sequence replaced by U+FFFD:
+// Firestore strings must be UTF-8, and a refused string would make the
+// whole batch unstorable. Ids are made from the original bytes.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// cut returns validUTF8(s) cut to at most n bytes, between characters.
+func cut(s string, n int) string {
+	s = validUTF8(s)
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

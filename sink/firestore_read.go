@@ -1,0 +1,152 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Publications implements Reader: it reads every publication document
+// (one query) and sorts them here, as publications are few. A document
+// without a key field (not written by ingest) is listed under its id.
+func (s *Firestore) Publications(ctx context.Context) ([]Publication, error) {
+	if s.closed.Load() {
+		return nil, errors.New("firestore: list publications: the sink is closed")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timing.call)
+	defer cancel()
+	it := s.client.Collection(pubsCollection).Select("key", "name", "count").Documents(ctx)
+	defer it.Stop()
+	var pubs []Publication
+	for {
+		doc, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("firestore: list publications: %w: %s", err, s.hint(err))
+		}
+		p := Publication{Key: doc.Ref.ID}
+		data := doc.Data()
+		if k, ok := data["key"].(string); ok {
+			p.Key = k
+		}
+		p.Name, _ = data["name"].(string)
+		p.Articles = integer(data["count"])
+		pubs = append(pubs, p)
+	}
+	slices.SortFunc(pubs, func(a, b Publication) int {
+		if a.Articles != b.Articles {
+			if a.Articles > b.Articles {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return pubs, nil
+}
+
+// TopEntities implements Reader over publications/{pubID}/ent. The first
+// page is one query ordered by count descending, word ascending; a later
+// page is two, which together are "start after (count, word)" in that
+// order: the rest of the cursor's count (count == c, word > w, by word),
+// then what follows it (count < c, by count descending, word ascending).
+// Filters rather than a StartAfter cursor because the emulator ignores
+// StartAfter, so only this form can be tested; on Cloud Firestore both
+// need the composite index (count descending, word ascending) on the ent
+// collection group that the README gives.
+func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, after string) ([]Entity, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("sink: top entities of %q: limit must be at least 1 (got %d)", key, limit)
+	}
+	var c cursor
+	if after != "" {
+		var err error
+		if c, err = decodeCursor(after); err != nil {
+			return nil, "", err
+		}
+	}
+	if s.closed.Load() {
+		return nil, "", fmt.Errorf("firestore: top entities of %q: the sink is closed", key)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timing.call)
+	defer cancel()
+
+	// One more than asked tells whether there is a next page. A query
+	// limit is an int32.
+	n := min(limit, math.MaxInt32-1) + 1
+	pub := s.client.Collection(pubsCollection).Doc(pubID(key))
+	ents := pub.Collection(entsCollection)
+	var (
+		page []Entity
+		err  error
+	)
+	if after == "" {
+		page, err = s.entities(ctx, ents.OrderBy("count", firestore.Desc).OrderBy("word", firestore.Asc).Limit(n), nil)
+	} else {
+		page, err = s.entities(ctx, ents.Where("count", "==", c.count).Where("word", ">", c.word).
+			OrderBy("word", firestore.Asc).Limit(n), nil)
+		if err == nil && len(page) < n {
+			page, err = s.entities(ctx, ents.Where("count", "<", c.count).
+				OrderBy("count", firestore.Desc).OrderBy("word", firestore.Asc).Limit(n-len(page)), page)
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("firestore: top entities of %q: %w: %s", key, err, s.hint(err))
+	}
+	if len(page) == 0 {
+		// Only now tell an unknown publication from an empty page: the
+		// common case costs one query.
+		if _, err := pub.Get(ctx); status.Code(err) == codes.NotFound {
+			return nil, "", fmt.Errorf("%w: %q", ErrNotFound, key)
+		} else if err != nil {
+			return nil, "", fmt.Errorf("firestore: top entities of %q: %w: %s", key, err, s.hint(err))
+		}
+		return page, "", nil
+	}
+	if len(page) <= limit {
+		return page, "", nil
+	}
+	page = page[:limit]
+	last := page[limit-1]
+	return page, encodeCursor(cursor{count: last.Count, word: last.Word}), nil
+}
+
+// entities appends the entities q returns to page.
+func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []Entity) ([]Entity, error) {
+	it := q.Documents(ctx)
+	defer it.Stop()
+	for {
+		doc, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return page, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		data := doc.Data()
+		w, _ := data["word"].(string)
+		page = append(page, Entity{Word: w, Count: integer(data["count"])})
+	}
+}
+
+// integer is a count field's value: an integer as ingest writes it, or a
+// double another writer may have left.
+func integer(v any) int64 {
+	switch n := v.(type) {
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	}
+	return 0
+}

@@ -1,0 +1,155 @@
+package web_test
+
+import (
+	"fmt"
+	"html"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/web"
+	"github.com/ingest-dev/ingest/web/browsertest"
+)
+
+// TestPageInBrowser loads the results page in headless Chromium against a
+// real SQLite store and checks what a user sees once the scripts ran: the
+// publications, the chosen publication's entities as a list and a chart,
+// the live strip, markup in data shown as text. It saves screenshots as
+// CI artifacts (paths in the log).
+func TestPageInBrowser(t *testing.T) {
+	b := browsertest.Chromium(t)
+	store, f := openStore(t)
+	srv := httptest.NewServer(web.New(web.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
+	t.Cleanup(srv.Close)
+
+	dom := b.DumpDOM(srv.URL + "/#pub=" + jsEncodeURIComponent(keyGazette))
+	loaded(t, dom, "publications", "entities", "status")
+
+	// Every publication, in the API's order, with its article count.
+	var at int
+	for _, p := range f.pubs {
+		row := fmt.Sprintf(`<tr data-key="%s">`, html.EscapeString(p.Key))
+		i := strings.Index(dom, row)
+		if i < at {
+			t.Fatalf("publication row %s missing or out of order", row)
+		}
+		at = i
+		end := i + strings.Index(dom[i:], "</tr>")
+		if cell := fmt.Sprintf(`<td class="num">%d</td>`, p.Articles); !strings.Contains(dom[i:end], cell) {
+			t.Errorf("row of %q lacks %s: %s", p.Key, cell, dom[i:end])
+		}
+		if name := `<span class="pub-name">` + html.EscapeString(p.Name) + `</span>`; !strings.Contains(dom[i:end], name) {
+			t.Errorf("row of %q lacks %s", p.Key, name)
+		}
+	}
+	if !strings.Contains(dom, `data-key="`+keyGazette+`" title="key: `+keyGazette+`" aria-current="true"`) {
+		t.Errorf("the gazette is not marked as chosen (aria-current)")
+	}
+	if strings.Contains(dom, "<b>Bold</b>") || strings.Contains(dom, "<script>alert") {
+		t.Errorf("data rendered as markup: the page must set text, never HTML")
+	}
+
+	// The chosen publication: heading, the first page of entities in order
+	// with ranks, one bar per entity, paging.
+	if !strings.Contains(dom, `<h2 id="detail-h">The Harbor Gazette</h2>`) {
+		t.Errorf("heading of the chosen publication missing")
+	}
+	ents := f.entities[keyGazette]
+	const pageSize = 20 // PAGE_SIZE in app.js
+	at = 0
+	for i, e := range ents[:pageSize] {
+		row := fmt.Sprintf(`<tr><td class="num rank">%d</td><td class="word">%s</td><td class="num">%d</td></tr>`,
+			i+1, html.EscapeString(e.Word), e.Count)
+		j := strings.Index(dom, row)
+		if j < at {
+			t.Fatalf("entity row %s missing or out of order", row)
+		}
+		at = j
+	}
+	if strings.Contains(dom, `<td class="word">`+ents[pageSize].Word+`</td>`) {
+		t.Errorf("entity %d of the second page is on the first", pageSize+1)
+	}
+	if n := strings.Count(dom, `<rect class="bar"`); n != pageSize {
+		t.Errorf("chart has %d bars, want %d", n, pageSize)
+	}
+	for _, want := range []string{
+		`<svg viewBox=`, `role="img"`, "Entities 1–20",
+		`id="prev" aria-disabled="true"`, `id="next" aria-disabled="false"`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+
+	// The live strip.
+	for _, want := range []string{
+		`<span id="rate">12.5</span>`, `<span id="queue">37 / 1,024</span>`, `>accepting</span>`,
+		`data-role="worker" data-pid="4242"`, `<span class="name">worker 1</span>`, `<span class="pid">pid 4243</span>`,
+		`<span class="restarts some">2 restarts</span>`, `<span class="name">saver 0</span>`,
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("live strip lacks %s", want)
+		}
+	}
+
+	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results.png", 1280, 900)
+	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results-narrow.png", 420, 1100)
+}
+
+// TestPageInBrowserWithToken: a read token given in the fragment reaches
+// the API and leaves the address bar; keys with '/', spaces and Unicode
+// are chosen by the fragment; without the token the page asks for it.
+func TestPageInBrowserWithToken(t *testing.T) {
+	b := browsertest.Chromium(t)
+	store, f := openStore(t)
+	const token = "browser-t0ken"
+	srv := httptest.NewServer(web.New(web.Config{Reader: store, Status: testStatus, ReadToken: token, Logger: testLogger(t)}))
+	t.Cleanup(srv.Close)
+
+	for _, key := range []string{keySlash, keyUnicode} {
+		dom := b.DumpDOM(srv.URL + "/#token=" + token + "&pub=" + jsEncodeURIComponent(key))
+		loaded(t, dom, "publications", "entities", "status")
+		name := f.pubs[slices.IndexFunc(f.pubs, func(p sink.Publication) bool { return p.Key == key })].Name
+		if !strings.Contains(dom, `<h2 id="detail-h">`+html.EscapeString(name)+`</h2>`) {
+			t.Errorf("heading %q of %q missing", name, key)
+		}
+		for i, e := range f.entities[key] {
+			row := fmt.Sprintf(`<td class="num rank">%d</td><td class="word">%s</td><td class="num">%d</td>`, i+1, html.EscapeString(e.Word), e.Count)
+			if !strings.Contains(dom, row) {
+				t.Errorf("%s: entity row %s missing", key, row)
+			}
+		}
+		if !strings.Contains(dom, `<form class="auth" id="auth" hidden="">`) {
+			t.Errorf("token form shown although the token was given")
+		}
+		if strings.Contains(dom, token) {
+			t.Errorf("the token appears in the page's DOM")
+		}
+	}
+
+	dom := b.DumpDOM(srv.URL + "/#pub=" + jsEncodeURIComponent(keyUnicode))
+	if !strings.Contains(dom, `data-publications="error"`) || !strings.Contains(dom, `<form class="auth" id="auth">`) {
+		t.Errorf("without a token: want the publications refused and the token form shown")
+	}
+	if !strings.Contains(dom, "missing or wrong read token") {
+		t.Errorf("without a token: the API's error is not shown")
+	}
+}
+
+// loaded fails t unless the page's script marked each part as loaded on
+// <body>: it sets data-NAME="loaded" after rendering, "error" on failure.
+func loaded(t *testing.T, dom string, parts ...string) {
+	t.Helper()
+	i := strings.Index(dom, "<body")
+	if i < 0 {
+		t.Fatalf("no <body> in the DOM:\n%s", dom)
+	}
+	body := dom[i : i+strings.IndexByte(dom[i:], '>')]
+	for _, p := range parts {
+		if !strings.Contains(body, fmt.Sprintf(`data-%s="loaded"`, p)) {
+			t.Errorf("page did not finish loading %s (<body> is %s); DOM:\n%s", p, body, dom)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+// Package web is the read side of the parent's HTTP server: a JSON read
+// API over the sink's read path (sink.Reader) and a results page that
+// shows it in a browser, with a live strip of the pipeline's state.
+//
+// The page, its script and its style sheet are embedded in the binary
+// (go:embed): no CDN, no build step, nothing fetched from elsewhere, so it
+// works offline. The chart is SVG drawn by the page's own script.
+//
+// # Routes
+//
+//	GET /                                        the results page (HTML)
+//	GET /static/{file}                           its script and style sheet
+//	GET /publications                            [{"key","name","articles"}]
+//	GET /publications/{key}/entities?limit=N&after=CURSOR
+//	                                             {"entities":[{"word","count"}],"next":CURSOR|null}
+//	GET /status                                  the live strip's data (Status as JSON)
+//
+// HEAD is answered wherever GET is. Every response of the read API and
+// /status is JSON with Content-Type: application/json and Cache-Control:
+// no-store; errors are {"error": "..."} saying what was wrong and what to
+// send instead, as on the write API (package edge). Unknown paths get 404
+// and other methods 405 (Allow: GET, HEAD), both in that JSON form.
+//
+// # GET /publications
+//
+// Every stored publication, most articles first, then by key: key is the
+// storage key (the publication trimmed and lower-cased), name the
+// publication as first stored, articles how many articles were counted.
+// An empty store gives [].
+//
+// # GET /publications/{key}/entities
+//
+// One page of the publication's entities, most frequent first, then by
+// word. {key} is a key exactly as /publications lists it, path-escaped
+// (encodeURIComponent in JavaScript, url.PathEscape in Go): a key may
+// contain '/', which must be sent as %2F, spaces and any Unicode. Keys
+// that are exactly "." or ".." cannot be reached, because clients and
+// routers resolve them as path segments.
+//
+//	limit  entities per page, an integer of at least 1; default
+//	       DefaultLimit (50), and values above MaxLimit (1000) are
+//	       treated as MaxLimit, so one request costs at most that much
+//	after  the "next" of the previous page; absent or empty for the top
+//
+// next is null on the last page. A cursor is an opaque, URL-safe position
+// (count, word), not an offset: entities stored while a client pages are
+// neither skipped for lack of room nor repeated because of a shift, though
+// an entity whose count changes between two pages may be seen twice or
+// not at all.
+//
+// Statuses, in the order the checks run:
+//
+//	404  no such route
+//	405  method is not GET or HEAD
+//	401  a read token is configured and the request carries it neither as
+//	     "access_token: <token>" nor as "Authorization: Bearer <token>"
+//	503  no read path: the service runs with --sink none, which stores nothing
+//	400  limit is not an integer of at least 1, or after is not a cursor
+//	     this API returned (the message names the parameter)
+//	404  no publication has that key
+//	500  the store could not be read (logged; retry)
+//	200  the page
+//
+// # Tokens and the page
+//
+// With Config.ReadToken set, the read API and /status require it, compared
+// in constant time. The page and its static files load without it: they
+// hold no data. The page's script sends the token as Authorization:
+// Bearer. It takes the token from the URL fragment, which browsers never
+// send to the server (open /#token=TOKEN, or /#token=TOKEN&pub=KEY), keeps
+// it in the tab's sessionStorage and removes it from the address bar; when
+// a request is refused with 401 the page asks for the token in a form.
+//
+// # Fragment
+//
+// The page keeps the chosen publication in the fragment, #pub=KEY (KEY
+// URL-encoded), so a view can be bookmarked, shared without the token, and
+// opened by a headless browser with no clicks.
+package web
