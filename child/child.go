@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,6 +68,13 @@ func Main(cfg config.Config) int {
 func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan os.Signal) error {
 	switch cfg.Role {
 	case config.RoleWorker:
+		// A worker's live heap is mostly the NER model (about 100 MB of
+		// maps) and every GC cycle marks all of it. Collecting at 5x the
+		// live heap instead of 2x costs about 200 MB more per worker and
+		// saves about an eighth of its CPU; GOGC in the environment wins.
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(workerGCPercent)
+		}
 		ext, err := ner.NewEngine(ner.Engine(cfg.NER), cfg.SkipLabels()) // before Hello: a worker is ready once its model is loaded
 		if err != nil {
 			return err
@@ -91,6 +99,9 @@ func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan 
 	}
 	return fmt.Errorf("child.Main: role %q is not a child role", cfg.Role)
 }
+
+// workerGCPercent is a worker's GOGC unless the environment sets one.
+const workerGCPercent = 400
 
 // takeStdout moves the frame stream to a private descriptor and points
 // descriptor 1 and os.Stdout at stderr.

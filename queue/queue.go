@@ -219,9 +219,11 @@ func (q *Queue[T]) TakenPerSecond() float64 {
 	return q.rate.perSecond(time.Now())
 }
 
-// RetryAfter estimates how long a client should wait before the backlog
-// has room again: the backlog divided by the recent drain rate, at least 1s
-// and at most 60s; 5s when nothing has been taken recently.
+// RetryAfter estimates how long a client should wait: the time the recent
+// drain rate takes to work off half the backlog, so that refused clients
+// come back while the workers still have work (waiting for an empty queue
+// would leave them idle). At least 1s, at most 60s; 5s when nothing has
+// been taken recently.
 func (q *Queue[T]) RetryAfter() time.Duration {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -229,7 +231,7 @@ func (q *Queue[T]) RetryAfter() time.Duration {
 	if perSec <= 0 {
 		return 5 * time.Second
 	}
-	d := time.Duration(float64(q.n+len(q.front)) / perSec * float64(time.Second))
+	d := time.Duration(float64(q.n+len(q.front)) / 2 / perSec * float64(time.Second))
 	return min(max(d, time.Second), 60*time.Second)
 }
 
@@ -248,13 +250,20 @@ func (m *rateMeter) add(now time.Time, n uint64) {
 	m.buckets[i] += n
 }
 
+// perSecond is the rate over the complete seconds observed, up to the
+// last 10: a meter that started 3 seconds ago divides by 3, not 10.
 func (m *rateMeter) perSecond(now time.Time) float64 {
 	s := now.Unix()
 	var total uint64
+	var span int64
 	for i := range m.buckets {
 		if age := s - m.secs[i]; age >= 1 && age <= int64(len(m.buckets)) {
 			total += m.buckets[i]
+			span = max(span, age)
 		}
 	}
-	return float64(total) / float64(len(m.buckets))
+	if span == 0 {
+		return 0
+	}
+	return float64(total) / float64(span)
 }

@@ -127,18 +127,19 @@ func (r *run) onWorkerFrame(w *workerProc) func(*process, wire.Frame) error {
 			}
 			return nil
 		case wire.KindBatch:
-			var b wire.Batch
-			if err := f.Decode(&b); err != nil {
+			b, err := wire.PeekBatch(f.Payload) // routing needs the header only
+			if err != nil {
 				return err
 			}
 			if r.summary != nil {
-				r.summary.add(&b)
+				var full wire.Batch
+				if err := f.Decode(&full); err != nil {
+					return err
+				}
+				r.summary.add(&full)
 			}
-			item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: len(b.Dead)}
-			for _, pc := range b.Publications {
-				item.entities += len(pc.Entities)
-			}
-			item.docs = len(b.Publications) + item.entities
+			item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: b.Dead,
+				entities: b.Entities, docs: b.Publications + b.Entities}
 			r.docs.Add(int64(item.docs))
 			w.parts = append(w.parts, item) // only this reader touches parts
 			if b.Part < b.Parts-1 {

@@ -1,0 +1,277 @@
+// Command benchtool is the measuring half of scripts/bench: given the
+// ingest and ingest-load binaries and a dataset, it measures raw NER
+// throughput, the pipeline end to end for 1..N workers with CPU time by
+// role, and the HTTP edge alone, then prints the tables and writes them as
+// markdown. Run it through scripts/bench, which builds what it needs.
+//
+// Every server it starts listens on 127.0.0.1; every process it starts is
+// stopped by pid before it moves on, and on SIGINT/SIGTERM.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	ingest, load string // binaries
+	dataset      string
+	posts        int // posts per worker in each pipeline run; the raw NER run uses this many; 0: calibrate
+	runSeconds   float64
+	maxWorkers   int
+	workerList   []int
+	edgeClient   string
+	edgeDuration time.Duration
+	edgeConns    int
+	backpressure int // --queue-size of the backpressure run; 0 skips it
+	out          string
+	tmp          string
+	cpuProfile   string
+	note         string // free text for the report (commit, load, …)
+	engine       string // --ner for ingest and the raw run; "" is ingest's default
+	skipRaw      bool
+	skipPipeline bool
+	skipEdge     bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var o options
+	var workers string
+	fs := flag.NewFlagSet("benchtool", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.ingest, "ingest", "", "ingest binary (required)")
+	fs.StringVar(&o.load, "load", "", "ingest-load binary (required)")
+	fs.StringVar(&o.dataset, "dataset", "", "NDJSON or CSV posts, .gz allowed (required)")
+	fs.IntVar(&o.posts, "posts", 0, "posts per worker in each pipeline run (W workers get W times as many); the raw NER run takes this many. 0 calibrates: as many as one worker handles in --run-seconds")
+	fs.Float64Var(&o.runSeconds, "run-seconds", 10, "with --posts 0, the NER time each run is sized for: long enough that start-up and drain are small beside it")
+	fs.IntVar(&o.maxWorkers, "max-workers", runtime.NumCPU(), "pipeline runs go from 1 to this many workers")
+	fs.StringVar(&workers, "workers", "", "comma-separated worker counts to run instead of 1..--max-workers")
+	fs.StringVar(&o.edgeClient, "edge-client", "auto", "HTTP client for the edge runs: auto (wrk, else hey, else ingest-load), wrk, hey, ingest-load, or none")
+	fs.DurationVar(&o.edgeDuration, "edge-duration", 5*time.Second, "length of each edge run")
+	fs.IntVar(&o.edgeConns, "edge-connections", 64, "connections in the edge runs")
+	fs.IntVar(&o.backpressure, "backpressure-queue", 1024, "after the sweep, run the most workers again with this --queue-size (ingest's default), so the queue fills and clients honour 503 + Retry-After; 0 skips it")
+	fs.StringVar(&o.out, "out", "", "markdown report to write (required)")
+	fs.StringVar(&o.tmp, "tmp", "", "directory for databases, logs and bodies (required; the caller removes it)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the raw NER run here")
+	fs.StringVar(&o.engine, "ner", "", "NER engine (ingest --ner) for the raw and pipeline runs; empty is ingest's default")
+	fs.StringVar(&o.note, "note", "", "a line for the report's header, e.g. the commit")
+	fs.BoolVar(&o.skipRaw, "no-raw", false, "skip the raw NER run")
+	fs.BoolVar(&o.skipPipeline, "no-pipeline", false, "skip the pipeline runs")
+	fs.BoolVar(&o.skipEdge, "no-edge", false, "skip the edge runs")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := o.validate(workers); err != nil {
+		fmt.Fprintf(stderr, "benchtool: %v\n", err)
+		return 2
+	}
+
+	procs := &running{}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(stderr, "\nbenchtool: %v: killing the processes it started\n", sig)
+		procs.killAll()
+		os.Exit(130)
+	}()
+
+	rep := &report{machine: describeMachine(), note: o.note, dataset: o.dataset, started: time.Now()}
+	logf := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+	}
+	logf("machine: %s", rep.machine.String())
+
+	if o.posts == 0 {
+		ds, err := loadDataset(o.dataset, calibrationPosts)
+		if err != nil {
+			fmt.Fprintf(stderr, "benchtool: %v\n", err)
+			return 1
+		}
+		c, err := rawNER(ds.first(calibrationPosts), o.engine, "")
+		if err != nil {
+			fmt.Fprintf(stderr, "benchtool: calibrate: %v\n", err)
+			return 1
+		}
+		o.posts = min(max(int(c.postsPerSec()*o.runSeconds), 20), 200_000)
+		rep.calibrated = fmt.Sprintf("%d posts per worker: %.0f s of NER at the %.1f posts/s measured on %d posts before the runs",
+			o.posts, o.runSeconds, c.postsPerSec(), calibrationPosts)
+		logf("calibrated: %s", rep.calibrated)
+	}
+	ds, err := loadDataset(o.dataset, max(o.posts, o.posts*maxOf(o.workerList)))
+	if err != nil {
+		fmt.Fprintf(stderr, "benchtool: %v\n", err)
+		return 1
+	}
+	rep.datasetPosts, rep.datasetCycled = len(ds.posts), ds.cycled
+
+	failed := false
+	if !o.skipRaw {
+		logf("raw NER: %d posts in this process", o.posts)
+		r, err := rawNER(ds.first(o.posts), o.engine, o.cpuProfile)
+		if err != nil {
+			logf("raw NER failed: %v", err)
+			failed = true
+		}
+		rep.raw = r
+	}
+	if !o.skipPipeline {
+		for _, w := range o.workerList {
+			n := o.posts * w
+			logf("pipeline: %d workers, %d posts", w, n)
+			p := pipelineRun(o, procs, w, n, 0, ds.words(n), logf)
+			if p.err != nil {
+				logf("pipeline with %d workers failed: %v", w, p.err)
+				failed = true
+			} else {
+				logf("  %.1f posts/s over %.1fs; CPU s: parent %.2f, workers %.2f, savers %.2f, client %.2f",
+					p.postsPerSec(), p.elapsed.Seconds(), p.cpu.parent, p.cpu.workers, p.cpu.savers, p.clientCPU)
+			}
+			rep.pipeline = append(rep.pipeline, p)
+		}
+		// The same load through ingest's default queue, which fills: what
+		// 503s and clients honouring Retry-After cost.
+		if w := maxOf(o.workerList); o.backpressure > 0 {
+			n := o.posts * w
+			logf("pipeline with backpressure: %d workers, %d posts, --queue-size %d", w, n, o.backpressure)
+			p := pipelineRun(o, procs, w, n, o.backpressure, ds.words(n), logf)
+			if p.err != nil {
+				logf("pipeline with backpressure failed: %v", p.err)
+				failed = true
+			} else {
+				logf("  %.1f posts/s over %.1fs, %d requests retried after 503", p.postsPerSec(), p.elapsed.Seconds(), p.retries)
+			}
+			rep.backpressure = &p
+		}
+	}
+	if !o.skipEdge {
+		client, note := pickEdgeClient(o.edgeClient)
+		rep.edgeNote = note
+		if note != "" {
+			logf("edge: %s", note)
+		}
+		if client != "" {
+			for _, c := range edgeCases {
+				logf("edge: %s, %s posts, %s", c.label(), sizeLabel(c.size), client)
+				e := edgeRun(o, procs, client, c, logf)
+				if e.err != nil {
+					logf("edge run failed: %v", e.err)
+					failed = true
+				} else {
+					logf("  %.0f posts/s, p99 %s", e.postsPerSec(), fmtDur(e.p99))
+				}
+				rep.edge = append(rep.edge, e)
+			}
+		}
+	}
+	rep.finished = time.Now()
+	rep.machine.loadEnd = loadAverage()
+
+	md := rep.markdown()
+	fmt.Fprintln(stdout, md)
+	if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+		fmt.Fprintf(stderr, "benchtool: write the report: %v\n", err)
+		return 1
+	}
+	logf("report written to %s", o.out)
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func (o *options) validate(workers string) error {
+	var errs []error
+	for name, v := range map[string]string{"--ingest": o.ingest, "--load": o.load, "--dataset": o.dataset, "--out": o.out, "--tmp": o.tmp} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	if o.posts < 0 {
+		errs = append(errs, fmt.Errorf("--posts must be 0 (calibrate) or more (got %d)", o.posts))
+	}
+	if o.runSeconds < 1 {
+		errs = append(errs, fmt.Errorf("--run-seconds must be at least 1 (got %g)", o.runSeconds))
+	}
+	if o.maxWorkers < 1 {
+		errs = append(errs, fmt.Errorf("--max-workers must be at least 1 (got %d)", o.maxWorkers))
+	}
+	if workers != "" {
+		for _, s := range strings.Split(workers, ",") {
+			w, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil || w < 1 {
+				errs = append(errs, fmt.Errorf("--workers: %q is not a worker count of 1 or more", s))
+				continue
+			}
+			o.workerList = append(o.workerList, w)
+		}
+	} else {
+		for w := 1; w <= o.maxWorkers; w++ {
+			o.workerList = append(o.workerList, w)
+		}
+	}
+	if o.edgeDuration < time.Second {
+		errs = append(errs, fmt.Errorf("--edge-duration must be at least 1s (got %s)", o.edgeDuration))
+	}
+	return errors.Join(errs...)
+}
+
+// calibrationPosts are timed to size the runs when --posts is 0.
+const calibrationPosts = 30
+
+func maxOf(xs []int) int {
+	m := 0
+	for _, x := range xs {
+		m = max(m, x)
+	}
+	return m
+}
+
+// running is the set of processes benchtool started and has not yet
+// waited for, so that an interrupt can kill them by pid.
+type running struct {
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+func (r *running) add(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pids == nil {
+		r.pids = map[int]bool{}
+	}
+	r.pids[pid] = true
+}
+
+func (r *running) remove(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.pids, pid)
+}
+
+// killAll kills each process started and not yet reaped; an ingest
+// parent's children die with it (parent-death signal).
+func (r *running) killAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pid := range r.pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}

@@ -1,0 +1,94 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// BatchInfo is what routing a batch needs, read without decoding its
+// publications and entities: the parent forwards batches as raw frames and
+// only needs this (and it reads every batch of every worker).
+type BatchInfo struct {
+	ID           string
+	Part, Parts  int
+	Worker       int
+	Through      uint64
+	Posts        int
+	Publications int // publications in this part
+	Entities     int // entity counts in this part, all publications
+	Dead         int // dead letters (last part only)
+}
+
+// PartID is the idempotency key of the part, as Batch.PartID.
+func (b *BatchInfo) PartID() string {
+	return (&Batch{ID: b.ID, Part: b.Part, Parts: b.Parts}).PartID()
+}
+
+// PeekBatch reads a batch payload's header and counts its contents,
+// skipping every string after the id. It checks the same structure as
+// Unmarshal into a Batch, and like it never panics on arbitrary input.
+func PeekBatch(payload []byte) (BatchInfo, error) {
+	br := bytes.NewReader(payload)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(br)
+	r := &reader{dec: dec, br: br}
+	var b BatchInfo
+	if err := b.peek(r); err != nil {
+		return BatchInfo{}, fmt.Errorf("%w: batch: %v", ErrMalformed, err)
+	}
+	if br.Len() != 0 {
+		return BatchInfo{}, fmt.Errorf("%w: batch: %d trailing bytes", ErrMalformed, br.Len())
+	}
+	return b, nil
+}
+
+func (b *BatchInfo) peek(r *reader) error {
+	if _, err := r.arrayLen(8); err != nil {
+		return err
+	}
+	if err := fields(strTo(r, &b.ID), intTo(r, &b.Part), intTo(r, &b.Parts), intTo(r, &b.Worker),
+		u64To(r, &b.Through), intTo(r, &b.Posts)); err != nil {
+		return err
+	}
+	var err error
+	if b.Publications, err = r.arrayLen(-1); err != nil {
+		return err
+	}
+	skip := r.dec.Skip
+	for range b.Publications {
+		if _, err := r.arrayLen(4); err != nil {
+			return err
+		}
+		if err := fields(skip, skip, skip); err != nil { // key, name, articles
+			return err
+		}
+		n, err := r.arrayLen(-1)
+		if err != nil {
+			return err
+		}
+		b.Entities += n
+		for range n {
+			if _, err := r.arrayLen(2); err != nil {
+				return err
+			}
+			if err := fields(skip, skip); err != nil { // word, count
+				return err
+			}
+		}
+	}
+	if b.Dead, err = r.arrayLen(-1); err != nil {
+		return err
+	}
+	for range b.Dead {
+		if _, err := r.arrayLen(4); err != nil {
+			return err
+		}
+		if err := fields(skip, skip, skip, skip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
