@@ -18,19 +18,27 @@ import (
 
 type ents = []wire.EntityCount
 
-func TestApply(t *testing.T) {
+// applyCase is one idempotency case: batches applied in order, whether
+// each was a duplicate, and what must be stored after.
+type applyCase struct {
+	name    string
+	batches []wire.Batch
+	dups    []bool // Apply's duplicate, per batch
+	want    stored
+}
+
+// applyCases are the cases every sink must pass. keptName says which
+// display name a sink keeps when batches disagree: SQLite keeps the
+// "first", Firestore the "last" (keeping the first would cost it a read).
+func applyCases(keptName string) []applyCase {
 	times := wire.PubCount{Key: "times", Name: "The Times", Articles: 2,
 		Entities: ents{{Word: "london", Count: 3}, {Word: "paris", Count: 1}}}
 	timesAgain := wire.PubCount{Key: "times", Name: "THE TIMES", Articles: 1,
 		Entities: ents{{Word: "london", Count: 1}, {Word: "rome", Count: 4}}}
 	post := wire.PubCount{Key: "post", Name: "Post", Articles: 1, Entities: ents{{Word: "london", Count: 7}}}
+	names := map[string]string{"first": "The Times", "last": "THE TIMES"}
+	return []applyCase{{
 
-	tests := []struct {
-		name    string
-		batches []wire.Batch
-		dups    []bool // Apply's duplicate, per batch
-		want    stored
-	}{{
 		name:    "same batch twice counts once",
 		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{times, post}}, {ID: "a", Publications: []wire.PubCount{times, post}}},
 		dups:    []bool{false, true},
@@ -52,11 +60,11 @@ func TestApply(t *testing.T) {
 			Applied:  []string{"a"},
 		},
 	}, {
-		name:    "different batches add up, first name kept",
+		name:    "different batches add up, " + keptName + " name kept",
 		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{times}}, {ID: "b", Publications: []wire.PubCount{timesAgain, post}}},
 		dups:    []bool{false, false},
 		want: stored{
-			Pubs: map[string]Publication{"times": {"times", "The Times", 3}, "post": {"post", "Post", 1}},
+			Pubs: map[string]Publication{"times": {"times", names[keptName], 3}, "post": {"post", "Post", 1}},
 			Entities: map[string]map[string]int64{
 				"times": {"london": 4, "paris": 1, "rome": 4},
 				"post":  {"london": 7},
@@ -86,19 +94,6 @@ func TestApply(t *testing.T) {
 			Applied: []string{"s/0", "s/1"},
 		},
 	}, {
-		name: "first non-empty name kept",
-		batches: []wire.Batch{
-			{ID: "a", Publications: []wire.PubCount{{Key: "post", Articles: 0}}},
-			{ID: "b", Publications: []wire.PubCount{{Key: "post", Name: "Post", Articles: 1}}},
-			{ID: "c", Publications: []wire.PubCount{{Key: "post", Name: "POST", Articles: 1}}},
-		},
-		dups: []bool{false, false, false},
-		want: stored{
-			Pubs:     map[string]Publication{"post": {"post", "Post", 2}},
-			Entities: map[string]map[string]int64{},
-			Applied:  []string{"a", "b", "c"},
-		},
-	}, {
 		name: "a word twice in one batch adds up",
 		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{
 			{Key: "post", Name: "Post", Articles: 1, Entities: ents{{Word: "x", Count: 1}, {Word: "x", Count: 2}}},
@@ -116,21 +111,44 @@ func TestApply(t *testing.T) {
 		dups:    []bool{false, true},
 		want:    stored{Pubs: map[string]Publication{}, Entities: map[string]map[string]int64{}, Applied: []string{"e"}},
 	}}
+}
+
+// runApplyCase applies tc's batches to s and compares what read returns.
+func runApplyCase(t *testing.T, s Sink, tc applyCase, read func() stored) {
+	t.Helper()
+	for i := range tc.batches {
+		dup, err := s.Apply(t.Context(), &tc.batches[i])
+		if err != nil {
+			t.Fatalf("Apply #%d: %v", i, err)
+		}
+		if dup != tc.dups[i] {
+			t.Errorf("Apply #%d (%s): duplicate = %v, want %v", i, tc.batches[i].PartID(), dup, tc.dups[i])
+		}
+	}
+	if got := read(); !reflect.DeepEqual(got, tc.want) {
+		t.Errorf("stored\n%+v\nwant\n%+v", got, tc.want)
+	}
+}
+
+func TestApply(t *testing.T) {
+	tests := append(applyCases("first"), applyCase{
+		name: "first non-empty name kept",
+		batches: []wire.Batch{
+			{ID: "a", Publications: []wire.PubCount{{Key: "post", Articles: 0}}},
+			{ID: "b", Publications: []wire.PubCount{{Key: "post", Name: "Post", Articles: 1}}},
+			{ID: "c", Publications: []wire.PubCount{{Key: "post", Name: "POST", Articles: 1}}},
+		},
+		dups: []bool{false, false, false},
+		want: stored{
+			Pubs:     map[string]Publication{"post": {"post", "Post", 2}},
+			Entities: map[string]map[string]int64{},
+			Applied:  []string{"a", "b", "c"},
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openTest(t)
-			for i := range tt.batches {
-				dup, err := s.Apply(t.Context(), &tt.batches[i])
-				if err != nil {
-					t.Fatalf("Apply #%d: %v", i, err)
-				}
-				if dup != tt.dups[i] {
-					t.Errorf("Apply #%d (%s): duplicate = %v, want %v", i, tt.batches[i].PartID(), dup, tt.dups[i])
-				}
-			}
-			if got := readStored(t, s.path); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("stored\n%+v\nwant\n%+v", got, tt.want)
-			}
+			runApplyCase(t, s, tt, func() stored { return readStored(t, s.path) })
 		})
 	}
 }

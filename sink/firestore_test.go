@@ -121,65 +121,7 @@ func markers(t testing.TB, s *Firestore) int {
 
 func TestFirestoreApply(t *testing.T) {
 	needEmulator(t)
-	times := wire.PubCount{Key: "times", Name: "The Times", Articles: 2,
-		Entities: ents{{Word: "london", Count: 3}, {Word: "paris", Count: 1}}}
-	timesAgain := wire.PubCount{Key: "times", Name: "THE TIMES", Articles: 1,
-		Entities: ents{{Word: "london", Count: 1}, {Word: "rome", Count: 4}}}
-	post := wire.PubCount{Key: "post", Name: "Post", Articles: 1, Entities: ents{{Word: "london", Count: 7}}}
-
-	tests := []struct {
-		name    string
-		batches []wire.Batch
-		dups    []bool // Apply's duplicate, per batch
-		want    stored
-	}{{
-		name:    "same batch twice counts once",
-		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{times, post}}, {ID: "a", Publications: []wire.PubCount{times, post}}},
-		dups:    []bool{false, true},
-		want: stored{
-			Pubs:     map[string]Publication{"times": {"times", "The Times", 2}, "post": {"post", "Post", 1}},
-			Entities: map[string]map[string]int64{"times": {"london": 3, "paris": 1}, "post": {"london": 7}},
-			Applied:  []string{"a"},
-		},
-	}, {
-		name:    "a replay counts once even when its content differs",
-		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{post}}, {ID: "a", Publications: []wire.PubCount{times}}},
-		dups:    []bool{false, true},
-		want: stored{
-			Pubs:     map[string]Publication{"post": {"post", "Post", 1}},
-			Entities: map[string]map[string]int64{"post": {"london": 7}},
-			Applied:  []string{"a"},
-		},
-	}, {
-		name:    "different batches add up, last name kept",
-		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{times}}, {ID: "b", Publications: []wire.PubCount{timesAgain, post}}},
-		dups:    []bool{false, false},
-		want: stored{
-			Pubs: map[string]Publication{"times": {"times", "THE TIMES", 3}, "post": {"post", "Post", 1}},
-			Entities: map[string]map[string]int64{
-				"times": {"london": 4, "paris": 1, "rome": 4},
-				"post":  {"london": 7},
-			},
-			Applied: []string{"a", "b"},
-		},
-	}, {
-		name: "split parts apply independently and idempotently",
-		batches: []wire.Batch{
-			{ID: "s", Part: 1, Parts: 2, Posts: 3, Publications: []wire.PubCount{{Key: "times", Name: "The Times", Articles: 3,
-				Entities: ents{{Word: "rome", Count: 2}}}}},
-			{ID: "s", Part: 0, Parts: 2, Publications: []wire.PubCount{{Key: "times", Entities: ents{{Word: "london", Count: 5}}},
-				{Key: "post", Entities: ents{{Word: "oslo", Count: 1}}}}},
-			{ID: "s", Part: 1, Parts: 2, Posts: 3, Publications: []wire.PubCount{{Key: "times", Name: "The Times", Articles: 3,
-				Entities: ents{{Word: "rome", Count: 2}}}}},
-			{ID: "s", Part: 0, Parts: 2, Publications: []wire.PubCount{{Key: "times", Entities: ents{{Word: "london", Count: 5}}}}},
-		},
-		dups: []bool{false, false, true, true},
-		want: stored{
-			Pubs:     map[string]Publication{"times": {"times", "The Times", 3}, "post": {"post", "", 0}},
-			Entities: map[string]map[string]int64{"times": {"london": 5, "rome": 2}, "post": {"oslo": 1}},
-			Applied:  []string{"s/0", "s/1"},
-		},
-	}, {
+	tests := append(applyCases("last"), applyCase{
 		name: "an empty name does not replace a stored one",
 		batches: []wire.Batch{
 			{ID: "a", Publications: []wire.PubCount{{Key: "post", Articles: 0}}},
@@ -192,39 +134,11 @@ func TestFirestoreApply(t *testing.T) {
 			Entities: map[string]map[string]int64{},
 			Applied:  []string{"a", "b", "c"},
 		},
-	}, {
-		name: "a word twice in one batch adds up",
-		batches: []wire.Batch{{ID: "a", Publications: []wire.PubCount{
-			{Key: "post", Name: "Post", Articles: 1, Entities: ents{{Word: "x", Count: 1}, {Word: "x", Count: 2}}},
-			{Key: "post", Name: "Post", Articles: 1, Entities: ents{{Word: "x", Count: 4}}},
-		}}},
-		dups: []bool{false},
-		want: stored{
-			Pubs:     map[string]Publication{"post": {"post", "Post", 2}},
-			Entities: map[string]map[string]int64{"post": {"x": 7}},
-			Applied:  []string{"a"},
-		},
-	}, {
-		name:    "empty batch is recorded",
-		batches: []wire.Batch{{ID: "e"}, {ID: "e"}},
-		dups:    []bool{false, true},
-		want:    stored{Pubs: map[string]Publication{}, Entities: map[string]map[string]int64{}, Applied: []string{"e"}},
-	}}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openFirestoreTest(t, newProject(t))
-			for i := range tt.batches {
-				dup, err := s.Apply(t.Context(), &tt.batches[i])
-				if err != nil {
-					t.Fatalf("Apply #%d: %v", i, err)
-				}
-				if dup != tt.dups[i] {
-					t.Errorf("Apply #%d (%s): duplicate = %v, want %v", i, tt.batches[i].PartID(), dup, tt.dups[i])
-				}
-			}
-			if got := readFirestore(t, s); !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("stored\n%+v\nwant\n%+v", got, tt.want)
-			}
+			runApplyCase(t, s, tt, func() stored { return readFirestore(t, s) })
 		})
 	}
 }

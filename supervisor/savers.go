@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -134,31 +133,12 @@ func (r *run) runSaver(id int, first *saverProc) {
 // closed and empty, s dies, or s asks to retire. A batch s did not
 // acknowledge goes back to the front of the queue.
 func (r *run) feedSaver(s *saverProc) feedResult {
-	ctx, cancel := context.WithCancel(r.ctx)
-	defer cancel()
-	watch := make(chan struct{})
-	go func() {
-		defer close(watch)
-		select {
-		case <-s.exited:
-		case <-s.retire:
-		case <-ctx.Done():
-		}
-		cancel()
-	}()
-	defer func() { cancel(); <-watch }()
+	ctx, stop := r.feeding(s.exited, s.retire)
+	defer stop()
 	for {
 		item, ok := r.batches.Take(ctx)
 		if !ok {
-			select {
-			case <-s.retire:
-				return feedRetire
-			default:
-			}
-			if ctx.Err() != nil {
-				return feedDied
-			}
-			return fedAll
+			return why(ctx, s.retire)
 		}
 		if err := s.enc.WriteRaw(item.raw); err != nil {
 			r.batches.Requeue([]batchItem{item})

@@ -234,34 +234,46 @@ const (
 	feedDied                     // the worker exited or the run was aborted
 )
 
-// feedWorker sends posts from the queue to w until one of feedResult
-// happens.
-func (r *run) feedWorker(w *workerProc) feedResult {
+// feeding returns a context that ends when the run is aborted, the child
+// exits, or it asks to retire, so that a feed loop blocked on a queue wakes
+// up; stop releases it and waits for its watcher.
+func (r *run) feeding(exited, retire <-chan struct{}) (ctx context.Context, stop func()) {
 	ctx, cancel := context.WithCancel(r.ctx)
-	defer cancel()
-	watch := make(chan struct{})
+	watching := make(chan struct{})
 	go func() {
-		defer close(watch)
+		defer close(watching)
 		select {
-		case <-w.exited:
-		case <-w.retire:
+		case <-exited:
+		case <-retire:
 		case <-ctx.Done():
 		}
 		cancel()
 	}()
-	defer func() { cancel(); <-watch }()
+	return ctx, func() { cancel(); <-watching }
+}
+
+// why says why a feed loop's Take came back empty.
+func why(ctx context.Context, retire <-chan struct{}) feedResult {
+	select {
+	case <-retire:
+		return feedRetire
+	default:
+	}
+	if ctx.Err() != nil {
+		return feedDied
+	}
+	return fedAll
+}
+
+// feedWorker sends posts from the queue to w until one of feedResult
+// happens.
+func (r *run) feedWorker(w *workerProc) feedResult {
+	ctx, stop := r.feeding(w.exited, w.retire)
+	defer stop()
 	for {
 		post, ok := r.posts.Take(ctx)
 		if !ok {
-			select {
-			case <-w.retire:
-				return feedRetire
-			default:
-			}
-			if ctx.Err() != nil {
-				return feedDied
-			}
-			return fedAll
+			return why(ctx, w.retire)
 		}
 		seq := w.track(post)
 		if err := w.send(&wire.Post{Seq: seq, Publication: post.Publication, Content: post.Content}); err != nil {
