@@ -4,8 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -113,31 +114,80 @@ func TestTwoParentsShareFirestore(t *testing.T) {
 	wg.Go(func() { postAll(t, a, arts[:half], 10) })
 	wg.Go(func() { postAll(t, b, arts[half:], 10) })
 	wg.Wait()
-	// Both nodes read the shared totals once both have stored their half.
+	// Either node's read API serves the shared totals, every entity paged
+	// through the cursor (7 a page), once both halves are stored.
 	want := expected(arts)
-	waitFor(t, 2*time.Minute, "both halves stored", func() bool {
-		var pubs []struct {
-			Key      string `json:"key"`
-			Articles int64  `json:"articles"`
-		}
-		resp, err := http.Get(a.url + "/publications")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		if json.NewDecoder(resp.Body).Decode(&pubs) != nil {
-			return false
-		}
-		total := int64(0)
-		for _, p := range pubs {
-			total += p.Articles
-		}
-		return total == int64(len(arts))
+	var got counts
+	waitFor(t, 2*time.Minute, "both halves stored, as the read API of node b shows", func() bool {
+		got = countsViaAPI(t, b.url)
+		return sameCounts(got, want)
 	})
+	assertCounts(t, countsViaAPI(t, a.url), want)
 	for _, p := range []*parent{a, b} {
 		if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
 	}
 	assertCounts(t, storedFirestore(t, project), want)
+}
+
+// countsViaAPI reads every publication and all its entities through the
+// HTTP read API, paging with the cursor.
+func countsViaAPI(t *testing.T, base string) counts {
+	t.Helper()
+	c := counts{map[string]int64{}, map[string]map[string]bool{}, map[string]map[string]int64{}}
+	var pubs []struct {
+		Key      string `json:"key"`
+		Name     string `json:"name"`
+		Articles int64  `json:"articles"`
+	}
+	if status, body := readAPI(t, base+"/publications", &pubs); status != http.StatusOK {
+		t.Fatalf("GET /publications: %d %s", status, body)
+	}
+	for _, p := range pubs {
+		c.articles[p.Key] = p.Articles
+		c.names[p.Key] = map[string]bool{p.Name: true}
+		c.entities[p.Key] = map[string]int64{}
+		after := ""
+		for range 10000 {
+			u := base + "/publications/" + url.PathEscape(p.Key) + "/entities?limit=7"
+			if after != "" {
+				u += "&after=" + url.QueryEscape(after)
+			}
+			var page struct {
+				Entities []struct {
+					Word  string `json:"word"`
+					Count int64  `json:"count"`
+				} `json:"entities"`
+				Next *string `json:"next"`
+			}
+			if status, body := readAPI(t, u, &page); status != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", u, status, body)
+			}
+			for _, e := range page.Entities {
+				if _, dup := c.entities[p.Key][e.Word]; dup {
+					t.Fatalf("%s: entity %q on two pages", p.Key, e.Word)
+				}
+				c.entities[p.Key][e.Word] = e.Count
+			}
+			if page.Next == nil {
+				break
+			}
+			after = *page.Next
+		}
+	}
+	return c
+}
+
+// sameCounts reports whether the articles and entity counts agree.
+func sameCounts(got, want counts) bool {
+	if !maps.Equal(got.articles, want.articles) || len(got.entities) != len(want.entities) {
+		return false
+	}
+	for k, w := range want.entities {
+		if !maps.Equal(got.entities[k], w) {
+			return false
+		}
+	}
+	return true
 }
