@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ingest-dev/ingest/ner"
 	"io"
 	"os"
 	"os/signal"
@@ -40,6 +41,7 @@ type options struct {
 	note         string // free text for the report (commit, load, …)
 	engine       string // --ner for ingest and the raw run; "" is ingest's default
 	skipRaw      bool
+	skipEngines  bool
 	skipPipeline bool
 	skipEdge     bool
 }
@@ -70,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.engine, "ner", "", "NER engine (ingest --ner) for the raw and pipeline runs; empty is ingest's default")
 	fs.StringVar(&o.note, "note", "", "a line for the report's header, e.g. the commit")
 	fs.BoolVar(&o.skipRaw, "no-raw", false, "skip the raw NER run")
+	fs.BoolVar(&o.skipEngines, "no-engines", false, "skip the side-by-side run of both NER engines (fast and prose) on the same posts")
 	fs.BoolVar(&o.skipPipeline, "no-pipeline", false, "skip the pipeline runs")
 	fs.BoolVar(&o.skipEdge, "no-edge", false, "skip the edge runs")
 	if err := fs.Parse(args); err != nil {
@@ -131,6 +134,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 			failed = true
 		}
 		rep.raw = r
+	}
+	if !o.skipEngines {
+		// prose is several times slower: compare on a sixth of a run's posts.
+		n := max(20, o.posts/6)
+		for _, engine := range []string{string(ner.EngineFast), string(ner.EngineProse)} {
+			logf("engines: raw NER and a 1-worker pipeline with --ner %s, %d posts", engine, n)
+			var e engineResult
+			e.raw, e.err = rawNER(ds.first(n), engine, "")
+			if e.err == nil {
+				eo := o
+				eo.engine = engine
+				e.pipeline = pipelineRun(eo, procs, 1, n, 0, ds.words(n), logf)
+				e.err = e.pipeline.err
+			}
+			if e.err != nil {
+				logf("engine %s failed: %v", engine, e.err)
+				failed = true
+			}
+			rep.engines = append(rep.engines, e)
+		}
 	}
 	if !o.skipPipeline {
 		for _, w := range o.workerList {

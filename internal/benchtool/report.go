@@ -120,6 +120,7 @@ type report struct {
 	started       time.Time
 	finished      time.Time
 	raw           rawResult
+	engines       []engineResult
 	pipeline      []pipelineResult
 	backpressure  *pipelineResult
 	edge          []edgeResult
@@ -200,6 +201,24 @@ func (r *report) markdown() string {
 		}}))
 		p("CPU s: this process during the run (NER, garbage collection, runtime). Others: how many cores every other process on the machine kept busy " +
 			"on average meanwhile (busy time from /proc/stat, less this process's): the load this run competed with.")
+		p("")
+	}
+
+	if len(r.engines) == 2 && r.engines[0].err == nil && r.engines[1].err == nil {
+		fast, prose := r.engines[0], r.engines[1]
+		p("## NER engines side by side")
+		p("")
+		p("The same %d posts through each engine: raw (package ner in this process, model load not counted) and the pipeline with one worker (`ingest --ner ENGINE`, drain included).", fast.raw.posts)
+		p("")
+		var rows [][]string
+		for _, e := range r.engines {
+			rows = append(rows, []string{e.raw.engine, num(e.raw.postsPerSec()), num(e.raw.wordsPerSec()), num(e.pipeline.postsPerSec())})
+		}
+		rows = append(rows, []string{"fast ÷ prose", fmt.Sprintf("%.2f", fast.raw.postsPerSec()/prose.raw.postsPerSec()),
+			fmt.Sprintf("%.2f", fast.raw.wordsPerSec()/prose.raw.wordsPerSec()),
+			fmt.Sprintf("%.2f", fast.pipeline.postsPerSec()/prose.pipeline.postsPerSec())})
+		p("%s", table([]string{"engine", "raw posts/s", "raw words/s", "pipeline (1 worker) posts/s"}, rows))
+		p("Both engines give the same entities (package ner's equivalence tests); only the speed differs.")
 		p("")
 	}
 
@@ -387,4 +406,11 @@ func (r *report) ratios() [][]string {
 		}
 	}
 	return rows
+}
+
+// engineResult is one NER engine measured raw and in a 1-worker pipeline.
+type engineResult struct {
+	raw      rawResult
+	pipeline pipelineResult
+	err      error
 }
