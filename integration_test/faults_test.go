@@ -476,3 +476,20 @@ func TestHangAtMaxAttemptsQuarantines(t *testing.T) {
 	}
 	assertCounts(t, stored(t, p.db), expected(rest))
 }
+
+// TestWorkerMaxRSS: a worker over --worker-max-rss is replaced (a fresh
+// one first, then a clean STOP) and nothing is lost. A limit below any
+// worker's size makes every incarnation retire: the harshest case.
+func TestWorkerMaxRSS(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--top-n=0", "--worker-max-rss=1MiB")
+	postAll(t, p, arts[:30], 10)
+	waitFor(t, time.Minute, "a worker retired for --worker-max-rss", func() bool {
+		return len(lines(p.logs.String(), "worker-max-rss")) > 0
+	})
+	postAll(t, p, arts[30:], 10)
+	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}

@@ -30,9 +30,7 @@ type workerProc struct {
 	done       uint64    // last sequence number the worker finished
 	progressAt time.Time // when done last advanced, or work arrived at an idle worker
 	lastFrame  time.Time
-	sent       int // posts sent to this incarnation
-	rss        int64
-	cpuMillis  int64
+	sent       int         // posts sent to this incarnation
 	parts      []batchItem // parts of the batch being received
 
 	retire     chan struct{} // closed to ask the slot runner for a replacement
@@ -115,7 +113,6 @@ func (r *run) onWorkerFrame(w *workerProc) func(*process, wire.Frame) error {
 				w.done = hb.Done
 				w.progressAt = now
 			}
-			w.rss, w.cpuMillis = hb.RSS, hb.CPUMillis
 			w.mu.Unlock()
 			r.observeChild(p, hb)
 			switch stopping, _ := p.state(); {
