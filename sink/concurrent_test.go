@@ -3,6 +3,7 @@ package sink
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -79,43 +80,7 @@ func TestApplyConcurrent(t *testing.T) {
 		batches[g] = writerBatches(g, perG)
 	}
 
-	ctx := t.Context()
-	var (
-		errs    errsOf
-		writers sync.WaitGroup
-		reader  sync.WaitGroup
-	)
-	for g := range batches {
-		first, replay := sinks[g%handles], sinks[(g+1)%handles]
-		writers.Go(func() {
-			for i := range batches[g] {
-				b := &batches[g][i]
-				for try, s := range []*SQLite{first, replay} {
-					dup, err := s.Apply(ctx, b)
-					errs.add(err)
-					if err == nil && dup != (try == 1) {
-						errs.add(fmt.Errorf("batch %s, apply %d: duplicate = %v", b.ID, try+1, dup))
-					}
-				}
-			}
-		})
-	}
-	done := make(chan struct{})
-	reader.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			_, err := sinks[0].Publications(ctx)
-			errs.add(err)
-		}
-	})
-	writers.Wait()
-	close(done)
-	reader.Wait()
-	if err := errs.err(); err != nil {
+	if err := applyConcurrently(t.Context(), []storeReader{sinks[0], sinks[1]}, batches); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := readStored(t, path), sumOf(batches...); !reflect.DeepEqual(got, want) {
@@ -216,4 +181,54 @@ func TestSaverProcess(t *testing.T) {
 			}
 		}
 	}
+}
+
+// storeReader is a sink with its read path, as both SQLite and Firestore are.
+type storeReader interface {
+	Sink
+	Reader
+}
+
+// applyConcurrently runs one goroutine per batch list; each applies its
+// batches first through sinks[g%n] and then again through sinks[(g+1)%n]
+// (the replay must be a duplicate), while sinks[last] lists publications
+// throughout. It returns every error seen.
+func applyConcurrently(ctx context.Context, sinks []storeReader, batches [][]wire.Batch) error {
+	var (
+		errs    errsOf
+		writers sync.WaitGroup
+		reader  sync.WaitGroup
+	)
+	n := len(sinks)
+	for g := range batches {
+		first, replay := sinks[g%n], sinks[(g+1)%n]
+		writers.Go(func() {
+			for i := range batches[g] {
+				b := &batches[g][i]
+				for try, s := range []storeReader{first, replay} {
+					dup, err := s.Apply(ctx, b)
+					errs.add(err)
+					if err == nil && dup != (try == 1) {
+						errs.add(fmt.Errorf("batch %s, apply %d: duplicate = %v", b.ID, try+1, dup))
+					}
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	reader.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_, err := sinks[n-1].Publications(ctx)
+			errs.add(err)
+		}
+	})
+	writers.Wait()
+	close(done)
+	reader.Wait()
+	return errs.err()
 }

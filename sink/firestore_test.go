@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -290,43 +289,7 @@ func TestFirestoreConcurrent(t *testing.T) {
 	for g := range batches {
 		batches[g] = writerBatches(g, perG)
 	}
-	ctx := t.Context()
-	var (
-		errs    errsOf
-		writers sync.WaitGroup
-		reader  sync.WaitGroup
-	)
-	for g := range batches {
-		first, replay := sinks[g%nodes], sinks[(g+1)%nodes]
-		writers.Go(func() {
-			for i := range batches[g] {
-				b := &batches[g][i]
-				for try, s := range []*Firestore{first, replay} {
-					dup, err := s.Apply(ctx, b)
-					errs.add(err)
-					if err == nil && dup != (try == 1) {
-						errs.add(fmt.Errorf("batch %s, apply %d: duplicate = %v", b.ID, try+1, dup))
-					}
-				}
-			}
-		})
-	}
-	done := make(chan struct{})
-	reader.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			_, err := sinks[1].Publications(ctx)
-			errs.add(err)
-		}
-	})
-	writers.Wait()
-	close(done)
-	reader.Wait()
-	if err := errs.err(); err != nil {
+	if err := applyConcurrently(t.Context(), []storeReader{sinks[0], sinks[1]}, batches); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := readFirestore(t, sinks[0]), sumOf(batches...); !reflect.DeepEqual(got, want) {
