@@ -67,7 +67,7 @@ func Main(cfg config.Config) int {
 
 func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan os.Signal) error {
 	switch cfg.Role {
-	case config.RoleWorker:
+	case wire.RoleWorker:
 		// A worker's live heap is mostly the NER model (about 100 MB of
 		// maps) and every GC cycle marks all of it. Collecting at 5x the
 		// live heap instead of 2x costs about 200 MB more per worker and
@@ -88,7 +88,7 @@ func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan 
 			Log:           log,
 		}
 		return w.Run(os.Stdin, frames, term)
-	case config.RoleSaver:
+	case wire.RoleSaver:
 		s, err := sink.Open(context.Background(), sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, Logger: log})
 		if err != nil {
 			return err
@@ -118,7 +118,7 @@ func takeStdout() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "frames"), nil
 }
 
-func hello(enc *wire.Encoder, role string, id int) error {
+func hello(enc *wire.Encoder, role wire.Role, id int) error {
 	return enc.Encode(&wire.Hello{Version: wire.Version, Role: role, ID: id, PID: os.Getpid()})
 }
 

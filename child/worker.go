@@ -1,8 +1,6 @@
 package child
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,14 +10,20 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/aggregate"
-	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/wire"
 )
+
+// Extractor is what a worker needs of package ner: the entity words of a
+// text, or an error that quarantines the post. *ner.Extractor is the one
+// ingest runs; tests pass their own.
+type Extractor interface {
+	Words(text string) ([]string, error)
+}
 
 // Worker extracts entities from posts and flushes aggregated batches.
 type Worker struct {
 	ID            int
-	Extractor     *ner.Extractor
+	Extractor     Extractor
 	CacheSize     int           // flush when this many posts are held
 	FlushInterval time.Duration // flush when the oldest held post is this old
 	TopN          int           // entities per publication per flush; 0 = all
@@ -119,7 +123,7 @@ func (w *Worker) process(p wire.Post) {
 	now := time.Now()
 	if err != nil {
 		w.Log.Error("post quarantined: NER failed", "seq", p.Seq, "publication", p.Publication, "error", err)
-		w.cache.AddDead(p.Seq, wire.DeadLetter{Publication: p.Publication, Content: p.Content, Error: err.Error(), Attempts: 1}, now)
+		w.cache.AddDead(p.Seq, wire.DeadLetter{Publication: p.Publication, Content: p.Content, Error: err.Error(), Attempts: p.Attempts + 1}, now)
 		return
 	}
 	w.cache.Add(p.Seq, p.Publication, words, now)
@@ -132,7 +136,7 @@ func (w *Worker) flush(why string) error {
 		return nil
 	}
 	b := w.cache.Flush(w.TopN)
-	b.ID, b.Worker = newBatchID(), w.ID
+	b.ID, b.Worker = wire.NewBatchID(), w.ID
 	for parts := 1; ; parts *= 2 {
 		err := w.sendParts(aggregate.Split(b, parts))
 		if err == nil {
@@ -157,12 +161,4 @@ func (w *Worker) sendParts(parts []wire.Batch) error {
 		frames[i] = f
 	}
 	return w.link.sendFrames(frames)
-}
-
-// newBatchID returns 128 random bits as hex: unique across workers,
-// restarts and ingest nodes sharing one database.
-func newBatchID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand contract since Go 1.24)
-	return hex.EncodeToString(b[:])
 }

@@ -15,20 +15,15 @@ import (
 	"time"
 
 	"github.com/ingest-dev/ingest/ner"
-)
-
-// Roles of the one binary.
-const (
-	RoleParent = "parent"
-	RoleWorker = "worker"
-	RoleSaver  = "saver"
+	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // Config is every setting of ingest. The parent passes the settings its
 // children need on their command line (ChildArgs), so a child's config is
 // the parent's.
 type Config struct {
-	Role string
+	Role wire.Role
 	ID   int
 
 	Listen        string
@@ -104,11 +99,11 @@ func (b *ByteSize) Set(s string) error {
 // Default returns the defaults, as documented by the flags.
 func Default() Config {
 	return Config{
-		Role:          RoleParent,
+		Role:          wire.RoleParent,
 		Listen:        "127.0.0.1:8000",
 		Workers:       max(1, runtime.NumCPU()-1),
 		Savers:        1,
-		Sink:          "sqlite",
+		Sink:          sink.KindSQLite,
 		DB:            "./ingest.db",
 		CacheSize:     25000,
 		FlushInterval: 2 * time.Second,
@@ -129,12 +124,9 @@ func Default() Config {
 	}
 }
 
-// Sinks are the valid --sink values.
-var Sinks = []string{"sqlite", "firestore", "none"}
-
 // Register defines every flag on fs, with c's current values as defaults.
 func (c *Config) Register(fs *flag.FlagSet) {
-	fs.StringVar(&c.Role, "role", c.Role, "process role: parent serves HTTP and starts the others; worker and saver are started by the parent, never by hand")
+	fs.StringVar((*string)(&c.Role), "role", string(c.Role), "process role: parent serves HTTP and starts the others; worker and saver are started by the parent, never by hand")
 	fs.IntVar(&c.ID, "id", c.ID, "child id, set by the parent")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address; a non-loopback address requires a token (--token-file or INGEST_TOKEN)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "worker processes running NER; the default, max(1, CPUs-1), leaves a core to the parent and savers")
@@ -193,7 +185,7 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 }
 
 func (c *Config) loadToken(getenv func(string) string) error {
-	if c.Role != RoleParent {
+	if c.Role != wire.RoleParent {
 		return nil
 	}
 	var err error
@@ -230,7 +222,7 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	switch c.Role {
-	case RoleParent, RoleWorker, RoleSaver:
+	case wire.RoleParent, wire.RoleWorker, wire.RoleSaver:
 	default:
 		bad("--role must be parent, worker or saver (got %q)", c.Role)
 	}
@@ -241,17 +233,17 @@ func (c *Config) Validate() error {
 		bad("--savers must be at least 1 (got %d)", c.Savers)
 	}
 	switch c.Sink {
-	case "sqlite":
+	case sink.KindSQLite:
 		if c.DB == "" {
 			bad("--db must name a file when --sink is sqlite")
 		}
-	case "firestore":
+	case sink.KindFirestore:
 		if c.Project == "" {
 			bad("--project (or GOOGLE_CLOUD_PROJECT) must name the Google Cloud project when --sink is firestore")
 		}
-	case "none":
+	case sink.KindNone:
 	default:
-		bad("--sink must be one of %s (got %q)", strings.Join(Sinks, ", "), c.Sink)
+		bad("--sink must be one of %s (got %q)", strings.Join(sink.Kinds, ", "), c.Sink)
 	}
 	if c.CacheSize < 1 {
 		bad("--cache-size must be at least 1 (got %d)", c.CacheSize)
@@ -307,7 +299,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("--log-format must be text or json (got %q)", c.LogFormat)
 	}
-	if c.Role == RoleParent && c.Input == "" && c.Replay == "" {
+	if c.Role == wire.RoleParent && c.Input == "" && c.Replay == "" {
 		if err := checkListen(c.Listen, c.Token != ""); err != nil {
 			errs = append(errs, err)
 		}
@@ -338,7 +330,7 @@ func (c *Config) SpillDirectory() string {
 	switch {
 	case c.SpillDir != "":
 		return c.SpillDir
-	case c.Sink == "sqlite":
+	case c.Sink == sink.KindSQLite:
 		return filepath.Dir(c.DB)
 	}
 	return "."
@@ -357,10 +349,10 @@ func (c *Config) SkipLabels() []string {
 
 // ChildArgs is the command line for a child of the given role and id: the
 // settings it needs, nothing secret.
-func (c *Config) ChildArgs(role string, id int) []string {
-	args := []string{"--role=" + role, fmt.Sprintf("--id=%d", id),
+func (c *Config) ChildArgs(role wire.Role, id int) []string {
+	args := []string{"--role=" + string(role), fmt.Sprintf("--id=%d", id),
 		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB, "--project=" + c.Project}
-	if role == RoleWorker {
+	if role == wire.RoleWorker {
 		args = append(args,
 			fmt.Sprintf("--cache-size=%d", c.CacheSize),
 			"--flush-interval="+c.FlushInterval.String(),

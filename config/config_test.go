@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 func noEnv(string) string { return "" }
@@ -74,11 +76,11 @@ func TestTokenAllowsNonLoopback(t *testing.T) {
 func TestChildArgsRoundTrip(t *testing.T) {
 	c := Default()
 	c.CacheSize, c.TopN, c.Skip = 7, 0, "GPE"
-	got, err := Parse("ingest", c.ChildArgs(RoleWorker, 3), noEnv)
+	got, err := Parse("ingest", c.ChildArgs(wire.RoleWorker, 3), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Role != RoleWorker || got.ID != 3 || got.CacheSize != 7 || got.TopN != 0 || got.Skip != "GPE" {
+	if got.Role != wire.RoleWorker || got.ID != 3 || got.CacheSize != 7 || got.TopN != 0 || got.Skip != "GPE" {
 		t.Fatalf("child config %+v", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // benchPost is a post of about 3 KB, the size of a typical article.
@@ -40,7 +41,7 @@ type reusableBody struct{ bytes.Reader }
 func (*reusableBody) Close() error { return nil }
 
 func benchEnqueue(b *testing.B, payload []byte, contentType string, posts int) {
-	q := queue.New[queue.Post](max(posts, 1024))
+	q := queue.New[wire.Post](max(posts, 1024))
 	h := New(Config{Queue: q, Token: "t", MaxBody: 4 << 20, Logger: hclog.NewNullLogger()})
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()

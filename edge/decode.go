@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // sendPost is the fix appended to messages about a post's shape.
@@ -44,16 +44,16 @@ type rawPostFields struct {
 // *badInput; ndjson picks the hints that fit the request's framing.
 // encoding/json defines what is accepted; decodePostFast only takes the
 // common case faster.
-func decodePost(b []byte, ndjson bool) (queue.Post, error) {
+func decodePost(b []byte, ndjson bool) (wire.Post, error) {
 	if pub, content, ok := decodePostFast(b); ok {
-		return queue.Post{Publication: pub, Content: content}, nil
+		return wire.Post{Publication: pub, Content: content}, nil
 	}
 	var f postFields
 	err := json.Unmarshal(b, &f)
 	if err == nil && f.Publication != "" && f.Content != "" {
-		return queue.Post{Publication: f.Publication, Content: f.Content}, nil
+		return wire.Post{Publication: f.Publication, Content: f.Content}, nil
 	}
-	return queue.Post{}, explain(b, err, ndjson)
+	return wire.Post{}, explain(b, err, ndjson)
 }
 
 // explain turns a failed decode of b into a message for the client. It
@@ -149,7 +149,7 @@ func jsonKind(c byte) string {
 // decodeNDJSON appends to posts one post per non-blank line of body. It
 // stops at the first bad line and returns a *badInput naming it (1-based,
 // blank lines counted), and refuses a body without posts.
-func decodeNDJSON(body []byte, posts []queue.Post) ([]queue.Post, error) {
+func decodeNDJSON(body []byte, posts []wire.Post) ([]wire.Post, error) {
 	line := 0
 	for len(body) > 0 {
 		line++

@@ -10,10 +10,11 @@ import (
 
 	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 func Example() {
-	q := queue.New[queue.Post](100)
+	q := queue.New[wire.Post](100)
 	h := edge.New(edge.Config{Queue: q, Token: "s3cret", Logger: hclog.NewNullLogger()})
 
 	post := func(contentType, body string) {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // FuzzEnqueueBody feeds arbitrary bytes to POST /post/enqueue, once as a
@@ -68,8 +69,8 @@ func FuzzEnqueueBody(f *testing.F) {
 			checkFastPath(t, line)
 		}
 		for _, contentType := range []string{"application/json", "application/x-ndjson"} {
-			q := queue.New[queue.Post](capacity)
-			if err := q.TryPutAll([]queue.Post{{Publication: "p", Content: "already there"}}); err != nil {
+			q := queue.New[wire.Post](capacity)
+			if err := q.TryPutAll([]wire.Post{{Publication: "p", Content: "already there"}}); err != nil {
 				t.Fatal(err)
 			}
 			h := New(Config{Queue: q, MaxBody: maxBody, Logger: log})

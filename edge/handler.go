@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // DefaultMaxBody is the body limit used when Config.MaxBody is 0: room for
@@ -35,7 +36,7 @@ const drainingRetryAfter = 5 * time.Second
 type Config struct {
 	// Queue receives accepted posts. Required. The handler never closes it:
 	// the process's shutdown sequence does, after SetDraining.
-	Queue *queue.Queue[queue.Post]
+	Queue *queue.Queue[wire.Post]
 	// Token, when not empty, must be sent in the header access_token (the
 	// original API's) or as Authorization: Bearer <token> to post; proxies
 	// such as nginx drop header names with underscores by default, Bearer
@@ -90,7 +91,7 @@ var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthoriz
 // and statuses). It is safe for concurrent use; SetDraining and Stats may
 // be called at any time from any goroutine.
 type Handler struct {
-	q       *queue.Queue[queue.Post]
+	q       *queue.Queue[wire.Post]
 	token   []byte // nil: no auth
 	maxBody int64
 	log     hclog.Logger
@@ -101,7 +102,7 @@ type Handler struct {
 	rejected [numReasons]atomic.Uint64
 
 	bodies  sync.Pool // *[]byte, request body buffers
-	batches sync.Pool // *[]queue.Post, decoded NDJSON batches
+	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
 }
 
 // Pooled buffers above these sizes are dropped instead of kept, so one
@@ -256,14 +257,14 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	var posts []queue.Post
+	var posts []wire.Post
 	if ndjson {
 		pp := h.getBatch()
 		defer h.putBatch(pp)
 		*pp, err = decodeNDJSON(body, (*pp)[:0])
 		posts = *pp
 	} else {
-		var one [1]queue.Post
+		var one [1]wire.Post
 		one[0], err = decodePost(body, false)
 		posts = one[:]
 	}
@@ -409,15 +410,15 @@ func (h *Handler) putBody(bp *[]byte) {
 	}
 }
 
-func (h *Handler) getBatch() *[]queue.Post {
-	if pp, ok := h.batches.Get().(*[]queue.Post); ok {
+func (h *Handler) getBatch() *[]wire.Post {
+	if pp, ok := h.batches.Get().(*[]wire.Post); ok {
 		return pp
 	}
-	p := make([]queue.Post, 0, 64)
+	p := make([]wire.Post, 0, 64)
 	return &p
 }
 
-func (h *Handler) putBatch(pp *[]queue.Post) {
+func (h *Handler) putBatch(pp *[]wire.Post) {
 	if cap(*pp) > maxPooledBatch {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // testLogger routes the handler's logs to t.Log at debug level.
@@ -90,8 +91,8 @@ func assertContains(t *testing.T, got string, want ...string) {
 }
 
 // takeAll empties q without waiting and returns what it held.
-func takeAll(q *queue.Queue[queue.Post]) []queue.Post {
-	var posts []queue.Post
+func takeAll(q *queue.Queue[wire.Post]) []wire.Post {
+	var posts []wire.Post
 	for q.Len() > 0 {
 		p, _ := q.Take(context.Background())
 		posts = append(posts, p)
@@ -102,7 +103,7 @@ func takeAll(q *queue.Queue[queue.Post]) []queue.Post {
 const goodPost = `{"publication": "Daily", "content": "Rain again."}`
 
 func TestEnqueueOnePost(t *testing.T) {
-	q := queue.New[queue.Post](4)
+	q := queue.New[wire.Post](4)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 
 	rec := serve(h, request{
@@ -115,7 +116,7 @@ func TestEnqueueOnePost(t *testing.T) {
 	if got := jsonBody(t, rec)["accepted"]; got != 1.0 {
 		t.Errorf("accepted = %v, want 1", got)
 	}
-	want := []queue.Post{{Publication: "Daily", Content: `Rain "again".`}}
+	want := []wire.Post{{Publication: "Daily", Content: `Rain "again".`}}
 	if got := takeAll(q); !equalPosts(got, want) {
 		t.Errorf("queue held %+v, want %+v", got, want)
 	}
@@ -124,7 +125,7 @@ func TestEnqueueOnePost(t *testing.T) {
 	}
 }
 
-func equalPosts(a, b []queue.Post) bool {
+func equalPosts(a, b []wire.Post) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -167,8 +168,8 @@ func TestEnqueueRejectsBadPost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[queue.Post](4)
-			_ = q.TryPutAll([]queue.Post{{Publication: "p", Content: "already there"}})
+			q := queue.New[wire.Post](4)
+			_ = q.TryPutAll([]wire.Post{{Publication: "p", Content: "already there"}})
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 
 			rec := serve(h, request{body: tt.body})
@@ -194,7 +195,7 @@ func TestEnqueueNDJSON(t *testing.T) {
 		"application/ndjson",
 	} {
 		t.Run(ct, func(t *testing.T) {
-			q := queue.New[queue.Post](8)
+			q := queue.New[wire.Post](8)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			body := "\n" +
 				`{"publication": "A", "content": "one"}` + "\r\n" +
@@ -208,7 +209,7 @@ func TestEnqueueNDJSON(t *testing.T) {
 			if got := jsonBody(t, rec)["accepted"]; got != 3.0 {
 				t.Errorf("accepted = %v, want 3", got)
 			}
-			want := []queue.Post{{Publication: "A", Content: "one"}, {Publication: "B", Content: "two"}, {Publication: "C", Content: "three"}}
+			want := []wire.Post{{Publication: "A", Content: "one"}, {Publication: "B", Content: "two"}, {Publication: "C", Content: "three"}}
 			if got := takeAll(q); !equalPosts(got, want) {
 				t.Errorf("queue held %+v, want %+v in order", got, want)
 			}
@@ -259,7 +260,7 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[queue.Post](8)
+			q := queue.New[wire.Post](8)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			rec := serve(h, request{body: tt.body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
 			if rec.Code != http.StatusBadRequest {
@@ -277,7 +278,7 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 }
 
 func TestEnqueueRejectsMalformedContentType(t *testing.T) {
-	q := queue.New[queue.Post](2)
+	q := queue.New[wire.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	rec := serve(h, request{body: goodPost, header: map[string]string{"Content-Type": "application/x-ndjson; charset"}})
 	if rec.Code != http.StatusBadRequest {
@@ -321,7 +322,7 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[queue.Post](2)
+			q := queue.New[wire.Post](2)
 			h := New(Config{Queue: q, Token: tt.token, Logger: testLogger(t)})
 			rec := serve(h, request{body: goodPost, header: tt.header})
 			if rec.Code != tt.want {
@@ -344,7 +345,7 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 
 	t.Run("checked before the body is read", func(t *testing.T) {
-		h := New(Config{Queue: queue.New[queue.Post](2), Token: token, MaxBody: 10, Logger: testLogger(t)})
+		h := New(Config{Queue: queue.New[wire.Post](2), Token: token, MaxBody: 10, Logger: testLogger(t)})
 		spy := &readSpy{}
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", spy)
 		r.ContentLength = 5
@@ -361,7 +362,7 @@ func TestEnqueueAuth(t *testing.T) {
 	t.Run("over a real connection", func(t *testing.T) {
 		// net/http canonicalises header names; access_token must survive
 		// that on the way in.
-		q := queue.New[queue.Post](2)
+		q := queue.New[wire.Post](2)
 		srv := httptest.NewServer(New(Config{Queue: q, Token: token, Logger: testLogger(t)}))
 		defer srv.Close()
 		req, err := http.NewRequest(http.MethodPost, srv.URL+"/post/enqueue", strings.NewReader(goodPost))
@@ -401,7 +402,7 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[queue.Post](1000)
+			q := queue.New[wire.Post](1000)
 			h := New(Config{Queue: q, MaxBody: maxBody, Logger: testLogger(t)})
 			r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(tt.body))
 			if tt.chunked {
@@ -430,7 +431,7 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 }
 
 func TestEnqueueDefaultMaxBody(t *testing.T) {
-	q := queue.New[queue.Post](1)
+	q := queue.New[wire.Post](1)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	body := `{"publication": "P", "content": "` + strings.Repeat("x", DefaultMaxBody) + `"}`
 	rec := serve(h, request{body: body})
@@ -441,7 +442,7 @@ func TestEnqueueDefaultMaxBody(t *testing.T) {
 }
 
 func TestEnqueueQueueFull(t *testing.T) {
-	q := queue.New[queue.Post](2)
+	q := queue.New[wire.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	for i := range 2 {
 		if rec := serve(h, request{body: goodPost}); rec.Code != http.StatusCreated {
@@ -484,7 +485,7 @@ func TestEnqueueQueueFull(t *testing.T) {
 }
 
 func TestEnqueueBatchLargerThanQueue(t *testing.T) {
-	q := queue.New[queue.Post](2)
+	q := queue.New[wire.Post](2)
 	h := New(Config{Queue: q, Logger: testLogger(t)})
 	body := strings.Repeat(goodPost+"\n", 3)
 	rec := serve(h, request{body: body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
@@ -517,7 +518,7 @@ func TestDraining(t *testing.T) {
 	}
 
 	t.Run("SetDraining", func(t *testing.T) {
-		q := queue.New[queue.Post](4)
+		q := queue.New[wire.Post](4)
 		h := New(Config{Queue: q, Logger: testLogger(t)})
 		if rec := serve(h, request{method: http.MethodGet, path: "/readyz"}); rec.Code != http.StatusOK {
 			t.Fatalf("/readyz before draining: status = %d, want 200", rec.Code)
@@ -545,7 +546,7 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("queue closed", func(t *testing.T) {
-		q := queue.New[queue.Post](4)
+		q := queue.New[wire.Post](4)
 		q.Close()
 		h := New(Config{Queue: q, Logger: testLogger(t)})
 		assertDraining(t, serve(h, request{body: goodPost}))
@@ -555,7 +556,7 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("draining wins over bad input", func(t *testing.T) {
-		h := New(Config{Queue: queue.New[queue.Post](4), Logger: testLogger(t)})
+		h := New(Config{Queue: queue.New[wire.Post](4), Logger: testLogger(t)})
 		h.SetDraining()
 		assertDraining(t, serve(h, request{body: "not json"}))
 	})
@@ -563,7 +564,7 @@ func TestDraining(t *testing.T) {
 
 func TestProbes(t *testing.T) {
 	var notReady error
-	h := New(Config{Queue: queue.New[queue.Post](1), Logger: testLogger(t), Ready: func() error { return notReady }})
+	h := New(Config{Queue: queue.New[wire.Post](1), Logger: testLogger(t), Ready: func() error { return notReady }})
 
 	rec := serve(h, request{method: http.MethodGet, path: "/healthz"})
 	if rec.Code != http.StatusOK || jsonBody(t, rec)["status"] != "ok" {
@@ -604,7 +605,7 @@ func TestRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[queue.Post](2)
+			q := queue.New[wire.Post](2)
 			h := New(Config{Queue: q, Logger: testLogger(t)})
 			rec := serve(h, tt.req)
 			if rec.Code != tt.want {
@@ -625,7 +626,7 @@ func TestRefusalsAreLoggedWithoutBody(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: lockedWriter{&mu, &logs}})
-	h := New(Config{Queue: queue.New[queue.Post](2), Logger: log})
+	h := New(Config{Queue: queue.New[wire.Post](2), Logger: log})
 
 	serve(h, request{body: `{"publication": "Daily", "content": "SECRET-BODY"`})
 	mu.Lock()
@@ -649,7 +650,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestNewPanicsOnBadConfig(t *testing.T) {
-	for _, cfg := range []Config{{}, {Queue: queue.New[queue.Post](1), MaxBody: -1}} {
+	for _, cfg := range []Config{{}, {Queue: queue.New[wire.Post](1), MaxBody: -1}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -660,7 +661,7 @@ func TestNewPanicsOnBadConfig(t *testing.T) {
 		}()
 	}
 	// A nil logger is fine: refusals are simply not logged.
-	h := New(Config{Queue: queue.New[queue.Post](1)})
+	h := New(Config{Queue: queue.New[wire.Post](1)})
 	if rec := serve(h, request{body: "{"}); rec.Code != http.StatusBadRequest {
 		t.Errorf("status = %d, want 400", rec.Code)
 	}
@@ -676,7 +677,7 @@ func TestConcurrentPosts(t *testing.T) {
 		batchEvery = 5 // every fifth request is an NDJSON batch of 3
 		capacity   = 200
 	)
-	q := queue.New[queue.Post](capacity)
+	q := queue.New[wire.Post](capacity)
 	h := New(Config{Queue: q, Token: "t", Logger: hclog.NewNullLogger()})
 	srv := httptest.NewServer(h)
 	defer srv.Close()

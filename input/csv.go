@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // errRecordTooLong is returned by limitReader once a CSV record has read
@@ -117,16 +119,16 @@ func columnList(header []string) string {
 	return b.String()
 }
 
-func (r *Reader) nextCSV() (Post, error) {
+func (r *Reader) nextCSV() (wire.Post, error) {
 	r.lim.n = 0
 	rec, err := r.csv.Read()
 	if err != nil {
 		var parse *csv.ParseError
 		switch {
 		case errors.Is(err, io.EOF):
-			return Post{}, io.EOF
+			return wire.Post{}, io.EOF
 		case errors.Is(err, errRecordTooLong):
-			return Post{}, fmt.Errorf("input %s: a CSV record after line %d is longer than %s: a quoted field is probably never closed; fix the quoting in the file",
+			return wire.Post{}, fmt.Errorf("input %s: a CSV record after line %d is longer than %s: a quoted field is probably never closed; fix the quoting in the file",
 				r.name, r.lastLine, sizeText(r.maxLine))
 		case errors.As(err, &parse):
 			// encoding/csv drops the rest of the bad line and goes on with
@@ -134,10 +136,10 @@ func (r *Reader) nextCSV() (Post, error) {
 			// FieldsPerRecord -1 it reports none today; this keeps the
 			// contract if a later Go reports some.
 			r.lastLine = int64(parse.StartLine) + r.lines
-			return Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(
+			return wire.Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(
 				"malformed CSV: %v: fix the quoting in this record", parse.Err)}
 		default:
-			return Post{}, r.readError(err)
+			return wire.Post{}, r.readError(err)
 		}
 	}
 	line, _ := r.csv.FieldPos(0)
@@ -148,19 +150,19 @@ func (r *Reader) nextCSV() (Post, error) {
 		if r.textCol > r.pubCol {
 			missing, col = r.textName, r.textCol
 		}
-		return Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(
+		return wire.Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(
 			"has %d fields, but %q is field %d: the record is cut short or its quotes are unbalanced; %s",
 			len(rec), missing, col+1, needs)}
 	}
 	pub, text := rec[r.pubCol], rec[r.textCol]
 	switch {
 	case pub == "":
-		return Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(`"publication" is empty: %s`, needs)}
+		return wire.Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(`"publication" is empty: %s`, needs)}
 	case text == "":
-		return Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(`%q is empty: %s`, r.textName, needs)}
+		return wire.Post{}, &RowError{Line: r.lastLine, Reason: fmt.Sprintf(`%q is empty: %s`, r.textName, needs)}
 	}
 	// A record's fields share one string; clone the short publication so
 	// that a caller keeping it (say, as a map key) does not pin the
 	// record. Content may pin the rest of its record, a few hundred bytes.
-	return Post{Publication: validUTF8(strings.Clone(pub)), Content: validUTF8(text)}, nil
+	return wire.Post{Publication: validUTF8(strings.Clone(pub)), Content: validUTF8(text)}, nil
 }

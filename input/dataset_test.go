@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/ingest-dev/ingest/wire"
+
 	"github.com/ingest-dev/ingest/input"
 )
 
@@ -41,7 +43,7 @@ func TestSharedDataset(t *testing.T) {
 	if ndjson.Format() != "ndjson" || csv.Format() != "csv" {
 		t.Fatalf("formats %q and %q, want ndjson and csv", ndjson.Format(), csv.Format())
 	}
-	next := func(r *input.Reader) (input.Post, bool) {
+	next := func(r *input.Reader) (wire.Post, bool) {
 		for {
 			p, err := r.Next()
 			var re *input.RowError
@@ -51,7 +53,7 @@ func TestSharedDataset(t *testing.T) {
 			case errors.As(err, &re):
 				t.Errorf("%s row error: %v", r.Format(), err)
 			case errors.Is(err, io.EOF):
-				return input.Post{}, false
+				return wire.Post{}, false
 			default:
 				t.Fatalf("%s: %v", r.Format(), err)
 			}

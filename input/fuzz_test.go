@@ -80,10 +80,10 @@ func fuzzReader(t *testing.T, data []byte) {
 			switch {
 			case err == nil:
 				if p.Publication == "" || p.Content == "" {
-					t.Fatalf("post with an empty field: %q", p)
+					t.Fatalf("post with an empty field: %+v", p)
 				}
 				if !utf8.ValidString(p.Publication) || !utf8.ValidString(p.Content) {
-					t.Fatalf("post with invalid UTF-8: %q", p)
+					t.Fatalf("post with invalid UTF-8: %+v", p)
 				}
 				continue
 			case errors.As(err, &re):

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 const ndjsonNeeds = `every post needs non-empty "publication" and "content"`
@@ -34,15 +36,15 @@ type ndjsonRow struct {
 	Content     jsonField `json:"content"`
 }
 
-func (r *Reader) nextNDJSON() (Post, error) {
+func (r *Reader) nextNDJSON() (wire.Post, error) {
 	for {
 		line, tooLong, err := r.readLine()
 		if err != nil {
-			return Post{}, err
+			return wire.Post{}, err
 		}
 		r.lines++
 		if tooLong {
-			return Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
+			return wire.Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
 				"longer than %s: no post may be that long; the line was skipped", sizeText(r.maxLine))}
 		}
 		trimmed := bytes.TrimLeft(line, " \t\r")
@@ -50,26 +52,26 @@ func (r *Reader) nextNDJSON() (Post, error) {
 			continue
 		}
 		if trimmed[0] != '{' {
-			return Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
+			return wire.Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
 				"not a JSON object (it starts with %q): each line must hold one JSON object", rune(trimmed[0]))}
 		}
 		var row ndjsonRow
 		if err := json.Unmarshal(line, &row); err != nil {
 			var syn *json.SyntaxError
 			if errors.As(err, &syn) {
-				return Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
+				return wire.Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
 					"invalid JSON at byte %d: %v: each line must hold one JSON object", syn.Offset, syn)}
 			}
-			return Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
+			return wire.Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
 				"invalid JSON: %v: each line must hold one JSON object", err)}
 		}
 		if reason := checkJSONField("publication", row.Publication); reason != "" {
-			return Post{}, &RowError{Line: r.lines, Reason: reason}
+			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}
 		if reason := checkJSONField("content", row.Content); reason != "" {
-			return Post{}, &RowError{Line: r.lines, Reason: reason}
+			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}
-		return Post{Publication: row.Publication.s, Content: row.Content.s}, nil
+		return wire.Post{Publication: row.Publication.s, Content: row.Content.s}, nil
 	}
 }
 

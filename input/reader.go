@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"unicode/utf8"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // MaxRecordBytes is the longest NDJSON line or CSV record a Reader accepts.
@@ -29,13 +31,6 @@ const (
 	FormatNDJSON = "ndjson"
 	FormatCSV    = "csv"
 )
-
-// Post is one article read from the input. Both fields are non-empty and
-// valid UTF-8 (invalid bytes are replaced by U+FFFD).
-type Post struct {
-	Publication string
-	Content     string
-}
 
 // RowError reports a row that is not a valid post. The Reader that returned
 // it stays usable: the caller counts or logs it and calls Next again.
@@ -57,7 +52,7 @@ func (e *RowError) Error() string {
 // MaxRecordBytes at worst (the longest row read so far, plus fixed
 // buffers), whatever the input's length.
 //
-// The strings in a returned Post do not alias buffers that the Reader
+// The strings in a returned wire.Post do not alias buffers that the Reader
 // reuses, so a caller may keep them.
 type Reader struct {
 	name    string
@@ -206,11 +201,11 @@ func (r *Reader) readError(err error) error {
 // following row. Any other error is fatal: the stream cannot be read
 // further, and Next keeps returning that error, as it keeps returning
 // io.EOF at the end.
-func (r *Reader) Next() (Post, error) {
+func (r *Reader) Next() (wire.Post, error) {
 	if r.err != nil {
-		return Post{}, r.err
+		return wire.Post{}, r.err
 	}
-	var p Post
+	var p wire.Post
 	var err error
 	if r.csv != nil {
 		p, err = r.nextCSV()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ingest-dev/ingest/wire"
+
 	"github.com/ingest-dev/ingest/input"
 )
 
@@ -24,7 +26,7 @@ type rowErr struct {
 
 // result is everything a Reader yields up to its end.
 type result struct {
-	posts   []input.Post
+	posts   []wire.Post
 	rowErrs []*input.RowError
 	fatal   error // nil when the stream ended with io.EOF
 }
@@ -54,16 +56,16 @@ func drain(t *testing.T, r *input.Reader) result {
 	}
 }
 
-func posts(pairs ...string) []input.Post {
-	var ps []input.Post
+func posts(pairs ...string) []wire.Post {
+	var ps []wire.Post
 	for i := 0; i+1 < len(pairs); i += 2 {
-		ps = append(ps, input.Post{Publication: pairs[i], Content: pairs[i+1]})
+		ps = append(ps, wire.Post{Publication: pairs[i], Content: pairs[i+1]})
 	}
 	return ps
 }
 
 // summary quotes posts for a failure message, cutting long contents.
-func summary(ps []input.Post) string {
+func summary(ps []wire.Post) string {
 	var b strings.Builder
 	for _, p := range ps {
 		c := p.Content
@@ -75,7 +77,7 @@ func summary(ps []input.Post) string {
 	return b.String()
 }
 
-func checkResult(t *testing.T, got result, wantPosts []input.Post, wantErrs []rowErr) {
+func checkResult(t *testing.T, got result, wantPosts []wire.Post, wantErrs []rowErr) {
 	t.Helper()
 	if got.fatal != nil {
 		t.Fatalf("fatal error: %v", got.fatal)
@@ -99,7 +101,7 @@ func TestReaderFormats(t *testing.T) {
 		name       string
 		data       string
 		wantFormat string
-		wantPosts  []input.Post
+		wantPosts  []wire.Post
 		wantErrs   []rowErr
 	}{
 		{
@@ -313,7 +315,7 @@ func TestGzipDetectedByMagic(t *testing.T) {
 		file       string
 		data       []byte
 		wantFormat string
-		wantPosts  []input.Post
+		wantPosts  []wire.Post
 		wantErrs   []rowErr
 	}{
 		{"posts.ndjson.gz", gzipBytes(t, ndjson), "ndjson",
@@ -459,7 +461,7 @@ func TestTooLongNDJSONLine(t *testing.T) {
 	tests := []struct {
 		name string
 		data string
-		want []input.Post
+		want []wire.Post
 		errs []rowErr
 	}{
 		{

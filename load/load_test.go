@@ -21,6 +21,7 @@ import (
 
 	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 type post struct {
@@ -96,7 +97,7 @@ func TestNothingLostUnderBackpressure(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeNDJSON(t, tc.file, want)
-			q := queue.New[queue.Post](8)
+			q := queue.New[wire.Post](8)
 			h := edge.New(edge.Config{Queue: q, Logger: hclog.NewNullLogger()})
 			srv := httptest.NewServer(h)
 			defer srv.Close()

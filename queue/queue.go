@@ -13,14 +13,6 @@ import (
 	"time"
 )
 
-// Post is an accepted article waiting for a worker. Attempts counts the
-// workers that died while this post was the one they were processing.
-type Post struct {
-	Publication string
-	Content     string
-	Attempts    int
-}
-
 // Sentinel errors. Match them with errors.Is.
 var (
 	// ErrFull: the queue has no room for the items; retry later.
@@ -209,14 +201,6 @@ func (q *Queue[T]) Drain() []T {
 	}
 	q.notFull.Broadcast()
 	return out
-}
-
-// TakenPerSecond is the recent rate at which items were taken (over the
-// last 10 seconds).
-func (q *Queue[T]) TakenPerSecond() float64 {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.rate.perSecond(time.Now())
 }
 
 // RetryAfter estimates how long a client should wait: the time the recent

@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// Post stands for what the parent queues: any value type works.
+type Post struct{ Publication, Content string }
+
 func posts(n int) []Post {
 	out := make([]Post, n)
 	for i := range out {

@@ -37,8 +37,15 @@ type Counter interface {
 	Counts() (commits, writes int64)
 }
 
+// The kinds of sink, the values of Config.Kind and --sink.
+const (
+	KindSQLite    = "sqlite"    // an embedded SQLite file (the default)
+	KindFirestore = "firestore" // Cloud Firestore, shared by many ingest nodes
+	KindNone      = "none"      // stores nothing
+)
+
 // Kinds lists the valid Config.Kind values, for flag help/validation.
-var Kinds = []string{"sqlite", "firestore", "none"}
+var Kinds = []string{KindSQLite, KindFirestore, KindNone}
 
 // Config selects and configures a sink. It has no defaults: the flag layer
 // sets them (--sink, --db, --project) and Open rejects what is missing,
@@ -60,11 +67,11 @@ type Config struct {
 // Sink and must Close it.
 func Open(ctx context.Context, cfg Config) (Sink, error) {
 	switch cfg.Kind {
-	case "sqlite":
+	case KindSQLite:
 		return OpenSQLite(ctx, cfg.DB, cfg.Logger)
-	case "firestore":
+	case KindFirestore:
 		return OpenFirestore(ctx, cfg.Project, cfg.Logger)
-	case "none":
+	case KindNone:
 		return none{}, nil
 	default:
 		return nil, fmt.Errorf("sink: unknown kind %q: use one of %s (--sink)", cfg.Kind, strings.Join(Kinds, ", "))

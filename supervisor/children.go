@@ -7,13 +7,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 
 // slot is one logical child (role, id) across its incarnations.
 type slot struct {
-	role string
+	role wire.Role
 	id   int
 
 	mu       sync.Mutex
@@ -36,7 +35,7 @@ type childState struct {
 	lastChange time.Time
 }
 
-func (r *run) slot(role string, id int) *slot {
+func (r *run) slot(role wire.Role, id int) *slot {
 	for _, s := range r.slots {
 		if s.role == role && s.id == id {
 			return s
@@ -46,14 +45,14 @@ func (r *run) slot(role string, id int) *slot {
 }
 
 // setCurrent makes p the process of slot (role, id).
-func (r *run) setCurrent(role string, id int, p *process, inflight func() int) {
+func (r *run) setCurrent(role wire.Role, id int, p *process, inflight func() int) {
 	s := r.slot(role, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cur, s.inflight, s.state = p, inflight, "running"
 }
 
-func (r *run) setState(role string, id int, state string) {
+func (r *run) setState(role wire.Role, id int, state string) {
 	s := r.slot(role, id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -64,7 +63,7 @@ func (r *run) childStates() []childState {
 	out := make([]childState, 0, len(r.slots))
 	for _, s := range r.slots {
 		s.mu.Lock()
-		st := childState{role: s.role, id: s.id, state: s.state, restarts: s.restarts}
+		st := childState{role: string(s.role), id: s.id, state: s.state, restarts: s.restarts}
 		if p := s.cur; p != nil {
 			st.pid, st.alive = p.pid, p.alive()
 			st.rss, st.cpuMillis = p.rss.Load(), p.cpuMillis.Load()
@@ -105,7 +104,7 @@ func (r *run) exitError(p *process) error {
 // restartAllowed spends one restart of role from its budget. When the
 // budget is spent it reports the failure (the parent then drains and exits
 // non-zero) and returns false.
-func (r *run) restartAllowed(role string, id int, reason string, cause error) bool {
+func (r *run) restartAllowed(role wire.Role, id int, reason string, cause error) bool {
 	if r.aborted() {
 		return false
 	}
@@ -123,7 +122,7 @@ func (r *run) restartAllowed(role string, id int, reason string, cause error) bo
 	s.restarts++
 	s.state = "restarting"
 	s.mu.Unlock()
-	r.metrics.restarts.WithLabelValues(role, reason).Inc()
+	r.metrics.restarts.WithLabelValues(string(role), reason).Inc()
 	r.log.Warn("restarting child", "role", role, "id", id, "cause", cause, "restarts_in_window", used, "max_restarts", r.cfg.MaxRestarts)
 	return true
 }
@@ -155,11 +154,11 @@ func (r *run) giveUp(err error) {
 }
 
 // quarantine stores a post as a dead letter instead of counting it.
-func (r *run) quarantine(p queue.Post, why string) {
+func (r *run) quarantine(p wire.Post, why string) {
 	r.log.Error("post quarantined as a dead letter; it will not be retried", "publication", p.Publication,
 		"attempts", p.Attempts, "why", why, "content_bytes", len(p.Content))
 	r.metrics.deadLetter.Inc()
-	b := wire.Batch{ID: newID(), Parts: 1, Posts: 1, Dead: []wire.DeadLetter{{
+	b := wire.Batch{ID: wire.NewBatchID(), Parts: 1, Posts: 1, Dead: []wire.DeadLetter{{
 		Publication: p.Publication, Content: p.Content, Error: why, Attempts: p.Attempts}}}
 	raw, err := wire.NewEncoder(nil, 0).Marshal(&b)
 	if err != nil {

@@ -26,7 +26,7 @@ import (
 // The encoder is used by exactly one goroutine (the child's dispatcher).
 // exited is closed once both pipes are drained and cmd.Wait returned.
 type process struct {
-	role string
+	role wire.Role
 	id   int
 	pid  int
 	log  hclog.Logger
@@ -51,7 +51,7 @@ const handshakeTimeout = 60 * time.Second
 // startProcess re-execs exe as a child with args, waits for its Hello and
 // then hands every further frame to onFrame from the stdout reader
 // goroutine. onFrame's Frame aliases the decoder's buffer: copy what you keep.
-func startProcess(exe string, args []string, role string, id int, log hclog.Logger, onFrame func(*process, wire.Frame) error) (*process, error) {
+func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(*process, wire.Frame) error) (*process, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), wire.CookieKey+"="+wire.CookieValue)
 	// If the parent dies, even by SIGKILL, the kernel kills the child. The

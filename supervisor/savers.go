@@ -114,7 +114,7 @@ func (r *run) runSaver(id int, first *saverProc) {
 				}
 				continue
 			}
-			r.metrics.restarts.WithLabelValues(wire.RoleSaver, reasonRetired).Inc()
+			r.metrics.restarts.WithLabelValues(string(wire.RoleSaver), reasonRetired).Inc()
 			next = repl
 			continue
 		case feedDied:

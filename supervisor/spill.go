@@ -26,70 +26,6 @@ import (
 //     yet, as {"publication", "content"} lines. None of them was counted,
 //     so `ingest --input FILE` ingests them exactly once.
 
-// spilledBatch is one line of a batches spill file.
-type spilledBatch struct {
-	ID           string               `json:"id"`
-	Part         int                  `json:"part"`
-	Parts        int                  `json:"parts"`
-	Posts        int                  `json:"posts"`
-	Publications []spilledPublication `json:"publications"`
-	Dead         []spilledDead        `json:"dead,omitempty"`
-}
-
-type spilledPublication struct {
-	Key      string          `json:"key"`
-	Name     string          `json:"name"`
-	Articles int64           `json:"articles"`
-	Entities []spilledEntity `json:"entities"`
-}
-
-type spilledEntity struct {
-	Word  string `json:"word"`
-	Count int64  `json:"count"`
-}
-
-type spilledDead struct {
-	Publication string `json:"publication"`
-	Content     string `json:"content"`
-	Error       string `json:"error"`
-	Attempts    int    `json:"attempts"`
-}
-
-type spilledPost struct {
-	Publication string `json:"publication"`
-	Content     string `json:"content"`
-}
-
-func toSpilled(b *wire.Batch) spilledBatch {
-	s := spilledBatch{ID: b.ID, Part: b.Part, Parts: b.Parts, Posts: b.Posts}
-	for _, p := range b.Publications {
-		sp := spilledPublication{Key: p.Key, Name: p.Name, Articles: p.Articles}
-		for _, e := range p.Entities {
-			sp.Entities = append(sp.Entities, spilledEntity{e.Word, e.Count})
-		}
-		s.Publications = append(s.Publications, sp)
-	}
-	for _, d := range b.Dead {
-		s.Dead = append(s.Dead, spilledDead{d.Publication, d.Content, d.Error, d.Attempts})
-	}
-	return s
-}
-
-func (s *spilledBatch) batch() *wire.Batch {
-	b := &wire.Batch{ID: s.ID, Part: s.Part, Parts: s.Parts, Posts: s.Posts}
-	for _, p := range s.Publications {
-		pc := wire.PubCount{Key: p.Key, Name: p.Name, Articles: p.Articles}
-		for _, e := range p.Entities {
-			pc.Entities = append(pc.Entities, wire.EntityCount{Word: e.Word, Count: e.Count})
-		}
-		b.Publications = append(b.Publications, pc)
-	}
-	for _, d := range s.Dead {
-		b.Dead = append(b.Dead, wire.DeadLetter{Publication: d.Publication, Content: d.Content, Error: d.Error, Attempts: d.Attempts})
-	}
-	return b
-}
-
 // spill writes whatever is left in the queues after the run ended. It
 // returns the files written ("" if nothing was left).
 func (r *run) spill() (string, error) {
@@ -104,11 +40,15 @@ func (r *run) spill() (string, error) {
 	if len(batches) > 0 {
 		path := filepath.Join(dir, "ingest-spill-"+stamp+"-batches.ndjson")
 		err := writeLines(path, len(batches), func(i int) (any, error) {
-			var b wire.Batch
-			if err := wire.Unmarshal(batches[i].raw[5:], &b); err != nil {
+			f, err := wire.ParseFrame(batches[i].raw)
+			if err != nil {
 				return nil, err
 			}
-			return toSpilled(&b), nil
+			var b wire.Batch
+			if err := f.Decode(&b); err != nil {
+				return nil, err
+			}
+			return &b, nil
 		})
 		if err != nil {
 			return "", fmt.Errorf("spill %d unstored batches to %s: %w", len(batches), path, err)
@@ -120,7 +60,7 @@ func (r *run) spill() (string, error) {
 	if len(posts) > 0 {
 		path := filepath.Join(dir, "ingest-spill-"+stamp+"-posts.ndjson")
 		err := writeLines(path, len(posts), func(i int) (any, error) {
-			return spilledPost{posts[i].Publication, posts[i].Content}, nil
+			return &posts[i], nil
 		})
 		if err != nil {
 			return "", fmt.Errorf("spill %d unprocessed posts to %s: %w", len(posts), path, err)
@@ -178,7 +118,7 @@ func Replay(cfg config.Config, opts Options) error {
 	dec := json.NewDecoder(bufio.NewReaderSize(f, 1<<20))
 	var applied, duplicate, posts int
 	for line := 1; ; line++ {
-		var sb spilledBatch
+		var sb wire.Batch
 		err := dec.Decode(&sb)
 		if errors.Is(err, io.EOF) {
 			break
@@ -189,7 +129,7 @@ func Replay(cfg config.Config, opts Options) error {
 		if sb.ID == "" {
 			return fmt.Errorf("--replay %s: batch %d has no id: posts spill files are ingested with --input, not --replay", cfg.Replay, line)
 		}
-		dup, err := s.Apply(ctx, sb.batch())
+		dup, err := s.Apply(ctx, &sb)
 		if err != nil {
 			return fmt.Errorf("--replay %s: batch %d (%s): %w", cfg.Replay, line, sb.ID, err)
 		}

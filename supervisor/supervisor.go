@@ -6,8 +6,6 @@ package supervisor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -54,11 +52,11 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	posts   *queue.Queue[queue.Post] // accepted posts → workers (dead workers' posts come back in front)
-	batches *queue.Queue[batchItem]  // complete batches → savers (unacknowledged ones come back in front)
-	store   sink.Sink                // the parent's own handle: readiness and reads
+	posts   *queue.Queue[wire.Post] // accepted posts → workers (dead workers' posts come back in front)
+	batches *queue.Queue[batchItem] // complete batches → savers (unacknowledged ones come back in front)
+	store   sink.Sink               // the parent's own handle: readiness and reads
 	slots   []*slot
-	budgets map[string]*budget
+	budgets map[wire.Role]*budget
 	metrics *metrics
 	summary *summary // --input only
 
@@ -87,9 +85,9 @@ func Run(cfg config.Config, opts Options) error {
 	r := &run{
 		cfg: cfg, opts: opts, log: opts.Log,
 		ctx: ctx, cancel: cancel,
-		posts:   queue.New[queue.Post](cfg.QueueSize),
+		posts:   queue.New[wire.Post](cfg.QueueSize),
 		batches: queue.New[batchItem](max(4, 2*cfg.Savers)),
-		budgets: map[string]*budget{
+		budgets: map[wire.Role]*budget{
 			wire.RoleWorker: {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 			wire.RoleSaver:  {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 		},
@@ -404,7 +402,7 @@ func (r *run) feed(src *input.Reader) error {
 		if err != nil {
 			return err
 		}
-		if err := r.posts.Put(r.ctx, queue.Post{Publication: p.Publication, Content: p.Content}); err != nil {
+		if err := r.posts.Put(r.ctx, wire.Post{Publication: p.Publication, Content: p.Content}); err != nil {
 			if errors.Is(err, queue.ErrClosed) || errors.Is(err, context.Canceled) {
 				return nil
 			}
@@ -435,11 +433,4 @@ func per1000(n, posts int64) float64 {
 		return 0
 	}
 	return float64(n) * 1000 / float64(posts)
-}
-
-// newID returns 128 random bits as hex.
-func newID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand contract since Go 1.24)
-	return hex.EncodeToString(b[:])
 }

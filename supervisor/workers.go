@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -40,7 +39,7 @@ type workerProc struct {
 
 type sentPost struct {
 	seq  uint64
-	post queue.Post
+	post wire.Post
 }
 
 func newWorkerProc(id int) *workerProc {
@@ -59,7 +58,7 @@ func (w *workerProc) askRetire(why string) {
 }
 
 // track records a post about to be sent and returns its sequence number.
-func (w *workerProc) track(p queue.Post) uint64 {
+func (w *workerProc) track(p wire.Post) uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.seq == w.done {
@@ -203,7 +202,7 @@ func (r *run) runWorker(id int, first *workerProc) {
 				r.finishWorker(w)
 			})
 			if err == nil {
-				r.metrics.restarts.WithLabelValues(wire.RoleWorker, reasonRetired).Inc()
+				r.metrics.restarts.WithLabelValues(string(wire.RoleWorker), reasonRetired).Inc()
 				next = repl
 				continue
 			}
@@ -293,7 +292,7 @@ func (r *run) finishWorker(w *workerProc) (clean bool) {
 	if !clean && !r.aborted() {
 		w.log.Error("worker died", "status", r.exitError(w.process), "uncovered_posts", len(left))
 	}
-	var back []queue.Post
+	var back []wire.Post
 	for i, sp := range left {
 		if i == suspect && !clean && !r.aborted() {
 			sp.post.Attempts++

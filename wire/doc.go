@@ -24,7 +24,7 @@
 // # Kinds
 //
 //	1 Hello  child → parent  first frame a child writes: protocol version, role, id, pid
-//	2 Post   parent → worker one article: sequence number, publication, content
+//	2 Post   parent → worker one article: sequence number, publication, content, attempts
 //	3 Batch  worker → parent → saver
 //	                         aggregated counts of every post since the last flush
 //	4 Ack    saver → parent  a batch is stored (or was stored before), or why not

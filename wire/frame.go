@@ -13,7 +13,7 @@ import (
 
 // Version is the wire protocol version. Bump it on any change to the frame
 // layout or to a message's fields.
-const Version = 1
+const Version = 2
 
 // DefaultMaxFrame is the largest frame (kind byte plus payload) accepted by
 // default: large enough for a flush of tens of thousands of entities, small
@@ -238,4 +238,18 @@ func (e *Encoder) frame(m Message) ([]byte, error) {
 	}
 	binary.BigEndian.PutUint32(b[:4], uint32(n))
 	return b, nil
+}
+
+// ParseFrame reads one complete encoded frame, as Encoder.Marshal returns
+// it or as Frame.Raw holds it, so that code that keeps frames as bytes
+// never needs to know the header's layout.
+func ParseFrame(raw []byte) (Frame, error) {
+	if len(raw) < 5 {
+		return Frame{}, fmt.Errorf("%w: %d bytes cannot hold a frame header", ErrTruncated, len(raw))
+	}
+	n := binary.BigEndian.Uint32(raw[:4])
+	if n == 0 || uint64(n) != uint64(len(raw)-4) {
+		return Frame{}, fmt.Errorf("%w: header declares %d bytes, %d follow", ErrMalformed, n, len(raw)-4)
+	}
+	return Frame{Kind: Kind(raw[4]), Payload: raw[5:], Raw: raw}, nil
 }

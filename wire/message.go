@@ -7,26 +7,38 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Roles a child can have.
+// Role is what a process of the one ingest binary does (--role). The
+// parent is the default; workers and savers are the children it starts.
+type Role string
+
+// The roles. Their values are what --role takes and what a child's Hello
+// carries.
 const (
-	RoleWorker = "worker"
-	RoleSaver  = "saver"
+	RoleParent Role = "parent"
+	RoleWorker Role = "worker"
+	RoleSaver  Role = "saver"
 )
 
 // Hello is a child's first frame.
 type Hello struct {
 	Version int
-	Role    string
+	Role    Role
 	ID      int
 	PID     int
 }
 
-// Post is one article handed to a worker. Seq is assigned by the parent,
-// per worker, starting at 1 and increasing by one.
+// Post is one article, the one type for it from the HTTP edge or the input
+// file through the parent's queue to a worker, and in spill files.
+// Publication and Content are what the client sent. Seq is assigned by the
+// parent when it sends the post, per worker incarnation, starting at 1 and
+// increasing by one. Attempts counts the workers that died while this post
+// was the one they were processing; the worker copies it into a dead
+// letter. Spill files (JSON) carry the publication and content only.
 type Post struct {
-	Seq         uint64
-	Publication string
-	Content     string
+	Seq         uint64 `json:"-"`
+	Publication string `json:"publication"`
+	Content     string `json:"content"`
+	Attempts    int    `json:"-"`
 }
 
 // Batch is the aggregated result of a worker's flush.
@@ -36,23 +48,28 @@ type Post struct {
 // one frame is sent as Parts frames with the same ID and Part 0..Parts-1;
 // each part is applied on its own (under its PartID), and only the last
 // part carries Posts and Through.
+//
+// The JSON form (field names in the tags) is the line layout of a batches
+// spill file (`ingest --replay`); Worker and Through mean nothing outside
+// the running parent and are left out.
 type Batch struct {
-	ID           string
-	Part, Parts  int
-	Worker       int
-	Through      uint64 // last post sequence covered (last part only)
-	Posts        int    // posts covered (last part only), dead letters included
-	Publications []PubCount
-	Dead         []DeadLetter // posts quarantined instead of counted (last part only)
+	ID           string       `json:"id"`
+	Part         int          `json:"part"`
+	Parts        int          `json:"parts"`
+	Worker       int          `json:"-"`
+	Through      uint64       `json:"-"`     // last post sequence covered (last part only)
+	Posts        int          `json:"posts"` // posts covered (last part only), dead letters included
+	Publications []PubCount   `json:"publications"`
+	Dead         []DeadLetter `json:"dead,omitempty"` // posts quarantined instead of counted (last part only)
 }
 
 // DeadLetter is a post that could not be processed. It is stored for a
 // human to look at and never retried.
 type DeadLetter struct {
-	Publication string
-	Content     string
-	Error       string
-	Attempts    int
+	Publication string `json:"publication"`
+	Content     string `json:"content"`
+	Error       string `json:"error"`
+	Attempts    int    `json:"attempts"`
 }
 
 // PartID is the idempotency key of this part of the batch.
@@ -65,16 +82,16 @@ func (b *Batch) PartID() string {
 
 // PubCount is one publication's share of a batch.
 type PubCount struct {
-	Key      string // trimmed, lower-cased publication: the storage key
-	Name     string // the publication as first seen, for display
-	Articles int64
-	Entities []EntityCount
+	Key      string        `json:"key"`  // trimmed, lower-cased publication: the storage key
+	Name     string        `json:"name"` // the publication as first seen, for display
+	Articles int64         `json:"articles"`
+	Entities []EntityCount `json:"entities"`
 }
 
 // EntityCount is a normalised entity text and how often it occurred.
 type EntityCount struct {
-	Word  string
-	Count int64
+	Word  string `json:"word"`
+	Count int64  `json:"count"`
 }
 
 // Ack reports the outcome of applying one batch part. Duplicate is true
@@ -190,7 +207,7 @@ func encodeAll(errs ...error) error {
 }
 
 func (m *Hello) encode(e *msgpack.Encoder) error {
-	return encodeAll(e.EncodeArrayLen(4), e.EncodeInt(int64(m.Version)), e.EncodeString(m.Role),
+	return encodeAll(e.EncodeArrayLen(4), e.EncodeInt(int64(m.Version)), e.EncodeString(string(m.Role)),
 		e.EncodeInt(int64(m.ID)), e.EncodeInt(int64(m.PID)))
 }
 
@@ -198,18 +215,22 @@ func (m *Hello) decode(r *reader) error {
 	if _, err := r.arrayLen(4); err != nil {
 		return err
 	}
-	return fields(intTo(r, &m.Version), strTo(r, &m.Role), intTo(r, &m.ID), intTo(r, &m.PID))
+	var role string
+	err := fields(intTo(r, &m.Version), strTo(r, &role), intTo(r, &m.ID), intTo(r, &m.PID))
+	m.Role = Role(role)
+	return err
 }
 
 func (m *Post) encode(e *msgpack.Encoder) error {
-	return encodeAll(e.EncodeArrayLen(3), e.EncodeUint(m.Seq), e.EncodeString(m.Publication), e.EncodeString(m.Content))
+	return encodeAll(e.EncodeArrayLen(4), e.EncodeUint(m.Seq), e.EncodeString(m.Publication), e.EncodeString(m.Content),
+		e.EncodeInt(int64(m.Attempts)))
 }
 
 func (m *Post) decode(r *reader) error {
-	if _, err := r.arrayLen(3); err != nil {
+	if _, err := r.arrayLen(4); err != nil {
 		return err
 	}
-	return fields(u64To(r, &m.Seq), strTo(r, &m.Publication), strTo(r, &m.Content))
+	return fields(u64To(r, &m.Seq), strTo(r, &m.Publication), strTo(r, &m.Content), intTo(r, &m.Attempts))
 }
 
 func (m *Batch) encode(e *msgpack.Encoder) error {
@@ -320,7 +341,7 @@ func (m *Stop) decode(r *reader) error {
 
 // CheckHello validates a child's handshake against what the parent started.
 // The error says what to do about a mismatch.
-func CheckHello(h *Hello, role string, id int) error {
+func CheckHello(h *Hello, role Role, id int) error {
 	if h.Version != Version {
 		return fmt.Errorf("%s %d (pid %d) speaks wire protocol version %d, this parent speaks %d: "+
 			"the ingest executable was replaced while the parent ran; restart ingest so parent and children run the same build",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/ner"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // dataset is the posts a benchmark uses, in file order, read with package
@@ -19,7 +20,7 @@ import (
 // skipped), and cycled from the start when the file holds fewer than
 // needed, as ingest-load -repeat does.
 type dataset struct {
-	posts  []input.Post
+	posts  []wire.Post
 	wordsN []int // words in each post's content
 	cycled bool  // the file holds fewer posts than asked for
 }
@@ -55,8 +56,8 @@ func loadDataset(path string, n int) (*dataset, error) {
 }
 
 // first returns the first n posts, cycling.
-func (d *dataset) first(n int) []input.Post {
-	out := make([]input.Post, n)
+func (d *dataset) first(n int) []wire.Post {
+	out := make([]wire.Post, n)
 	for i := range out {
 		out[i] = d.posts[i%len(d.posts)]
 	}
@@ -100,7 +101,7 @@ func (r rawResult) wordsPerSec() float64 { return float64(r.words) / r.elapsed.S
 // rawNER runs the extractor a worker runs, with the default skip labels,
 // over posts in this one goroutine: the ceiling a worker process can
 // approach.
-func rawNER(posts []input.Post, engine, profile string) (rawResult, error) {
+func rawNER(posts []wire.Post, engine, profile string) (rawResult, error) {
 	t0 := time.Now()
 	var e *ner.Extractor
 	if engine == "" {

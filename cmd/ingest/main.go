@@ -18,6 +18,7 @@ import (
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/internal/procname"
 	"github.com/ingest-dev/ingest/supervisor"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // The main goroutine stays on the main thread, so that the process name
@@ -39,7 +40,7 @@ func run() int {
 	if err := procname.Set(procname.For(cfg.Role, cfg.ID)); err != nil {
 		fmt.Fprintf(os.Stderr, "ingest: %v (continuing)\n", err)
 	}
-	if cfg.Role != config.RoleParent {
+	if cfg.Role != wire.RoleParent {
 		return child.Main(cfg)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"unsafe"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // maxLen is the kernel's limit (TASK_COMM_LEN less the terminating NUL).
@@ -15,8 +17,8 @@ const maxLen = 15
 // For returns the name of a process of role and id: "ingest-parent",
 // "ingest-worker-3", "ingest-saver-0". Ids that would not fit lose the
 // last hyphen ("ingest-worker12") before anything is cut.
-func For(role string, id int) string {
-	if role == "parent" {
+func For(role wire.Role, id int) string {
+	if role == wire.RoleParent {
 		return "ingest-parent"
 	}
 	name := fmt.Sprintf("ingest-%s-%d", role, id)

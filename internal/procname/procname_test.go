@@ -5,11 +5,13 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 func TestFor(t *testing.T) {
 	for _, tc := range []struct {
-		role string
+		role wire.Role
 		id   int
 		want string
 	}{
