@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ingest-dev/ingest/edge"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // metrics are the parent's Prometheus metrics, on their own registry (no
@@ -24,7 +25,7 @@ type metrics struct {
 	writes     prometheus.Counter
 }
 
-func newMetrics(r *run) *metrics {
+func newMetrics(p *parent) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_batches_committed_total",
@@ -47,18 +48,18 @@ func newMetrics(r *run) *metrics {
 	m.reg.MustRegister(m.commits, m.writes, m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},
-			func() float64 { return float64(r.posts.Len()) }),
+			func() float64 { return float64(p.posts.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_capacity", Help: "--queue-size."},
-			func() float64 { return float64(r.posts.Cap()) }),
+			func() float64 { return float64(p.posts.Cap()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver."},
-			func() float64 { return float64(r.batches.Len()) }),
+			func() float64 { return float64(p.batches.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
-			func() float64 { return b2f(r.draining.Load()) }),
+			func() float64 { return b2f(p.draining.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_accepted_total", Help: "Posts accepted over HTTP or from --input."},
-			func() float64 { return float64(r.posts.Accepted()) }),
+			func() float64 { return float64(p.posts.Accepted()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_stored_total", Help: "Posts whose counts the sink acknowledged."},
-			func() float64 { return float64(r.stored.Load()) }),
-		&childCollector{r: r},
+			func() float64 { return float64(p.stored.Load()) }),
+		&childCollector{p: p},
 	)
 	return m
 }
@@ -98,7 +99,7 @@ var (
 )
 
 // childCollector reports every current child at scrape time.
-type childCollector struct{ r *run }
+type childCollector struct{ p *parent }
 
 func (c *childCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{childUp, childCPU, childRSS, childInflight} {
@@ -107,12 +108,12 @@ func (c *childCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *childCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.r.childStates() {
-		labels := []string{st.role, strconv.Itoa(st.id), strconv.Itoa(st.pid)}
+	for _, st := range c.p.childStates() {
+		labels := []string{string(st.role), strconv.Itoa(st.id), strconv.Itoa(st.pid)}
 		ch <- prometheus.MustNewConstMetric(childUp, prometheus.GaugeValue, b2f(st.alive), labels...)
 		ch <- prometheus.MustNewConstMetric(childCPU, prometheus.CounterValue, float64(st.cpuMillis)/1000, labels...)
 		ch <- prometheus.MustNewConstMetric(childRSS, prometheus.GaugeValue, float64(st.rss), labels...)
-		if st.role == "worker" {
+		if st.role == wire.RoleWorker {
 			ch <- prometheus.MustNewConstMetric(childInflight, prometheus.GaugeValue, float64(st.inflight), labels...)
 		}
 	}

@@ -20,28 +20,40 @@ import (
 	"github.com/ingest-dev/ingest/wire"
 )
 
-// process is one running child: its pipes, its frame encoder and the
-// goroutines that read its stdout and stderr.
+// process is one running child: its pipes, its frame encoder, and the
+// goroutines that read its stdout and stderr and wait for its exit.
 //
-// The encoder is used by exactly one goroutine (the child's dispatcher).
-// exited is closed once both pipes are drained and cmd.Wait returned.
+// Liveness and routing are kept apart. exited is closed as soon as the
+// process has exited, whatever its pipes are doing: "alive" means exactly
+// that. drained is closed once its stdout and stderr reached EOF and every
+// frame was handed to onFrame, so what it sent before dying is accounted
+// for before anyone looks at what it left. The stdout reader never waits
+// for anyone: onFrame must not block (see startProcess), so heartbeats are
+// read, and recorded, however slowly batches move on.
+//
+// The encoder is used by one goroutine only, the slot runner.
 type process struct {
 	role wire.Role
 	id   int
 	pid  int
 	log  hclog.Logger
 
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	enc    *wire.Encoder
-	exited chan struct{}
-	err    error // cmd.Wait's result; read only after exited is closed
+	cmd     *exec.Cmd
+	stdin   *os.File
+	enc     *wire.Encoder
+	exited  chan struct{}
+	drained chan struct{}
+	err     error // cmd.Wait's result; read only after exited is closed
 
-	rss, cpuMillis atomic.Int64 // from the latest heartbeat
+	started   time.Time
+	lastFrame atomic.Int64 // unix nanoseconds of the latest frame
+	rss       atomic.Int64 // bytes, from the latest heartbeat
+	cpuMillis atomic.Int64 // from the latest heartbeat
+
+	stopping atomic.Bool // a STOP was sent: an exit is expected
 
 	mu         sync.Mutex
-	stopping   bool   // a STOP was sent: exit is expected
-	killReason string // why the parent killed it, if it did
+	killReason string // why the parent killed it; "" if it did not
 }
 
 // handshakeTimeout bounds how long a child may take to load (the NER model)
@@ -49,9 +61,12 @@ type process struct {
 const handshakeTimeout = 60 * time.Second
 
 // startProcess re-execs exe as a child with args, waits for its Hello and
-// then hands every further frame to onFrame from the stdout reader
-// goroutine. onFrame's Frame aliases the decoder's buffer: copy what you keep.
-func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(*process, wire.Frame) error) (*process, error) {
+// then hands every further frame to onFrame, on the stdout reader
+// goroutine. onFrame must return promptly and never block on another
+// goroutine (record, push to a non-blocking queue, or fail); its Frame
+// aliases the decoder's buffer, so it copies what it keeps. An error from
+// onFrame is a protocol violation: the child is killed.
+func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(wire.Frame) error) (*process, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), wire.CookieKey+"="+wire.CookieValue)
 	// If the parent dies, even by SIGKILL, the kernel kills the child. The
@@ -59,68 +74,94 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	// (only those of goroutines that exit while locked, which we never
 	// do), and the child also exits on stdin EOF.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+
+	// Plain pipes rather than cmd.StdoutPipe: cmd.Wait then closes none of
+	// the parent's ends, so it can run at once and report the exit while
+	// the readers still drain what the child wrote.
+	var pipes [3][2]*os.File // stdin, stdout, stderr: {read, write}
+	closeAll := func() {
+		for _, pp := range pipes {
+			for _, f := range pp {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	for i := range pipes {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("start %s %d: pipe: %w", role, id, err)
+		}
+		pipes[i] = [2]*os.File{r, w}
 	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
 	if err := cmd.Start(); err != nil {
+		closeAll()
 		return nil, fmt.Errorf("start %s %d (%s): %w", role, id, exe, err)
 	}
+	// The child holds its ends now; the parent keeps only its own.
+	pipes[0][0].Close()
+	pipes[1][1].Close()
+	pipes[2][1].Close()
+	stdin, stdout, stderr := pipes[0][1], pipes[1][0], pipes[2][0]
+
 	p := &process{
 		role: role, id: id, pid: cmd.Process.Pid,
-		log:    log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid),
-		cmd:    cmd,
-		stdin:  stdin,
-		enc:    wire.NewEncoder(stdin, 0),
-		exited: make(chan struct{}),
+		log:     log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid),
+		cmd:     cmd,
+		stdin:   stdin,
+		enc:     wire.NewEncoder(stdin, 0),
+		exited:  make(chan struct{}),
+		drained: make(chan struct{}),
+		started: time.Now(),
 	}
-	hello := make(chan error, 1)
-	var readers sync.WaitGroup
-	readers.Add(2)
+	p.lastFrame.Store(p.started.UnixNano())
 	go func() {
-		defer readers.Done()
-		relogLines(stderr, p.log)
-	}()
-	go func() {
-		defer readers.Done()
-		p.readFrames(stdout, hello, onFrame)
-	}()
-	go func() {
-		readers.Wait() // both pipes drained before Wait closes them
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
+	hello := make(chan error, 1)
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		defer stderr.Close()
+		relogLines(stderr, p.log)
+	})
+	readers.Go(func() {
+		defer stdout.Close()
+		p.readFrames(stdout, hello, onFrame)
+	})
+	go func() {
+		readers.Wait()
+		close(p.drained)
+	}()
 
+	t := time.NewTimer(handshakeTimeout)
+	defer t.Stop()
 	select {
 	case err := <-hello:
 		if err == nil {
 			return p, nil
 		}
 		p.kill("bad handshake")
-		<-p.exited
+		p.wait()
 		return nil, err
 	case <-p.exited:
+		p.wait()
 		return nil, fmt.Errorf("%s %d (pid %d) exited during start-up (%v): see its log lines above", role, id, p.pid, p.err)
-	case <-time.After(handshakeTimeout):
+	case <-t.C:
 		p.kill("no handshake")
-		<-p.exited
+		p.wait()
 		return nil, fmt.Errorf("%s %d (pid %d) sent no handshake within %s: killed it", role, id, p.pid, handshakeTimeout)
 	}
 }
 
 // readFrames reads the handshake, reports it on hello, then passes frames to
 // onFrame until EOF. A frame error (a crash mid-frame) ends reading: the
-// partial frame is discarded and the stream closed so the child cannot
-// block on a full pipe.
-func (p *process) readFrames(stdout io.ReadCloser, hello chan<- error, onFrame func(*process, wire.Frame) error) {
+// partial frame is discarded, and the rest of the stream too, so that the
+// child never blocks on a full pipe.
+func (p *process) readFrames(stdout io.Reader, hello chan<- error, onFrame func(wire.Frame) error) {
 	defer io.Copy(io.Discard, stdout)
 	dec := wire.NewDecoder(stdout, 0)
 	f, err := dec.Next()
@@ -147,28 +188,46 @@ func (p *process) readFrames(stdout io.ReadCloser, hello chan<- error, onFrame f
 			p.log.Error("frame stream broken; discarding the rest", "error", err)
 			return
 		}
-		if err := onFrame(p, f); err != nil {
-			p.log.Error("bad frame; killing the child", "error", err)
+		p.lastFrame.Store(time.Now().UnixNano())
+		if err := onFrame(f); err != nil {
 			p.kill("protocol error: " + err.Error())
 			return
 		}
 	}
 }
 
-// send writes one frame to the child. Only the child's dispatcher calls it.
+// observe records a heartbeat's figures.
+func (p *process) observe(hb *wire.Heartbeat) {
+	p.rss.Store(hb.RSS)
+	p.cpuMillis.Store(hb.CPUMillis)
+}
+
+// silentFor is how long ago the child's latest frame arrived.
+func (p *process) silentFor(now time.Time) time.Duration {
+	return now.Sub(time.Unix(0, p.lastFrame.Load()))
+}
+
+// send writes one frame to the child. Only the slot runner calls it.
 func (p *process) send(m wire.Message) error {
 	if err := p.enc.Encode(m); err != nil {
-		return fmt.Errorf("send %s to %s %d (pid %d): %w", m.Kind(), p.role, p.id, p.pid, err)
+		return fmt.Errorf("send %s to %s: %w", m.Kind(), p, err)
+	}
+	return nil
+}
+
+// sendRaw writes an already encoded frame to the child. Only the slot
+// runner calls it.
+func (p *process) sendRaw(raw []byte) error {
+	if err := p.enc.WriteRaw(raw); err != nil {
+		return fmt.Errorf("send a frame to %s: %w", p, err)
 	}
 	return nil
 }
 
 // stop sends STOP, closes stdin and forwards SIGTERM: the child finishes
-// what it holds and exits 0.
+// what it holds and exits 0. Only the slot runner calls it, once.
 func (p *process) stop(reason string) {
-	p.mu.Lock()
-	p.stopping = true
-	p.mu.Unlock()
+	p.stopping.Store(true)
 	if err := p.send(&wire.Stop{Reason: reason}); err != nil {
 		p.log.Warn("could not send STOP", "error", err)
 	}
@@ -176,23 +235,34 @@ func (p *process) stop(reason string) {
 	p.cmd.Process.Signal(syscall.SIGTERM)
 }
 
-// kill ends the child for sure, recording why. Safe to call more than
-// once; the first reason is kept.
+// kill ends the child for sure and logs why, once: the first reason is
+// kept and later calls do nothing. Safe for concurrent use.
 func (p *process) kill(reason string) {
 	p.mu.Lock()
-	if p.killReason == "" {
+	first := p.killReason == ""
+	if first {
 		p.killReason = reason
 	}
 	p.mu.Unlock()
+	if !first || !p.alive() {
+		return
+	}
+	p.log.Warn("killing the child", "why", reason)
 	p.cmd.Process.Kill()
 }
 
-// stopped reports whether a STOP was sent, and why the parent killed the
-// child if it did.
-func (p *process) state() (stopping bool, killReason string) {
+// killedFor is why the parent killed the child, or "".
+func (p *process) killedFor() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.stopping, p.killReason
+	return p.killReason
+}
+
+// wait returns once the process exited and everything it wrote was read.
+func (p *process) wait() {
+	<-p.exited
+	<-p.drained
+	p.stdin.Close()
 }
 
 // alive reports whether the process has not exited yet.
@@ -203,6 +273,24 @@ func (p *process) alive() bool {
 	default:
 		return true
 	}
+}
+
+// cleanExit reports whether the child exited 0 after being sent STOP,
+// without being killed. Call it after wait.
+func (p *process) cleanExit() bool {
+	return p.stopping.Load() && p.killedFor() == "" && p.err == nil
+}
+
+// exitError describes how a child ended: the parent's reason for killing
+// it, or its exit status. Call it after wait.
+func (p *process) exitError() error {
+	if why := p.killedFor(); why != "" {
+		return fmt.Errorf("killed by the parent: %s", why)
+	}
+	if p.err != nil {
+		return p.err
+	}
+	return errors.New("exited with status 0 without being asked to stop")
 }
 
 func (p *process) String() string { return fmt.Sprintf("%s %d (pid %d)", p.role, p.id, p.pid) }

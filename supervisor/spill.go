@@ -28,13 +28,13 @@ import (
 
 // spill writes whatever is left in the queues after the run ended. It
 // returns the files written ("" if nothing was left).
-func (r *run) spill() (string, error) {
-	batches := r.batches.Drain()
-	posts := r.posts.Drain()
+func (p *parent) spill() (string, error) {
+	batches := p.batches.drain()
+	posts := p.posts.Drain()
 	if len(batches) == 0 && len(posts) == 0 {
 		return "", nil
 	}
-	dir := r.cfg.SpillDirectory()
+	dir := p.cfg.SpillDirectory()
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	var written []string
 	if len(batches) > 0 {
@@ -53,7 +53,7 @@ func (r *run) spill() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("spill %d unstored batches to %s: %w", len(batches), path, err)
 		}
-		r.log.Error("batches not stored were written to a spill file; apply them with `ingest --replay FILE`",
+		p.log.Error("batches not stored were written to a spill file; apply them with `ingest --replay FILE`",
 			"file", path, "batches", len(batches))
 		written = append(written, path)
 	}
@@ -65,7 +65,7 @@ func (r *run) spill() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("spill %d unprocessed posts to %s: %w", len(posts), path, err)
 		}
-		r.log.Error("accepted posts not processed were written to a spill file; ingest them with `ingest --input FILE`",
+		p.log.Error("accepted posts not processed were written to a spill file; ingest them with `ingest --input FILE`",
 			"file", path, "posts", len(posts))
 		written = append(written, path)
 	}

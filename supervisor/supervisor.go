@@ -1,7 +1,3 @@
-// Package supervisor is the ingest parent: it starts worker and saver child
-// processes, feeds them posts from HTTP or a file, routes batches from
-// workers to savers, restarts children that die or hang without losing or
-// double-counting anything, and drains everything in order on shutdown.
 package supervisor
 
 import (
@@ -17,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/edge"
@@ -35,13 +30,17 @@ var ErrDrainIncomplete = errors.New("drain incomplete")
 
 // Options are what Run needs besides the config.
 type Options struct {
-	Log        hclog.Logger
-	Signals    <-chan os.Signal // SIGTERM/SIGINT: the first drains, the second kills
-	Stdout     io.Writer        // where --input's summary is printed
-	Executable string           // the binary to re-exec for children; "" = os.Executable()
+	Log     hclog.Logger
+	Signals <-chan os.Signal // SIGTERM/SIGINT: the first drains, the second kills
+	Stdout  io.Writer        // where --input's summary is printed
+	// Executable is the binary re-executed for the children; "" means
+	// this process's own (os.Executable). Tests point it at a test binary.
+	Executable string
 }
 
-type run struct {
+// parent is the state of one run of the parent. Its phases, in order, are
+// Run's: open, start, serve, drain, report.
+type parent struct {
 	cfg  config.Config
 	opts Options
 	log  hclog.Logger
@@ -52,17 +51,29 @@ type run struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	posts   *queue.Queue[wire.Post] // accepted posts → workers (dead workers' posts come back in front)
-	batches *queue.Queue[batchItem] // complete batches → savers (unacknowledged ones come back in front)
-	store   sink.Sink               // the parent's own handle: readiness and reads
-	slots   []*slot
-	budgets map[wire.Role]*budget
-	metrics *metrics
-	summary *summary // --input only
+	posts      *queue.Queue[wire.Post] // accepted posts → workers (a dead worker's posts come back in front)
+	batches    *batchQueue             // complete batches → savers (unacknowledged ones come back in front)
+	batchLimit int                     // workers are fed only while fewer batches than this wait
+	store      sink.Sink               // the parent's own handle: readiness and reads
+	slots      []*slot
+	budgets    map[wire.Role]*budget
+	metrics    *metrics
+	summary    *summary // --input only
 
-	fatal    chan error // the first failure that ends the run
-	draining atomic.Bool
+	src  *input.Reader // --input, or
+	ln   net.Listener  // HTTP
+	http *edge.Handler // nil with --input
+	srv  *http.Server
+
+	fatal    chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
+	draining atomic.Bool    // set once, when the drain begins
+	runners  sync.WaitGroup // one per slot: runSlot
+	workers  sync.WaitGroup // the worker slots' runners among them
 	retiring sync.WaitGroup // old incarnations being stopped after their replacement started
+	bg       sync.WaitGroup // watchdog, HTTP server, input feeder
+	served   chan error     // the HTTP server's end
+	fed      chan error     // the input feeder's end (nil error at EOF)
+	started  time.Time
 
 	mu       sync.Mutex
 	storeErr error // the last batch the sink refused, until one is stored again
@@ -73,243 +84,95 @@ type run struct {
 	docs                  atomic.Int64 // documents in the batches: the original's one RPC each
 }
 
-// Run is the parent's whole life: start children, serve, drain on the
-// first signal (or at the end of --input), and return nil only if every
-// accepted post was stored.
+// Run is the parent's whole life, phase by phase:
+//
+//  1. open: the sink (fail fast on a bad --db or --project), then the
+//     input file or the listening socket;
+//  2. start: every worker and saver, waiting for their handshakes; then
+//     one runner per slot, the watchdog, and the HTTP server or the input
+//     feeder;
+//  3. serve: until a signal, a failure, or the end of --input;
+//  4. drain: stop intake and let every accepted post reach the sink, in
+//     order, within --drain-timeout (drain says how);
+//  5. report: spill what could not be stored, print the summary, log the
+//     last line.
+//
+// It returns nil only if every accepted post was stored.
 func Run(cfg config.Config, opts Options) error {
 	if cfg.Replay != "" {
 		return Replay(cfg, opts)
 	}
+	p, err := open(cfg, opts)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	if err := p.start(); err != nil {
+		return err
+	}
+	cause := p.serve()
+	killed, failure := p.drain(cause)
+	return p.report(killed, failure)
+}
+
+// open prepares a run: the sink, the input or the listener. Nothing is
+// started yet; close releases what open took.
+func open(cfg config.Config, opts Options) (*parent, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r := &run{
+	p := &parent{
 		cfg: cfg, opts: opts, log: opts.Log,
 		ctx: ctx, cancel: cancel,
-		posts:   queue.New[wire.Post](cfg.QueueSize),
-		batches: queue.New[batchItem](max(4, 2*cfg.Savers)),
+		posts:      queue.New[wire.Post](cfg.QueueSize),
+		batches:    newBatchQueue(),
+		batchLimit: max(4, 2*cfg.Savers),
 		budgets: map[wire.Role]*budget{
 			wire.RoleWorker: {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 			wire.RoleSaver:  {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 		},
-		fatal:   make(chan error, 1),
+		fatal:   make(chan error, cfg.Workers+cfg.Savers+3),
+		served:  make(chan error, 1),
+		fed:     make(chan error, 1),
 		watched: make(map[watched]struct{}),
 	}
-	r.metrics = newMetrics(r)
+	p.metrics = newMetrics(p)
 	for i := range cfg.Workers {
-		r.slots = append(r.slots, &slot{role: wire.RoleWorker, id: i, state: "starting"})
+		p.slots = append(p.slots, &slot{role: wire.RoleWorker, id: i, start: func() (incarnation, error) { return p.startWorker(i) }})
 	}
 	for i := range cfg.Savers {
-		r.slots = append(r.slots, &slot{role: wire.RoleSaver, id: i, state: "starting"})
+		p.slots = append(p.slots, &slot{role: wire.RoleSaver, id: i, start: func() (incarnation, error) { return p.startSaver(i) }})
 	}
-	r.exe = opts.Executable
-	if r.exe == "" {
+	p.exe = opts.Executable
+	if p.exe == "" {
 		var err error
-		if r.exe, err = os.Executable(); err != nil {
-			return fmt.Errorf("find own executable to start children: %w", err)
+		if p.exe, err = os.Executable(); err != nil {
+			cancel()
+			return nil, fmt.Errorf("find own executable to start children: %w", err)
 		}
 	}
-	if err := r.openSink(); err != nil {
-		return err
-	}
-	defer r.store.Close()
-
-	var src *input.Reader
-	var ln net.Listener
-	if cfg.Input != "" {
-		var err error
-		if src, err = input.Open(cfg.Input); err != nil {
-			return err
+	err := p.openSink()
+	if err == nil {
+		if cfg.Input != "" {
+			p.src, err = input.Open(cfg.Input)
+			p.summary = newSummary()
+		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
 		}
-		defer src.Close()
-		r.summary = newSummary()
-	} else {
-		var err error
-		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
-		}
-		defer ln.Close()
 	}
-
-	start := time.Now()
-	workers, savers, err := r.startAll()
 	if err != nil {
-		return err
+		p.close()
+		return nil, err
 	}
-
-	watchdogDone := make(chan struct{})
-	var bg sync.WaitGroup
-	bg.Go(func() { r.watchdog(watchdogDone) })
-	var workerRunners, saverRunners sync.WaitGroup
-	for i, w := range workers {
-		workerRunners.Go(func() { r.runWorker(i, w) })
-	}
-	for i, s := range savers {
-		saverRunners.Go(func() { r.runSaver(i, s) })
-	}
-	// Savers stop once no worker can produce another batch.
-	bg.Go(func() {
-		workerRunners.Wait()
-		r.retiring.Wait()
-		r.batches.Close()
-	})
-
-	h := edge.New(edge.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
-	r.metrics.registerEdge(h)
-	mux := http.NewServeMux()
-	for _, route := range []string{"/post/enqueue", "/healthz", "/readyz"} {
-		mux.Handle(route, h)
-	}
-	mux.Handle("/metrics", requireToken(cfg.ReadToken, promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})))
-	mux.Handle("/", r.webHandler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: r.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
-	served := make(chan error, 1)
-	fed := make(chan error, 1)
-	if ln != nil {
-		bg.Go(func() { served <- srv.Serve(ln) })
-		r.log.Info("listening", "addr", "http://"+ln.Addr().String(), "workers", cfg.Workers, "savers", cfg.Savers, "sink", cfg.Sink)
-	} else {
-		bg.Go(func() { fed <- r.feed(src) })
-		r.log.Info("reading", "input", cfg.Input, "format", src.Format(), "workers", cfg.Workers, "savers", cfg.Savers, "sink", cfg.Sink)
-	}
-
-	if _, err := sdnotify.Notify("READY=1"); err != nil {
-		r.log.Warn("could not tell systemd the service is ready", "error", err)
-	}
-
-	// The drain deadline runs from a signal or a failure. The end of
-	// --input is not a shutdown: the whole file is processed, however long
-	// that takes, unless a signal arrives.
-	var deadline *time.Timer
-	var deadlineC <-chan time.Time
-	arm := func() {
-		if deadline == nil {
-			deadline = time.NewTimer(cfg.DrainTimeout)
-			deadlineC = deadline.C
-		}
-	}
-	defer func() {
-		if deadline != nil {
-			deadline.Stop()
-		}
-	}()
-
-	var failure error
-	select {
-	case sig := <-opts.Signals:
-		arm()
-		r.log.Info("signal received: draining; a second signal kills the children", "signal", sig, "drain_timeout", cfg.DrainTimeout)
-	case err := <-fed:
-		if err != nil {
-			arm()
-			failure = err
-			r.log.Error("reading input failed; draining what was read", "error", err)
-		}
-	case err := <-r.fatal:
-		arm()
-		failure = err
-		r.log.Error("giving up: draining what can be stored, then exiting non-zero", "error", err)
-	case err := <-served:
-		arm()
-		failure = fmt.Errorf("http server: %w", err)
-		r.log.Error("http server failed; draining", "error", err)
-	}
-
-	// Order: the edge refuses new posts; the queue drains through the
-	// workers, each sent STOP after its last post; they flush and exit;
-	// their batches reach the savers; the savers get STOP once every worker
-	// exited and every batch was acknowledged.
-	r.draining.Store(true)
-	sdnotify.Notify("STOPPING=1")
-	if ln != nil {
-		h.SetDraining()
-	}
-	r.posts.Close()
-	drained := make(chan struct{})
-	go func() {
-		workerRunners.Wait()
-		saverRunners.Wait()
-		r.retiring.Wait()
-		close(drained)
-	}()
-	killed := false
-	kill := func(why string, args ...any) {
-		if !killed {
-			r.log.Error(why, args...)
-			r.killAll()
-			killed = true
-		}
-	}
-wait:
-	for {
-		select {
-		case <-drained:
-			break wait
-		case err := <-r.fatal:
-			arm()
-			failure = errors.Join(failure, err)
-			r.log.Error("giving up during the drain", "error", err)
-		case err := <-fed:
-			if err != nil {
-				arm()
-				failure = errors.Join(failure, err)
-			}
-		case sig := <-opts.Signals:
-			if deadline == nil {
-				arm()
-				r.log.Info("signal received: finishing what was read, then exiting; a second signal kills the children",
-					"signal", sig, "drain_timeout", cfg.DrainTimeout)
-				continue
-			}
-			kill("second signal: killing the children now", "signal", sig)
-		case <-deadlineC:
-			kill("--drain-timeout expired: killing the children", "drain_timeout", cfg.DrainTimeout)
-		}
-	}
-	close(watchdogDone)
-	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
-	srv.Shutdown(shutdown)
-	cancelShutdown()
-	r.cancel()
-	bg.Wait()
-	for len(r.fatal) > 0 {
-		failure = errors.Join(failure, <-r.fatal)
-	}
-
-	accepted := int64(r.posts.Accepted())
-	stored, dead := r.stored.Load(), r.dead.Load()
-	notStored := accepted - stored - dead
-	spilled, err := r.spill()
-	failure = errors.Join(failure, err)
-	elapsed := time.Since(start)
-	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
-		"elapsed", elapsed.Round(time.Millisecond), "sink", cfg.Sink,
-		"sink_commits", r.commits.Load(), "sink_writes", r.writes.Load(), "one_rpc_per_document", r.docs.Load()}
-	if spilled != "" {
-		args = append(args, "spilled", spilled)
-	}
-	if r.summary != nil {
-		r.summary.print(opts.Stdout, cfg.Input, accepted, stored, dead, r.skipped.Load(), elapsed)
-		fmt.Fprintf(opts.Stdout, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
-			cfg.Sink, r.commits.Load(), r.writes.Load(), per1000(r.commits.Load(), accepted), per1000(r.writes.Load(), accepted),
-			r.docs.Load(), per1000(r.docs.Load(), accepted))
-	}
-	if killed || notStored != 0 || failure != nil {
-		r.log.Error("stopped; not every accepted post was stored", args...)
-		return errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, notStored, accepted), failure)
-	}
-	r.log.Info("stopped cleanly", args...)
-	return nil
+	return p, nil
 }
 
 // openSink opens the parent's own handle on the sink before any child
 // starts, so a bad --db or --project fails at once with the sink's own
 // message (it also creates the schema). The handle serves readiness checks
 // and reads.
-func (r *run) openSink() error {
+func (p *parent) openSink() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := sink.Open(ctx, sink.Config{Kind: r.cfg.Sink, DB: r.cfg.DB, Project: r.cfg.Project, Logger: r.log.Named("sink")})
+	s, err := sink.Open(ctx, sink.Config{Kind: p.cfg.Sink, DB: p.cfg.DB, Project: p.cfg.Project, Logger: p.log.Named("sink")})
 	if err != nil {
 		return err
 	}
@@ -317,114 +180,295 @@ func (r *run) openSink() error {
 		s.Close()
 		return err
 	}
-	r.store = s
+	p.store = s
 	return nil
 }
 
-// startAll starts every worker and saver concurrently and waits for their
-// handshakes. A child that cannot start now is a configuration problem:
-// the others are killed and the error returned, with no restarts.
-func (r *run) startAll() ([]*workerProc, []*saverProc, error) {
-	workers := make([]*workerProc, r.cfg.Workers)
-	savers := make([]*saverProc, r.cfg.Savers)
-	errs := make([]error, r.cfg.Workers+r.cfg.Savers)
-	var wg sync.WaitGroup
-	for i := range workers {
-		wg.Go(func() { workers[i], errs[i] = r.startWorker(i) })
+// close releases what open took. Idempotent.
+func (p *parent) close() {
+	p.cancel()
+	if p.ln != nil {
+		p.ln.Close()
 	}
-	for i := range savers {
-		wg.Go(func() { savers[i], errs[r.cfg.Workers+i] = r.startSaver(i) })
+	if p.src != nil {
+		p.src.Close()
+	}
+	if p.store != nil {
+		p.store.Close()
+	}
+}
+
+// start starts every worker and saver concurrently and waits for their
+// handshakes. A child that cannot start now is a configuration problem:
+// the others are killed and the error returned, with no restarts. Then it
+// starts the slot runners, the watchdog, and the intake: the HTTP server
+// or the input feeder.
+func (p *parent) start() error {
+	p.started = time.Now()
+	first := make([]incarnation, len(p.slots))
+	errs := make([]error, len(p.slots))
+	var wg sync.WaitGroup
+	for i, s := range p.slots {
+		wg.Go(func() { first[i], errs[i] = s.start() })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		for _, w := range workers {
-			if w != nil {
-				w.kill("start-up failed")
-				<-w.exited
+		for _, inc := range first {
+			if inc != nil {
+				inc.proc().kill("start-up failed")
+				inc.proc().wait()
 			}
 		}
-		for _, s := range savers {
-			if s != nil {
-				s.kill("start-up failed")
-				<-s.exited
-			}
-		}
-		return nil, nil, fmt.Errorf("starting children: %w", err)
+		return fmt.Errorf("starting children: %w", err)
 	}
-	return workers, savers, nil
-}
+	for i, s := range p.slots {
+		if s.role == wire.RoleWorker {
+			p.workers.Add(1)
+		}
+		p.runners.Go(func() {
+			if s.role == wire.RoleWorker {
+				defer p.workers.Done()
+			}
+			p.runSlot(s, first[i])
+		})
+	}
+	watchdogDone := make(chan struct{})
+	p.bg.Go(func() { p.watchdog(watchdogDone) })
+	go func() { // stops the watchdog once every runner is done
+		p.runners.Wait()
+		p.retiring.Wait()
+		close(watchdogDone)
+	}()
+	// Savers stop once no worker can produce another batch.
+	go func() {
+		p.workers.Wait()
+		p.retiring.Wait()
+		p.batches.close()
+	}()
 
-// ready is /readyz: every child running, the sink reachable and storing,
-// not draining.
-func (r *run) ready() error {
-	if r.draining.Load() {
-		return errors.New("draining")
+	if p.ln != nil {
+		p.srv = p.httpServer()
+		p.bg.Go(func() { p.served <- p.srv.Serve(p.ln) })
+		p.log.Info("listening", "addr", "http://"+p.ln.Addr().String(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
+	} else {
+		p.bg.Go(func() { p.fed <- p.feed() })
+		p.log.Info("reading", "input", p.cfg.Input, "format", p.src.Format(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
 	}
-	for _, st := range r.childStates() {
-		if st.state != "running" || !st.alive {
-			return fmt.Errorf("%s %d is %s", st.role, st.id, st.state)
-		}
-	}
-	r.mu.Lock()
-	err := r.storeErr
-	r.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("batches cannot be stored: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := r.store.Ping(ctx); err != nil {
-		return fmt.Errorf("sink unreachable: %w", err)
+	if _, err := sdnotify.Notify("READY=1"); err != nil {
+		p.log.Warn("could not tell systemd the service is ready", "error", err)
 	}
 	return nil
 }
 
+// drainCause is why serving ended.
+type drainCause struct {
+	signal  os.Signal // a first SIGTERM or SIGINT
+	failure error     // a child role gave up, the server or the input failed
+	// neither: --input reached its end, which is not a shutdown: the whole
+	// file is processed however long it takes, unless a signal comes.
+}
+
+// serve waits for the end of serving: a signal, a failure, or the end of
+// --input.
+func (p *parent) serve() drainCause {
+	select {
+	case sig := <-p.opts.Signals:
+		p.log.Info("signal received: draining; a second signal kills the children", "signal", sig, "drain_timeout", p.cfg.DrainTimeout)
+		return drainCause{signal: sig}
+	case err := <-p.fed:
+		if err != nil {
+			p.log.Error("reading input failed; draining what was read", "error", err)
+			return drainCause{failure: err}
+		}
+		return drainCause{}
+	case err := <-p.fatal:
+		p.log.Error("giving up: draining what can be stored, then exiting non-zero", "error", err)
+		return drainCause{failure: err}
+	case err := <-p.served:
+		p.log.Error("http server failed; draining", "error", err)
+		return drainCause{failure: fmt.Errorf("http server: %w", err)}
+	}
+}
+
+// drain stops intake and lets everything accepted reach the sink, in this
+// order:
+//
+//  1. the HTTP API refuses new posts (503) and the post queue closes;
+//  2. each worker runner, once the queue is empty, sends its worker STOP;
+//     the worker flushes and exits, its batches go to the batch queue;
+//  3. once every worker runner (and every retiring worker) is done, the
+//     batch queue closes;
+//  4. each saver runner, once the batch queue is empty, sends its saver
+//     STOP; the saver has acknowledged every batch it stored, and exits.
+//
+// Steps 2 to 4 are the slot runners' own (runSlot); drain waits for them.
+// The deadline, --drain-timeout, runs from a signal or a failure, not from
+// the end of --input. When it passes, or at a second signal, every child
+// is killed (kill) and drain returns at once with killed set; what was not
+// stored stays in the queues for report to spill.
+func (p *parent) drain(cause drainCause) (killed bool, failure error) {
+	failure = cause.failure
+	var deadline <-chan time.Time
+	arm := func() {
+		if deadline == nil {
+			deadline = time.After(p.cfg.DrainTimeout)
+		}
+	}
+	if cause.signal != nil || cause.failure != nil {
+		arm()
+	}
+
+	p.draining.Store(true)
+	sdnotify.Notify("STOPPING=1")
+	if p.http != nil {
+		p.http.SetDraining()
+	}
+	p.posts.Close()
+	drained := make(chan struct{})
+	go func() {
+		p.runners.Wait()
+		p.retiring.Wait()
+		close(drained)
+	}()
+	for !killed {
+		select {
+		case <-drained:
+			p.stopIntake()
+			return false, errors.Join(failure, p.pendingFailures())
+		case err := <-p.fatal:
+			arm()
+			failure = errors.Join(failure, err)
+			p.log.Error("giving up during the drain", "error", err)
+		case err := <-p.fed:
+			if err != nil {
+				arm()
+				failure = errors.Join(failure, err)
+			}
+		case sig := <-p.opts.Signals:
+			if deadline == nil {
+				arm()
+				p.log.Info("signal received: finishing what was read, then exiting; a second signal kills the children",
+					"signal", sig, "drain_timeout", p.cfg.DrainTimeout)
+				continue
+			}
+			p.log.Error("second signal: killing the children now", "signal", sig)
+			killed = true
+		case <-deadline:
+			p.log.Error("--drain-timeout expired: killing the children", "drain_timeout", p.cfg.DrainTimeout)
+			killed = true
+		}
+	}
+	p.kill()
+	<-drained
+	p.stopIntake()
+	return true, errors.Join(failure, p.pendingFailures())
+}
+
+// kill aborts the run: every wait ends and every child is killed. The
+// runners see the abort, hand back what their children held, and return.
+// Idempotent.
+func (p *parent) kill() {
+	p.cancel()
+	p.killAll("the parent is shutting down without a complete drain")
+}
+
+// stopIntake ends the HTTP server (answering requests in flight) and waits
+// for the background goroutines.
+func (p *parent) stopIntake() {
+	if p.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p.srv.Shutdown(ctx)
+		cancel()
+	}
+	p.cancel() // ends the input feeder if it still waits for room
+	p.bg.Wait()
+}
+
+// pendingFailures collects failures reported after the drain stopped
+// listening for them.
+func (p *parent) pendingFailures() error {
+	var err error
+	for len(p.fatal) > 0 {
+		err = errors.Join(err, <-p.fatal)
+	}
+	return err
+}
+
+// report spills what was not stored, prints --input's summary and logs the
+// last line; its error says whether every accepted post was stored.
+func (p *parent) report(killed bool, failure error) error {
+	accepted := int64(p.posts.Accepted())
+	stored, dead := p.stored.Load(), p.dead.Load()
+	notStored := accepted - stored - dead
+	spilled, err := p.spill()
+	failure = errors.Join(failure, err)
+	elapsed := time.Since(p.started)
+	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
+		"elapsed", elapsed.Round(time.Millisecond), "sink", p.cfg.Sink,
+		"sink_commits", p.commits.Load(), "sink_writes", p.writes.Load(), "one_rpc_per_document", p.docs.Load()}
+	if spilled != "" {
+		args = append(args, "spilled", spilled)
+	}
+	if p.summary != nil {
+		out := p.opts.Stdout
+		p.summary.print(out, p.cfg.Input, accepted, stored, dead, p.skipped.Load(), elapsed)
+		fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
+			p.cfg.Sink, p.commits.Load(), p.writes.Load(), per1000(p.commits.Load(), accepted), per1000(p.writes.Load(), accepted),
+			p.docs.Load(), per1000(p.docs.Load(), accepted))
+	}
+	switch {
+	case notStored != 0:
+		p.log.Error("stopped; not every accepted post was stored", args...)
+		return errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, notStored, accepted), failure)
+	case killed || failure != nil:
+		p.log.Error("stopped after a failure; every accepted post was stored", args...)
+		return errors.Join(fmt.Errorf("%w: the children were killed or failed", ErrDrainIncomplete), failure)
+	}
+	p.log.Info("stopped cleanly", args...)
+	return nil
+}
+
+// giveUp reports a failure that ends the run: the parent drains and exits
+// non-zero. It never blocks: fatal has room for every slot and more.
+func (p *parent) giveUp(err error) {
+	select {
+	case p.fatal <- err:
+	default:
+		p.log.Error("another failure while stopping", "error", err)
+	}
+}
+
+func (p *parent) aborted() bool { return p.ctx.Err() != nil }
+
 // feed reads --input into the queue, waiting for room, until the end of
 // the file or until the queue is closed by a signal.
-func (r *run) feed(src *input.Reader) error {
+func (p *parent) feed() error {
 	defer func() {
-		if n := r.skipped.Load(); n > 0 {
-			r.log.Warn("rows skipped because they are not valid posts", "skipped", n)
+		if n := p.skipped.Load(); n > 0 {
+			p.log.Warn("rows skipped because they are not valid posts", "skipped", n)
 		}
 	}()
 	for {
-		p, err := src.Next()
+		post, err := p.src.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		var rowErr *input.RowError
 		if errors.As(err, &rowErr) {
-			if r.skipped.Add(1) <= 10 {
-				r.log.Warn("skipping row", "input", r.cfg.Input, "error", rowErr)
+			if p.skipped.Add(1) <= 10 {
+				p.log.Warn("skipping row", "input", p.cfg.Input, "error", rowErr)
 			}
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		if err := r.posts.Put(r.ctx, wire.Post{Publication: p.Publication, Content: p.Content}); err != nil {
+		if err := p.posts.Put(p.ctx, post); err != nil {
 			if errors.Is(err, queue.ErrClosed) || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return err
 		}
-	}
-}
-
-func (r *run) aborted() bool { return r.ctx.Err() != nil }
-
-// killAll aborts the run: every wait ends and every child is killed.
-// Idempotent.
-func (r *run) killAll() {
-	r.cancel()
-	r.mu.Lock()
-	list := make([]watched, 0, len(r.watched))
-	for w := range r.watched {
-		list = append(list, w)
-	}
-	r.mu.Unlock()
-	for _, w := range list {
-		w.proc().kill("the parent is shutting down without a complete drain")
 	}
 }
 

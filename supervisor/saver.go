@@ -1,0 +1,180 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// saverInc is one incarnation of a saver. It is sent one batch part at a
+// time; the part stays the parent's until the saver acknowledges it.
+type saverInc struct {
+	p   *parent
+	id  int
+	pro *process
+
+	// acks carries the saver's acknowledgement from the stdout reader to
+	// the feeder. One part is outstanding at a time, so one slot is
+	// enough; a second ack would be a protocol error, never a wait.
+	acks chan wire.Ack
+
+	retire     chan struct{}
+	retireOnce sync.Once
+}
+
+// applyRetry is how long a saver waits before offering a batch again after
+// the sink refused it.
+const applyRetry = 2 * time.Second
+
+func (p *parent) startSaver(id int) (incarnation, error) {
+	if p.aborted() {
+		return nil, errors.New("not starting a saver: the parent is shutting down")
+	}
+	s := &saverInc{p: p, id: id, acks: make(chan wire.Ack, 1), retire: make(chan struct{})}
+	proc, err := startProcess(p.exe, p.cfg.ChildArgs(wire.RoleSaver, id), wire.RoleSaver, id, p.log, s.onFrame)
+	if err != nil {
+		return nil, err
+	}
+	s.pro = proc
+	p.watch(s)
+	return s, nil
+}
+
+func (s *saverInc) proc() *process    { return s.pro }
+func (s *saverInc) inflight() int     { return 0 }
+func (s *saverInc) retireWhy() string { return "it was sent SIGTERM" }
+
+// onFrame handles a frame from the saver's stdout, on the reader
+// goroutine, without blocking.
+func (s *saverInc) onFrame(f wire.Frame) error {
+	switch f.Kind {
+	case wire.KindHeartbeat:
+		var hb wire.Heartbeat
+		if err := f.Decode(&hb); err != nil {
+			return err
+		}
+		s.pro.observe(&hb)
+		if hb.Draining && !s.pro.stopping.Load() && !s.p.draining.Load() {
+			s.retireOnce.Do(func() { close(s.retire) })
+		}
+		return nil
+	case wire.KindAck:
+		var ack wire.Ack
+		if err := f.Decode(&ack); err != nil {
+			return err
+		}
+		select {
+		case s.acks <- ack:
+			return nil
+		default:
+			return fmt.Errorf("acknowledgement of batch %s while another was not yet taken: one batch is outstanding at a time", ack.ID)
+		}
+	}
+	return fmt.Errorf("unexpected %s frame from a saver", f.Kind)
+}
+
+// feed sends batch parts to the saver, one at a time, until the batch queue
+// is closed and empty, the saver dies, or it asks to retire. A part the
+// saver did not acknowledge as stored goes back to the front of the queue.
+func (s *saverInc) feed(ctx context.Context) feedResult {
+	parent := ctx
+	ctx, stop := feeding(ctx, s.pro.exited, s.retire)
+	defer stop()
+	p := s.p
+	for {
+		item, ok := p.batches.take(ctx)
+		if !ok {
+			return why(ctx, s.retire)
+		}
+		if err := s.pro.sendRaw(item.raw); err != nil {
+			p.batches.requeue(item)
+			return feedDied
+		}
+		// Wait for the outcome even if the saver asked to retire meanwhile.
+		var ack wire.Ack
+		select {
+		case ack = <-s.acks:
+		case <-s.pro.exited:
+			<-s.pro.drained // an ack it sent before dying is in s.acks by now
+			select {
+			case ack = <-s.acks:
+				if p.account(s.pro, item, ack) == nil {
+					return feedDied
+				}
+			default:
+			}
+			p.batches.requeue(item) // not known stored: a saver applies it again, idempotently
+			return feedDied
+		case <-parent.Done():
+			p.batches.requeue(item)
+			return feedDied
+		}
+		if err := p.account(s.pro, item, ack); err != nil {
+			p.storeFailing(err)
+			p.batches.requeue(item)
+			t := time.NewTimer(applyRetry)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+			t.Stop()
+			continue
+		}
+		p.storeFailing(nil)
+	}
+}
+
+// finish: a saver holds nothing between parts; feed already gave back the
+// part it was sent.
+func (s *saverInc) finish(clean bool) bool { return false }
+
+// hung: silent past --heartbeat-timeout. A saver inside a slow commit still
+// beats, so a slow sink is not a hang.
+func (s *saverInc) hung(now time.Time) string {
+	if d := s.pro.silentFor(now); d > s.p.cfg.HeartbeatTimeout {
+		return fmt.Sprintf("silent for %s (--heartbeat-timeout %s)", d.Round(time.Millisecond), s.p.cfg.HeartbeatTimeout)
+	}
+	return ""
+}
+
+// account books an acknowledged batch part. A duplicate was stored by an
+// earlier attempt, so it counts as stored. An error means the sink refused
+// it: the caller keeps the batch and offers it again.
+func (p *parent) account(proc *process, item batchItem, ack wire.Ack) error {
+	switch {
+	case ack.ID != item.id:
+		return fmt.Errorf("%s acknowledged batch %s while %s was outstanding", proc, ack.ID, item.id)
+	case ack.Err != "":
+		return fmt.Errorf("%s could not store batch %s: %s", proc, item.id, ack.Err)
+	}
+	p.stored.Add(int64(item.posts - item.dead))
+	p.dead.Add(int64(item.dead))
+	p.commits.Add(ack.Commits)
+	p.writes.Add(ack.Writes)
+	p.metrics.commits.Add(float64(ack.Commits))
+	p.metrics.writes.Add(float64(ack.Writes))
+	p.metrics.entities.Add(float64(item.entities))
+	p.metrics.batches.Inc()
+	if ack.Duplicate {
+		p.metrics.duplicates.Inc()
+	}
+	return nil
+}
+
+// storeFailing records whether the last batch could be stored; while it
+// could not, the parent is not ready and says why.
+func (p *parent) storeFailing(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil && p.storeErr == nil {
+		p.log.Error("batches cannot be stored; keeping them and retrying, not ready meanwhile", "error", err)
+	}
+	if err == nil && p.storeErr != nil {
+		p.log.Info("batches are being stored again")
+	}
+	p.storeErr = err
+}
