@@ -33,7 +33,19 @@ var ErrParentGone = errors.New("stdin closed without a STOP frame: the parent is
 // status once it is done, having logged why if it is not 0. It takes over
 // stdin and stdout for frames and points os.Stdout (and file descriptor 1)
 // at stderr, so a stray print cannot corrupt the frame stream.
-func Main(cfg config.Config) int {
+func Main(cfg config.Config) int { return MainWith(cfg, Hooks{}) }
+
+// Hooks replace parts of a child process. The zero value is the real
+// thing; tests of the parent use them to run children without the NER
+// model.
+type Hooks struct {
+	// Extractor, when not nil, is the worker's NER engine instead of the
+	// one --ner names.
+	Extractor Extractor
+}
+
+// MainWith is Main with hooks.
+func MainWith(cfg config.Config, hooks Hooks) int {
 	if os.Getenv(wire.CookieKey) != wire.CookieValue {
 		fmt.Fprintf(os.Stderr, "ingest --role=%s: %v\n", cfg.Role, ErrNotStartedByParent)
 		return 2
@@ -58,14 +70,14 @@ func Main(cfg config.Config) int {
 	signal.Notify(term, syscall.SIGTERM)
 	defer signal.Stop(term)
 
-	if err := runRole(cfg, log, frames, term); err != nil {
+	if err := runRole(cfg, hooks, log, frames, term); err != nil {
 		log.Error("exiting", "error", err)
 		return 1
 	}
 	return 0
 }
 
-func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan os.Signal) error {
+func runRole(cfg config.Config, hooks Hooks, log hclog.Logger, frames io.Writer, term <-chan os.Signal) error {
 	switch cfg.Role {
 	case wire.RoleWorker:
 		// A worker's live heap is mostly the NER model (about 100 MB of
@@ -75,9 +87,13 @@ func runRole(cfg config.Config, log hclog.Logger, frames io.Writer, term <-chan 
 		if os.Getenv("GOGC") == "" {
 			debug.SetGCPercent(workerGCPercent)
 		}
-		ext, err := ner.NewEngine(ner.Engine(cfg.NER), cfg.SkipLabels()) // before Hello: a worker is ready once its model is loaded
-		if err != nil {
-			return err
+		ext := hooks.Extractor
+		if ext == nil {
+			e, err := ner.NewEngine(ner.Engine(cfg.NER), cfg.SkipLabels()) // before Hello: a worker is ready once its model is loaded
+			if err != nil {
+				return err
+			}
+			ext = e
 		}
 		w := &Worker{
 			ID:            cfg.ID,

@@ -247,7 +247,11 @@ func (p *process) kill(reason string) {
 	if !first || !p.alive() {
 		return
 	}
-	p.log.Warn("killing the child", "why", reason)
+	if strings.HasPrefix(reason, "hung") {
+		p.log.Error("killing hung child", "why", reason)
+	} else {
+		p.log.Warn("killing the child", "why", reason)
+	}
 	p.cmd.Process.Kill()
 }
 

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,7 +104,9 @@ func (p *parent) setState(s *slot, to slotState) {
 	s.mu.Unlock()
 	if !ok {
 		p.log.Error("BUG: slot state change not in the list", "role", s.role, "id", s.id, "from", from, "to", to)
+		return
 	}
+	p.log.Debug("slot state", "role", s.role, "id", s.id, "from", from, "to", to)
 }
 
 func (s *slot) setCurrent(inc incarnation) {
@@ -155,7 +158,7 @@ func (p *parent) runSlot(s *slot, first incarnation) {
 				proc.log.Error("failed while stopping", "status", proc.exitError())
 			}
 		case feedRetire:
-			proc.log.Info("retiring: starting a replacement first", "why", inc.retireWhy())
+			proc.log.Info(fmt.Sprintf("retiring %s: starting a replacement first", s.role), "why", inc.retireWhy())
 			repl, err := s.start()
 			p.retiring.Go(func() {
 				proc.stop("retire")
@@ -195,7 +198,7 @@ const (
 
 // deathReason classifies an exited child for the restart metric.
 func deathReason(proc *process) string {
-	if why := proc.killedFor(); len(why) >= 4 && why[:4] == "hung" {
+	if strings.HasPrefix(proc.killedFor(), "hung") {
 		return reasonHung
 	}
 	return reasonCrashed

@@ -65,15 +65,16 @@ type parent struct {
 	http *edge.Handler // nil with --input
 	srv  *http.Server
 
-	fatal    chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
-	draining atomic.Bool    // set once, when the drain begins
-	runners  sync.WaitGroup // one per slot: runSlot
-	workers  sync.WaitGroup // the worker slots' runners among them
-	retiring sync.WaitGroup // old incarnations being stopped after their replacement started
-	bg       sync.WaitGroup // watchdog, HTTP server, input feeder
-	served   chan error     // the HTTP server's end
-	fed      chan error     // the input feeder's end (nil error at EOF)
-	started  time.Time
+	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
+	draining   atomic.Bool    // set once, when the drain begins
+	sinkBehind atomic.Bool    // the batch backlog reached batchLimit; see waitForSink
+	runners    sync.WaitGroup // one per slot: runSlot
+	workers    sync.WaitGroup // the worker slots' runners among them
+	retiring   sync.WaitGroup // old incarnations being stopped after their replacement started
+	bg         sync.WaitGroup // watchdog, HTTP server, input feeder
+	served     chan error     // the HTTP server's end
+	fed        chan error     // the input feeder's end (nil error at EOF)
+	started    time.Time
 
 	mu       sync.Mutex
 	storeErr error // the last batch the sink refused, until one is stored again

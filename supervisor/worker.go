@@ -94,7 +94,7 @@ func (w *workerInc) feed(ctx context.Context) feedResult {
 	defer stop()
 	p := w.p
 	for {
-		if !p.batches.waitBelow(ctx, p.batchLimit) {
+		if !p.waitForSink(ctx) {
 			return why(ctx, w.retire)
 		}
 		select {
@@ -115,6 +115,26 @@ func (w *workerInc) feed(ctx context.Context) feedResult {
 			w.askRetire(fmt.Sprintf("it processed --worker-max-posts %d posts", p.cfg.WorkerMaxPosts))
 		}
 	}
+}
+
+// waitForSink waits while the batch backlog is at its limit: a sink that
+// cannot keep up stops the feeding of workers, so that what piles up is
+// bounded by what they already hold. It logs the start and end of each
+// such episode once, and reports false if ctx ended first.
+func (p *parent) waitForSink(ctx context.Context) bool {
+	if p.batches.len() < p.batchLimit {
+		return true
+	}
+	if !p.sinkBehind.Swap(true) {
+		p.log.Warn("the sink is behind: workers are not fed until fewer batches wait", "waiting_batches", p.batches.len(), "limit", p.batchLimit)
+	}
+	if !p.batches.waitBelow(ctx, p.batchLimit) {
+		return false
+	}
+	if p.sinkBehind.Swap(false) {
+		p.log.Info("the sink caught up: feeding workers again")
+	}
+	return true
 }
 
 // track records a post about to be sent and returns its sequence number.

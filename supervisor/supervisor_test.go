@@ -1,0 +1,464 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/child"
+	"github.com/ingest-dev/ingest/config"
+)
+
+// These tests run the parent in-process with this test binary as its
+// children: TestMain turns a process started with childEnv into a worker
+// or saver (package child's real loops, a real SQLite sink) whose NER is
+// fakeNER, so the supervisor's restart, re-dispatch, drain and liveness
+// rules are tested without the NER model or the ingest binary.
+const childEnv = "INGEST_SUPERVISOR_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		cfg, err := config.Parse("ingest", os.Args[1:], os.Getenv)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "test child: %v\n", err)
+			os.Exit(2)
+		}
+		os.Exit(child.MainWith(cfg, child.Hooks{Extractor: fakeNER{}}))
+	}
+	os.Exit(m.Run())
+}
+
+// fakeNER's entities are the words that start with an upper-case letter.
+// Control words in a post's content make the worker misbehave:
+//
+//	CRASH:path  the first worker to see it creates path and exits 3
+//	HANG        the worker blocks for ever on this post
+type fakeNER struct{}
+
+func (fakeNER) Words(text string) ([]string, error) {
+	var out []string
+	for _, w := range strings.Fields(text) {
+		switch {
+		case strings.HasPrefix(w, "CRASH:"):
+			if f, err := os.OpenFile(w[len("CRASH:"):], os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
+				f.Close()
+				os.Exit(3)
+			}
+			continue
+		case w == "HANG":
+			select {}
+		}
+		if w[0] >= 'A' && w[0] <= 'Z' {
+			out = append(out, strings.ToLower(w))
+		}
+	}
+	return out, nil
+}
+
+// syncBuffer is a log destination safe for the parent's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// lines returns the log lines containing every one of subs.
+func (b *syncBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		ok := true
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok && l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// run is one in-process parent.
+type run struct {
+	dir     string
+	db      string
+	logs    *syncBuffer
+	signals chan os.Signal
+	done    chan struct{} // closed when Run returned
+	err     error         // Run's result, once done is closed
+}
+
+// startRun starts Run with args (flags) over an --input file of posts, or
+// on a free port when posts is nil, children being this test binary.
+func startRun(t *testing.T, posts []string, args ...string) *run {
+	t.Helper()
+	t.Setenv(childEnv, "1")
+	dir := t.TempDir()
+	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, signals: make(chan os.Signal, 2), done: make(chan struct{})}
+	all := []string{"--db", r.db, "--workers", "2", "--savers", "1", "--flush-interval", "100ms", "--log-level", "debug"}
+	if posts != nil {
+		in := filepath.Join(dir, "posts.ndjson")
+		var b strings.Builder
+		for i, c := range posts {
+			line, _ := json.Marshal(map[string]string{"publication": fmt.Sprintf("pub%d", i%3), "content": c})
+			b.Write(line)
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, "--input", in)
+	} else {
+		all = append(all, "--listen", "127.0.0.1:0")
+	}
+	cfg, err := config.Parse("ingest", append(all, args...), func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "ingest", Level: hclog.Debug, Output: r.logs})
+	go func() {
+		r.err = Run(cfg, Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0]})
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			r.signals <- syscall.SIGTERM
+			r.signals <- syscall.SIGTERM
+			<-r.done
+		}
+		if t.Failed() {
+			t.Logf("parent log:\n%s", r.logs.String())
+		}
+	})
+	return r
+}
+
+// wait returns Run's result, failing the test if it takes longer than within.
+func (r *run) wait(t *testing.T, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(within):
+		t.Fatalf("Run did not return within %s", within)
+		return nil
+	}
+}
+
+// counts reads entity counts per publication, and articles, from the sink.
+func (r *run) counts(t *testing.T) (articles int64, entities map[string]int64) {
+	t.Helper()
+	db, err := sql.Open("sqlite", r.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRow(`SELECT COALESCE(SUM(articles), 0) FROM publications`).Scan(&articles); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT publication, word, count FROM entities`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	entities = map[string]int64{}
+	for rows.Next() {
+		var pub, word string
+		var n int64
+		if err := rows.Scan(&pub, &word, &n); err != nil {
+			t.Fatal(err)
+		}
+		entities[pub+"/"+word] = n
+	}
+	return articles, entities
+}
+
+// expected is what fakeNER makes of posts, as startRun assigns publications.
+func expected(posts []string) (articles int64, entities map[string]int64) {
+	entities = map[string]int64{}
+	for i, c := range posts {
+		words, _ := fakeNER{}.Words(strings.ReplaceAll(c, "HANG", ""))
+		for _, w := range words {
+			entities[fmt.Sprintf("pub%d/%s", i%3, w)]++
+		}
+	}
+	return int64(len(posts)), entities
+}
+
+func assertStored(t *testing.T, r *run, posts []string) {
+	t.Helper()
+	gotA, gotE := r.counts(t)
+	wantA, wantE := expected(posts)
+	if gotA != wantA {
+		t.Errorf("articles stored = %d, want %d", gotA, wantA)
+	}
+	if len(gotE) != len(wantE) {
+		t.Errorf("%d distinct entities stored, want %d", len(gotE), len(wantE))
+	}
+	for k, n := range wantE {
+		if gotE[k] != n {
+			t.Errorf("entity %s = %d, want %d", k, gotE[k], n)
+		}
+	}
+}
+
+func manyPosts(n int) []string {
+	posts := make([]string, n)
+	for i := range posts {
+		posts[i] = fmt.Sprintf("Alpha met Beta%d in Gamma on day %d.", i%7, i)
+	}
+	return posts
+}
+
+func TestRunStoresEveryPostExactlyOnce(t *testing.T) {
+	posts := manyPosts(200)
+	r := startRun(t, posts, "--top-n", "0")
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	assertStored(t, r, posts)
+	if got := r.logs.lines("stopped cleanly", "accepted=200 stored=200"); len(got) != 1 {
+		t.Errorf("want one clean summary line with accepted=200 stored=200, got %q", got)
+	}
+}
+
+// A worker that dies mid-run has its uncovered posts given to another
+// worker: every post is counted once, and the slot restarts.
+func TestDeadWorkerPostsAreRedispatched(t *testing.T) {
+	dir := t.TempDir()
+	posts := manyPosts(120)
+	posts[40] = "Delta CRASH:" + filepath.Join(dir, "crashed") + " Epsilon"
+	r := startRun(t, posts, "--top-n", "0", "--max-attempts", "3")
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "crashed")); err != nil {
+		t.Fatalf("the crash post never crashed a worker: %v", err)
+	}
+	assertStored(t, r, posts)
+	if got := r.logs.lines("restarting child", "role=worker"); len(got) != 1 {
+		t.Errorf("want one worker restart logged, got %d: %q", len(got), got)
+	}
+	if got := r.logs.lines("slot state", "from=running", "to=restarting"); len(got) != 1 {
+		t.Errorf("want one running → restarting transition, got %q", got)
+	}
+}
+
+// A worker stuck on a post is killed once, its post quarantined at
+// --max-attempts 1, and every other post counted.
+func TestHungWorkerIsKilledOnceAndItsPostQuarantined(t *testing.T) {
+	posts := manyPosts(30)
+	posts[10] = "Zeta HANG"
+	r := startRun(t, posts, "--top-n", "0", "--max-attempts", "1", "--post-timeout", "1s", "--heartbeat-timeout", "5s")
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := r.logs.lines("killing hung child", "no progress on post"); len(got) != 1 {
+		t.Errorf("want the hung worker killed (and logged) once, got %d lines: %q", len(got), got)
+	}
+	if got := r.logs.lines("stopped cleanly", "accepted=30 stored=29 dead_lettered=1"); len(got) != 1 {
+		t.Errorf("want accepted=30 stored=29 dead_lettered=1 in a clean summary, got %q", r.logs.lines("stopped"))
+	}
+	db, err := sql.Open("sqlite", r.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var content string
+	if err := db.QueryRow(`SELECT content FROM dead_letters`).Scan(&content); err != nil || content != "Zeta HANG" {
+		t.Errorf("dead letter = %q (%v), want the hung post", content, err)
+	}
+}
+
+// The liveness rule: a sink that stalls (another process holds SQLite's
+// write lock) stops the feeding of workers and makes the parent not
+// ready; it never gets a healthy worker killed. Once the lock goes, every
+// post is stored.
+func TestStalledSinkKillsNoWorker(t *testing.T) {
+	posts := manyPosts(150)
+	r := startRun(t, nil, "--top-n", "0", "--heartbeat-timeout", "2s", "--workers", "1")
+	addr := field(waitLog(t, r, 30*time.Second, "listening"), "addr")
+
+	lock, err := sql.Open("sqlite", r.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	conn, err := lock.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("take the write lock: %v", err)
+	}
+	for i, c := range posts {
+		body, _ := json.Marshal(map[string]string{"publication": fmt.Sprintf("pub%d", i%3), "content": c})
+		resp, err := http.Post(addr+"/post/enqueue", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("post %d: %s", i, resp.Status)
+		}
+		<-time.After(20 * time.Millisecond) // posts arrive over a few seconds, so that flushes pile up
+	}
+	waitLog(t, r, 20*time.Second, "the sink is behind")
+	// Hold the lock well past --heartbeat-timeout; the parent says it is
+	// not ready, and why.
+	readyz := func() (int, string) {
+		resp, err := http.Get(addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	stallUntil := time.Now().Add(5 * time.Second)
+	for time.Now().Before(stallUntil) {
+		if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "behind") {
+			t.Fatalf("/readyz during the stall = %d %s, want 503 saying the sink is behind", code, body)
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("Run returned while the sink was locked: %v", r.err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatalf("release the write lock: %v", err)
+	}
+	waitLog(t, r, 30*time.Second, "the sink caught up")
+	deadline := time.Now().Add(30 * time.Second)
+	for code, body := readyz(); code != http.StatusOK; code, body = readyz() {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz after the stall = %d %s, want 200", code, body)
+		}
+		select { // polling the probe, as a load balancer does
+		case <-r.done:
+			t.Fatalf("Run returned before it was ready again: %v", r.err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	r.signals <- syscall.SIGTERM
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := r.logs.lines("killing"); len(got) != 0 {
+		t.Errorf("a child was killed during the stall: %q", got)
+	}
+	if got := r.logs.lines("restarting child"); len(got) != 0 {
+		t.Errorf("a child was restarted during the stall: %q", got)
+	}
+	if got := r.logs.lines("stopped cleanly", "accepted=150 stored=150"); len(got) != 1 {
+		t.Errorf("want a clean stop with every post stored, got %q", r.logs.lines("stopped"))
+	}
+	assertStored(t, r, posts)
+}
+
+// The drain order: every worker stops (STOP, clean exit) before any saver
+// is sent STOP, and every slot ends stopped.
+func TestDrainStopsWorkersBeforeSavers(t *testing.T) {
+	r := startRun(t, nil, "--workers", "2", "--savers", "2")
+	waitLog(t, r, 30*time.Second, "listening")
+	r.signals <- syscall.SIGTERM
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var order []string
+	for _, l := range r.logs.lines("slot state") {
+		switch {
+		case strings.Contains(l, "to=stopping"):
+			order = append(order, "stopping:"+field(l, "role"))
+		case strings.Contains(l, "to=stopped"):
+			order = append(order, "stopped:"+field(l, "role"))
+		}
+	}
+	lastWorkerStopped, firstSaverStopping := -1, len(order)
+	for i, o := range order {
+		if o == "stopped:worker" {
+			lastWorkerStopped = i
+		}
+		if o == "stopping:saver" && i < firstSaverStopping {
+			firstSaverStopping = i
+		}
+	}
+	if len(order) != 8 || lastWorkerStopped < 0 || lastWorkerStopped > firstSaverStopping {
+		t.Errorf("want 2 workers stopping and stopped, then 2 savers: got %q", order)
+	}
+}
+
+// A second signal during the drain kills the children and Run says the
+// drain was incomplete.
+func TestSecondSignalKills(t *testing.T) {
+	posts := manyPosts(5)
+	posts[0] = "Zeta HANG"
+	r := startRun(t, posts, "--workers", "1", "--post-timeout", "1m")
+	waitLog(t, r, 30*time.Second, "reading")
+	r.signals <- syscall.SIGTERM
+	r.signals <- syscall.SIGTERM
+	err := r.wait(t, 30*time.Second)
+	if !errors.Is(err, ErrDrainIncomplete) {
+		t.Fatalf("Run = %v, want ErrDrainIncomplete", err)
+	}
+	if got := r.logs.lines("second signal: killing"); len(got) != 1 {
+		t.Errorf("want the second signal logged once, got %q", got)
+	}
+}
+
+// waitLog waits for a log line containing sub and returns it.
+func waitLog(t *testing.T, r *run, within time.Duration, sub string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if got := r.logs.lines(sub); len(got) > 0 {
+			return got[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q within %s", sub, within)
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("Run returned before logging %q: %v", sub, r.err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// field returns the value of key=value in an hclog text line.
+func field(line, key string) string {
+	for _, f := range strings.Fields(line) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
