@@ -35,6 +35,11 @@ type Queue[T any] struct {
 	head, n  int
 	front    []T // requeued items, taken before the ring
 	closed   bool
+	// waiters counts the goroutines blocked in Put or Take. Each registers
+	// with its cond before releasing mu, so a count seen under mu is a
+	// waiter that a Broadcast reaches: tests use it to block a goroutine
+	// for sure before testing what wakes it.
+	waiters int
 
 	accepted uint64
 	rate     rateMeter
@@ -95,7 +100,9 @@ func (q *Queue[T]) Put(ctx context.Context, item T) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for !q.closed && q.n == len(q.buf) && ctx.Err() == nil {
+		q.waiters++
 		q.notFull.Wait()
+		q.waiters--
 	}
 	if q.closed {
 		return ErrClosed
@@ -137,7 +144,9 @@ func (q *Queue[T]) Take(ctx context.Context) (item T, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.n == 0 && len(q.front) == 0 && !q.closed && ctx.Err() == nil {
+		q.waiters++
 		q.notEmpty.Wait()
+		q.waiters--
 	}
 	if ctx.Err() != nil {
 		return item, false

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -58,22 +59,50 @@ func TestFIFOAndCloseDrains(t *testing.T) {
 	}
 }
 
-func TestPutWaitsForRoomAndHonoursContext(t *testing.T) {
+// waitBlocked returns once n goroutines are blocked in q's Put or Take,
+// so that a test wakes a waiter, not a goroutine that has yet to wait.
+func waitBlocked[T any](t *testing.T, q *Queue[T], n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q.mu.Lock()
+		w := q.waiters
+		q.mu.Unlock()
+		if w >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines blocked in the queue after 5s, want %d", w, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// await returns what done delivers, failing t if nothing comes within 5s:
+// the wake-up under test did not happen.
+func await[V any](t *testing.T, done <-chan V, what string) V {
+	t.Helper()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: still blocked after 5s", what)
+		panic("unreachable")
+	}
+}
+
+func TestPutWaitsForRoom(t *testing.T) {
 	q := New[Post](1)
 	if err := q.Put(context.Background(), Post{Publication: "a", Content: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := q.Put(ctx, Post{Publication: "b", Content: "2"}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("put into a full queue: %v, want the context's error", err)
-	}
 	done := make(chan error, 1)
 	go func() { done <- q.Put(context.Background(), Post{Publication: "c", Content: "3"}) }()
+	waitBlocked(t, q, 1)
 	if p, _ := q.Take(context.Background()); p.Publication != "a" {
 		t.Fatalf("took %v", p)
 	}
-	if err := <-done; err != nil {
+	if err := await(t, done, "put into a full queue after a take"); err != nil {
 		t.Fatal(err)
 	}
 	if p, _ := q.Take(context.Background()); p.Publication != "c" {
@@ -81,14 +110,32 @@ func TestPutWaitsForRoomAndHonoursContext(t *testing.T) {
 	}
 }
 
-func TestCloseWakesBlockedPut(t *testing.T) {
-	q := New[Post](1)
-	q.TryPutAll(posts(1))
-	done := make(chan error, 1)
-	go func() { done <- q.Put(context.Background(), Post{}) }()
-	q.Close()
-	if err := <-done; !errors.Is(err, ErrClosed) {
-		t.Fatalf("blocked put after close: %v, want ErrClosed", err)
+// TestBlockedPutWakes blocks a Put on a full queue, then wakes it.
+func TestBlockedPutWakes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wake func(*Queue[Post], context.CancelFunc)
+		want error
+	}{
+		{"context ends", func(_ *Queue[Post], cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"close", func(q *Queue[Post], _ context.CancelFunc) { q.Close() }, ErrClosed},
+		{"drain", func(q *Queue[Post], _ context.CancelFunc) { q.Drain() }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[Post](1)
+			if err := q.TryPutAll(posts(1)); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- q.Put(ctx, Post{Publication: "b"}) }()
+			waitBlocked(t, q, 1)
+			tc.wake(q, cancel)
+			if err := await(t, done, "blocked put"); !errors.Is(err, tc.want) {
+				t.Fatalf("blocked put: %v, want %v", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -182,17 +229,38 @@ func TestRequeuedItemsComeFirstAndBypassCapacity(t *testing.T) {
 	}
 }
 
-func TestTakeReturnsWhenContextEnds(t *testing.T) {
-	q := New[int](1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan bool, 1)
-	go func() {
-		_, ok := q.Take(ctx)
-		done <- ok
-	}()
-	cancel()
-	if ok := <-done; ok {
-		t.Fatal("Take on an empty queue returned an item after its context ended")
+// TestBlockedTakeWakes blocks a Take on an empty queue, then wakes it.
+func TestBlockedTakeWakes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		wake   func(*Queue[int], context.CancelFunc)
+		want   int
+		wantOK bool
+	}{
+		{"put", func(q *Queue[int], _ context.CancelFunc) { q.TryPutAll([]int{4}) }, 4, true},
+		{"requeue", func(q *Queue[int], _ context.CancelFunc) { q.Requeue([]int{5}) }, 5, true},
+		{"close", func(q *Queue[int], _ context.CancelFunc) { q.Close() }, 0, false},
+		{"context ends", func(_ *Queue[int], cancel context.CancelFunc) { cancel() }, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New[int](1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type took struct {
+				v  int
+				ok bool
+			}
+			done := make(chan took, 1)
+			go func() {
+				v, ok := q.Take(ctx)
+				done <- took{v, ok}
+			}()
+			waitBlocked(t, q, 1)
+			tc.wake(q, cancel)
+			if got := await(t, done, "blocked take"); got.v != tc.want || got.ok != tc.wantOK {
+				t.Fatalf("blocked take: %d %v, want %d %v", got.v, got.ok, tc.want, tc.wantOK)
+			}
+		})
 	}
 }
 

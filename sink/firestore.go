@@ -13,7 +13,10 @@ import (
 	"unicode/utf8"
 
 	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/firestore/apiv1/firestorepb"
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -60,9 +63,10 @@ const (
 // change it.
 type firestoreTiming struct {
 	ping       time.Duration // Open's round trip
-	call       time.Duration // each commit or query
+	call       time.Duration // each query, and each attempt of a commit
 	retryFirst time.Duration // wait before the first retry of a commit, doubling
 	retryMax   time.Duration // longest wait between retries
+	retryLog   time.Duration // least time between two warnings that a commit is still being retried
 }
 
 var defaultFirestoreTiming = firestoreTiming{
@@ -70,6 +74,7 @@ var defaultFirestoreTiming = firestoreTiming{
 	call:       30 * time.Second,
 	retryFirst: 200 * time.Millisecond,
 	retryMax:   30 * time.Second,
+	retryLog:   time.Minute,
 }
 
 // Firestore is the "firestore" sink and the read path over its database:
@@ -111,7 +116,9 @@ func OpenFirestore(ctx context.Context, project string, log hclog.Logger) (*Fire
 	return openFirestore(ctx, project, log, defaultFirestoreTiming)
 }
 
-func openFirestore(ctx context.Context, project string, log hclog.Logger, timing firestoreTiming) (*Firestore, error) {
+// openFirestore is OpenFirestore with its timing, and client options that
+// tests add (an endpoint of their own).
+func openFirestore(ctx context.Context, project string, log hclog.Logger, timing firestoreTiming, opts ...option.ClientOption) (*Firestore, error) {
 	if project == "" {
 		return nil, errors.New("firestore: no Google Cloud project given: pass --project or set GOOGLE_CLOUD_PROJECT " +
 			"(against an emulator, set FIRESTORE_EMULATOR_HOST too; any project id works there)")
@@ -125,7 +132,8 @@ func openFirestore(ctx context.Context, project string, log hclog.Logger, timing
 		s.target = "the emulator at " + emulator + " (FIRESTORE_EMULATOR_HOST)"
 	}
 	var err error
-	if s.client, err = firestore.NewClient(ctx, project); err != nil {
+	opts = append([]option.ClientOption{option.WithGRPCDialOption(grpc.WithChainUnaryInterceptor(cutCommitRetries))}, opts...)
+	if s.client, err = firestore.NewClient(ctx, project, opts...); err != nil {
 		hint := "set up Application Default Credentials (gcloud auth application-default login, or " +
 			"GOOGLE_APPLICATION_CREDENTIALS naming a service account key file), or set FIRESTORE_EMULATOR_HOST to use an emulator"
 		if emulator != "" {
@@ -221,8 +229,10 @@ func (s *Firestore) Close() error {
 // them is stored and the part is visible only partly until it is applied
 // again (which stores the rest, once). Transient errors (Unavailable,
 // DeadlineExceeded, Aborted, ResourceExhausted, Internal) are retried with
-// exponential backoff and jitter until ctx ends: a saver keeps its batch
-// while Firestore is away. Safe for concurrent use.
+// exponential backoff and jitter until ctx ends, each attempt within 30s:
+// a saver keeps its batch while Firestore is away. The first retry of a
+// commit is logged at once as a warning; while it keeps failing, a
+// warning at most once a minute. Safe for concurrent use.
 func (s *Firestore) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error) {
 	if err := checkBatch(b); err != nil {
 		return false, err
@@ -233,7 +243,7 @@ func (s *Firestore) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, e
 	commits := s.plan(b, time.Now())
 	skipped := 0
 	for i := range commits {
-		before, err := s.commitRetrying(ctx, &commits[i])
+		before, err := s.commitRetrying(ctx, &commits[i], s.commitOnce)
 		if err != nil {
 			return false, fmt.Errorf("firestore: apply batch %s: commit %d of %d (marker %s/%s): %w: %s",
 				b.PartID(), i+1, len(commits), markersCollection, commits[i].marker.ID, err, s.hint(err))
@@ -365,14 +375,25 @@ func mergePublications(pubs []wire.PubCount) []wire.PubCount {
 	return out
 }
 
-// commitRetrying applies c, retrying transient errors until ctx ends.
-// before is true when c's marker existed: c was applied before.
-func (s *Firestore) commitRetrying(ctx context.Context, c *commit) (before bool, err error) {
+// commitRetrying applies c with send, retrying transient errors until ctx
+// ends. Each attempt gets its own deadline (timing.call), so that one
+// attempt that hangs costs one attempt, not the whole of ctx. before is
+// true when c's marker existed: c was applied before.
+//
+// The first retry of c is logged as a warning, with the error's code and
+// what is retried, so that an operator sees a struggling sink at once;
+// later ones at debug, with a warning that c is still being retried at most
+// once per timing.retryLog; success after retries at info.
+func (s *Firestore) commitRetrying(ctx context.Context, c *commit, send func(context.Context, *commit) error) (before bool, err error) {
 	wait := s.timing.retryFirst
+	var first, warned time.Time // the first failure, the last warning
 	for attempt := 1; ; attempt++ {
-		err := s.commitOnce(ctx, c)
+		err := s.attempt(ctx, c, send)
 		switch {
 		case err == nil:
+			if attempt > 1 {
+				s.log.Info("firestore commit succeeded after retries", "marker", c.marker.ID, "attempts", attempt, "since", time.Since(first).Round(time.Millisecond))
+			}
 			return false, nil
 		case status.Code(err) == codes.AlreadyExists:
 			// Only the marker is created with a precondition: the whole
@@ -384,7 +405,19 @@ func (s *Firestore) commitRetrying(ctx context.Context, c *commit) (before bool,
 			return false, err
 		}
 		d := jitter(wait)
-		s.log.Warn("firestore commit failed, retrying", "marker", c.marker.ID, "attempt", attempt, "wait", d, "error", err)
+		now := time.Now()
+		switch {
+		case attempt == 1:
+			first, warned = now, now
+			s.log.Warn("firestore commit failed, retrying", "code", status.Code(err), "marker", c.marker.ID,
+				"writes", 1+len(c.writes), "wait", d, "error", err)
+		case now.Sub(warned) >= s.timing.retryLog:
+			warned = now
+			s.log.Warn("firestore commit still failing, retrying", "code", status.Code(err), "marker", c.marker.ID,
+				"writes", 1+len(c.writes), "attempts", attempt, "since", now.Sub(first).Round(time.Second), "wait", d, "error", err)
+		default:
+			s.log.Debug("firestore commit failed, retrying", "code", status.Code(err), "marker", c.marker.ID, "attempt", attempt, "wait", d, "error", err)
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -396,25 +429,79 @@ func (s *Firestore) commitRetrying(ctx context.Context, c *commit) (before bool,
 	}
 }
 
+// attempt sends c once, within timing.call of now. A send cut off by that
+// deadline (however the client reports it) returns DeadlineExceeded, which
+// is transient.
+func (s *Firestore) attempt(ctx context.Context, c *commit, send func(context.Context, *commit) error) error {
+	actx, cancel := context.WithTimeout(ctx, s.timing.call)
+	defer cancel()
+	err := send(actx, c)
+	if err != nil && actx.Err() != nil && ctx.Err() == nil && status.Code(err) != codes.AlreadyExists {
+		return status.Errorf(codes.DeadlineExceeded, "no answer within %v: %v", s.timing.call, err)
+	}
+	return err
+}
+
 // commitOnce sends c as one WriteBatch commit, its marker first: the
 // emulator applies a commit's writes one by one, so only a precondition on
 // the first write makes a replay there change nothing. WriteBatch is
 // deprecated in favour of BulkWriter, but BulkWriter's BatchWrite applies
 // writes independently (no all-or-nothing commit to hang a marker on) and
 // the emulator does not implement it.
+//
+// The client library retries a Commit that fails with Unavailable or
+// ResourceExhausted by itself, with its own backoff, until ctx ends; it
+// offers no option to turn that off (WriteBatch.Commit takes no call
+// options, and the settings are in an unexported client). Hidden there,
+// those retries would use up the attempt's deadline with nothing logged and
+// no backoff of ours, so commitOnce marks ctx for cutCommitRetries, which
+// ends the library's call at the first failed Commit RPC and hands that
+// RPC's error back here: commitRetrying decides, logs and waits.
 func (s *Firestore) commitOnce(ctx context.Context, c *commit) error {
-	cctx, cancel := context.WithTimeout(ctx, s.timing.call)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	rpc := &commitRPC{cancel: cancel}
+	ctx = context.WithValue(ctx, commitRPCKey{}, rpc)
 	//lint:ignore SA1019 WriteBatch is the only atomic commit without a transaction; see above.
 	wb := s.client.Batch()
 	wb.Create(c.marker, c.markerData)
 	for _, w := range c.writes {
 		wb.Set(w.doc, w.data, firestore.MergeAll)
 	}
-	_, err := wb.Commit(cctx)
-	if err != nil && cctx.Err() != nil && ctx.Err() == nil && status.Code(err) != codes.AlreadyExists {
-		// Our own per-call deadline, however the client reports it.
-		return status.Errorf(codes.DeadlineExceeded, "no answer within %v: %v", s.timing.call, err)
+	_, err := wb.Commit(ctx)
+	if rpc.err != nil {
+		return rpc.err
+	}
+	return err
+}
+
+// commitRPC is what commitOnce puts in its context for cutCommitRetries:
+// err is the first failed Commit RPC's error, cancel ends the library's
+// call. The interceptor runs on the goroutine that called Commit, inside
+// that call, so neither needs a lock.
+type commitRPC struct {
+	cancel context.CancelFunc
+	err    error
+}
+
+type commitRPCKey struct{}
+
+// cutCommitRetries is a gRPC interceptor that stops the client library's
+// own retries of a commit (see commitOnce): when a Commit RPC made for
+// commitOnce fails, it records the error and cancels commitOnce's context,
+// so the library returns instead of sleeping and sending it again. Other
+// RPCs pass untouched. It is not installed against the emulator: the
+// client then dials FIRESTORE_EMULATOR_HOST itself, ignoring dial
+// options, and the library's retries stay bounded by each attempt's
+// deadline.
+func cutCommitRetries(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err == nil || method != firestorepb.Firestore_Commit_FullMethodName {
+		return err
+	}
+	if rpc, ok := ctx.Value(commitRPCKey{}).(*commitRPC); ok && rpc.err == nil {
+		rpc.err = err
+		rpc.cancel()
 	}
 	return err
 }

@@ -30,7 +30,7 @@ import (
 
 // testTiming keeps failures quick: Open gives up within 5s, retries start
 // after 5ms.
-var testTiming = firestoreTiming{ping: 5 * time.Second, call: 30 * time.Second, retryFirst: 5 * time.Millisecond, retryMax: 50 * time.Millisecond}
+var testTiming = firestoreTiming{ping: 5 * time.Second, call: 30 * time.Second, retryFirst: 5 * time.Millisecond, retryMax: 50 * time.Millisecond, retryLog: time.Minute}
 
 // needEmulator skips t unless an emulator is configured.
 func needEmulator(t testing.TB) {
@@ -249,7 +249,7 @@ func TestFirestoreReplayAfterPartialApply(t *testing.T) {
 				t.Fatalf("%d commits, want 3", len(commits))
 			}
 			for i := range commits[:applied] {
-				if before, err := s.commitRetrying(t.Context(), &commits[i]); err != nil || before {
+				if before, err := s.commitRetrying(t.Context(), &commits[i], s.commitOnce); err != nil || before {
 					t.Fatalf("commit %d: %v, %v", i, before, err)
 				}
 			}

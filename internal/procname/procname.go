@@ -4,9 +4,11 @@ package procname
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
-	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -41,10 +43,17 @@ func Set(name string) error {
 	if strings.IndexByte(name, 0) >= 0 {
 		return fmt.Errorf("procname: %q contains a NUL byte", name)
 	}
-	b := append([]byte(name), 0)
-	const prSetName = 15 // PR_SET_NAME
-	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, prSetName, uintptr(unsafe.Pointer(&b[0])), 0); errno != 0 {
-		return fmt.Errorf("procname: prctl(PR_SET_NAME, %q): %w", name, errno)
+	// BytePtrFromString allocates the NUL-terminated copy on the heap,
+	// where it does not move; KeepAlive holds it until prctl has read it,
+	// since unix.Prctl takes its pointer as a uintptr.
+	p, err := unix.BytePtrFromString(name)
+	if err != nil {
+		return fmt.Errorf("procname: %q: %w", name, err)
+	}
+	err = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(p)), 0, 0, 0)
+	runtime.KeepAlive(p)
+	if err != nil {
+		return fmt.Errorf("procname: prctl(PR_SET_NAME, %q): %w", name, err)
 	}
 	return nil
 }

@@ -42,4 +42,7 @@ func TestSetNamesTheThread(t *testing.T) {
 	if err := Set("a-name-that-is-far-too-long"); err == nil {
 		t.Fatal("a 27-byte name was accepted")
 	}
+	if err := Set("ingest\x00x"); err == nil {
+		t.Fatal("a name with a NUL byte was accepted")
+	}
 }
