@@ -19,7 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/edge"
+	"github.com/ingest-dev/ingest/writeapi"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -98,7 +98,7 @@ func TestNothingLostUnderBackpressure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeNDJSON(t, tc.file, want)
 			q := queue.New[wire.Post](8)
-			h := edge.New(edge.Config{Queue: q, Logger: hclog.NewNullLogger()})
+			h := writeapi.New(writeapi.Config{Queue: q, Logger: hclog.NewNullLogger()})
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 

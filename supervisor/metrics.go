@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/ingest-dev/ingest/edge"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // metrics are the parent's Prometheus metrics, on their own registry (no
@@ -64,7 +64,7 @@ func newMetrics(r *run) *metrics {
 }
 
 // registerEdge adds the HTTP edge's refusals.
-func (m *metrics) registerEdge(h *edge.Handler) {
+func (m *metrics) registerEdge(h *writeapi.Handler) {
 	m.reg.MustRegister(&rejectedCollector{h: h})
 }
 
@@ -77,7 +77,7 @@ func b2f(b bool) float64 {
 
 var rejectedDesc = prometheus.NewDesc("ingest_posts_rejected_total", "Requests refused, by reason.", []string{"reason"}, nil)
 
-type rejectedCollector struct{ h *edge.Handler }
+type rejectedCollector struct{ h *writeapi.Handler }
 
 func (c *rejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rejectedDesc }
 

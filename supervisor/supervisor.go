@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/config"
-	"github.com/ingest-dev/ingest/edge"
+	"github.com/ingest-dev/ingest/writeapi"
 	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/queue"
@@ -153,7 +153,7 @@ func Run(cfg config.Config, opts Options) error {
 		r.batches.Close()
 	})
 
-	h := edge.New(edge.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
+	h := writeapi.New(writeapi.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
 	r.metrics.registerEdge(h)
 	mux := http.NewServeMux()
 	for _, route := range []string{"/post/enqueue", "/healthz", "/readyz"} {

@@ -7,26 +7,26 @@ import (
 	"time"
 
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
+	"github.com/ingest-dev/ingest/readapi"
 )
 
 // webHandler is the read API, the results page and /status.
 func (r *run) webHandler() http.Handler {
 	reader, _ := r.store.(sink.Reader) // nil for --sink none: the read routes answer 503
-	accepted := web.NewRate(10*time.Second, r.posts.Accepted)
-	return web.New(web.Config{
+	accepted := readapi.NewRate(10*time.Second, r.posts.Accepted)
+	return readapi.New(readapi.Config{
 		Reader:    reader,
 		ReadToken: r.cfg.ReadToken,
 		Logger:    r.log.Named("web"),
-		Status: func() web.Status {
-			st := web.Status{
+		Status: func() readapi.Status {
+			st := readapi.Status{
 				AcceptedPerSec: accepted.PerSec(),
 				QueueDepth:     r.posts.Len(),
 				QueueCapacity:  r.posts.Cap(),
 				Draining:       r.draining.Load(),
 			}
 			for _, c := range r.childStates() {
-				st.Children = append(st.Children, web.Child{Role: c.role, ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
+				st.Children = append(st.Children, readapi.Child{Role: c.role, ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
 			}
 			return st
 		},

@@ -45,4 +45,4 @@
 //	201  {"accepted": N}
 //
 // Any status but 201 means nothing from the request was enqueued.
-package edge
+package writeapi

@@ -76,4 +76,4 @@
 // The page keeps the chosen publication in the fragment, #pub=KEY (KEY
 // URL-encoded), so a view can be bookmarked, shared without the token, and
 // opened by a headless browser with no clicks.
-package web
+package readapi

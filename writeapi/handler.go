@@ -1,4 +1,4 @@
-package edge
+package writeapi
 
 import (
 	"crypto/subtle"
@@ -117,10 +117,10 @@ const (
 // been validated before.
 func New(cfg Config) *Handler {
 	if cfg.Queue == nil {
-		panic("edge.New: Config.Queue is nil; pass the queue the workers take from")
+		panic("writeapi.New: Config.Queue is nil; pass the queue the workers take from")
 	}
 	if cfg.MaxBody < 0 {
-		panic(fmt.Sprintf("edge.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
+		panic(fmt.Sprintf("writeapi.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
 	}
 	h := &Handler{
 		q:       cfg.Queue,

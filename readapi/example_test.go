@@ -1,4 +1,4 @@
-package web_test
+package readapi_test
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
+	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -42,9 +42,9 @@ func ExampleNew() {
 
 	mux := http.NewServeMux()
 	// mux.Handle("/post/enqueue", edgeHandler) and the other edge routes here.
-	mux.Handle("/", web.New(web.Config{
+	mux.Handle("/", readapi.New(readapi.Config{
 		Reader: store,
-		Status: func() web.Status { return web.Status{QueueCapacity: 1024} },
+		Status: func() readapi.Status { return readapi.Status{QueueCapacity: 1024} },
 	}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

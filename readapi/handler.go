@@ -1,4 +1,4 @@
-package web
+package readapi
 
 import (
 	"bytes"
@@ -145,7 +145,7 @@ func New(cfg Config) *Handler {
 		return nil
 	})
 	if err != nil || h.page.body == nil {
-		panic(fmt.Sprintf("web.New: embedded page missing (%v): the binary was built without web/static", err))
+		panic(fmt.Sprintf("readapi.New: embedded page missing (%v): the binary was built without readapi/static", err))
 	}
 	return h
 }
