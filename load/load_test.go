@@ -19,9 +19,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/writeapi"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 type post struct {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/readapi/browsertest"
+	"github.com/ingest-dev/ingest/sink"
 )
 
 // TestPageInBrowser loads the results page in headless Chromium against a

@@ -12,8 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
 )
 

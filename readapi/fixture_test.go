@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
 )
 

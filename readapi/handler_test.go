@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/sink"
 )
 
 // server serves readapi.New(cfg) over real HTTP on loopback, so requests go

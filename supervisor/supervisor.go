@@ -20,12 +20,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/config"
-	"github.com/ingest-dev/ingest/writeapi"
 	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // ErrDrainIncomplete is returned when a shutdown ended before every

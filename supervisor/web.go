@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/sink"
 )
 
 // webHandler is the read API, the results page and /status.
