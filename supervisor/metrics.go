@@ -63,8 +63,8 @@ func newMetrics(r *run) *metrics {
 	return m
 }
 
-// registerEdge adds the HTTP edge's refusals.
-func (m *metrics) registerEdge(h *writeapi.Handler) {
+// registerWriteAPI adds the write API's refusals.
+func (m *metrics) registerWriteAPI(h *writeapi.Handler) {
 	m.reg.MustRegister(&rejectedCollector{h: h})
 }
 

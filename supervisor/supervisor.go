@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/input"
@@ -25,7 +24,6 @@ import (
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
-	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // ErrDrainIncomplete is returned when a shutdown ended before every
@@ -153,15 +151,9 @@ func Run(cfg config.Config, opts Options) error {
 		r.batches.Close()
 	})
 
-	h := writeapi.New(writeapi.Config{Queue: r.posts, Token: cfg.Token, MaxBody: cfg.MaxBody, Logger: r.log.Named("http"), Ready: r.ready})
-	r.metrics.registerEdge(h)
-	mux := http.NewServeMux()
-	for _, route := range []string{"/post/enqueue", "/healthz", "/readyz"} {
-		mux.Handle(route, h)
-	}
-	mux.Handle("/metrics", requireToken(cfg.ReadToken, promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{})))
-	mux.Handle("/", r.webHandler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	handler, h := newHTTPHandler(r.httpDeps())
+	r.metrics.registerWriteAPI(h)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: r.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 	served := make(chan error, 1)
 	fed := make(chan error, 1)
