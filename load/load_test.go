@@ -79,7 +79,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestNothingLostUnderBackpressure drives a real edge handler in front of
+// TestNothingLostUnderBackpressure drives a real write API handler in front of
 // a small real queue. Nobody takes from the queue until the handler has
 // refused requests with 503 several times, so every run goes through a
 // backpressure phase; then a consumer drains it. Every post must arrive

@@ -17,10 +17,11 @@ import (
 	"github.com/ingest-dev/ingest/wire"
 )
 
-// The parent mounts the read side next to the write API: the edge's
-// routes by name, everything else to web.
+// A Handler serves every read route on its own; the parent instead
+// registers its Serve methods in one route table with the write API's
+// (supervisor/http.go).
 func ExampleNew() {
-	dir, err := os.MkdirTemp("", "web-example-")
+	dir, err := os.MkdirTemp("", "readapi-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,7 +42,7 @@ func ExampleNew() {
 	}
 
 	mux := http.NewServeMux()
-	// mux.Handle("/post/enqueue", edgeHandler) and the other edge routes here.
+	// mux.Handle("POST /post/enqueue", ...) and the write API's other routes here.
 	mux.Handle("/", readapi.New(readapi.Config{
 		Reader: store,
 		Status: func() readapi.Status { return readapi.Status{QueueCapacity: 1024} },

@@ -281,7 +281,7 @@ func TestKeyEscaping(t *testing.T) {
 	store, f := openStore(t)
 	h := readapi.New(readapi.Config{Reader: store, Logger: testLogger(t)})
 	mux := http.NewServeMux()
-	mux.Handle("/healthz", http.NotFoundHandler()) // stands in for the edge's routes
+	mux.Handle("/healthz", http.NotFoundHandler()) // stands in for the write API's routes
 	mux.Handle("/", h)
 	for name, handler := range map[string]http.Handler{"direct": h, "mux": mux} {
 		srv := httptest.NewServer(handler)
