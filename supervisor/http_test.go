@@ -18,6 +18,15 @@ import (
 	"github.com/ingest-dev/ingest/wire"
 )
 
+// tLog routes logs to t.Log.
+type tLog struct{ t *testing.T }
+
+func (w tLog) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
 // fakeReader holds one publication whose key has a '/' in it.
 type fakeReader struct{}
 
@@ -46,7 +55,7 @@ func testHTTPServer(t *testing.T) (*httptest.Server, *queue.Queue[wire.Post]) {
 	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_test_gauge", Help: "A metric to scrape."}))
 	h, _ := newHTTPHandler(httpDeps{
 		Queue: q, Token: writeToken, ReadToken: readToken,
-		Log:     hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.Discard}),
+		Log:     hclog.New(&hclog.LoggerOptions{Name: "http", Level: hclog.Debug, Output: tLog{t}}),
 		Status:  func() readapi.Status { return readapi.Status{QueueCapacity: q.Cap()} },
 		Reader:  fakeReader{},
 		Metrics: reg,
