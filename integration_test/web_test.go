@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ingest-dev/ingest/web/browsertest"
+	"github.com/ingest-dev/ingest/readapi/browsertest"
 )
 
 // TestReadAPIAndPage: a parent that ingested the fixture articles serves

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// EnqueuePath is the edge's route for posts; a URL given without a path
+// EnqueuePath is the write API's route for posts; a URL given without a path
 // gets it appended.
 const EnqueuePath = "/post/enqueue"
 
@@ -32,7 +32,7 @@ type Config struct {
 	// workers busy without a large backlog of client goroutines.
 	Connections int
 	// Batch is the number of posts per request. 1 (and 0, the default)
-	// sends each post as one JSON object; more sends NDJSON. The edge
+	// sends each post as one JSON object; more sends NDJSON. The write API
 	// refuses a batch larger than its --queue-size or body larger than
 	// its --max-body with 413, which is counted as a failure.
 	Batch int
@@ -55,7 +55,7 @@ type Config struct {
 	// that times out counts as a network failure.
 	Timeout time.Duration
 	// MaxRetryWait caps the wait a Retry-After header asks for. 0 means
-	// 60s, the longest the edge ever asks.
+	// 60s, the longest the write API ever asks.
 	MaxRetryWait time.Duration
 
 	// Progress receives progress reports; nil means none.

@@ -8,7 +8,7 @@
 // standard input), streamed: memory does not grow with the file. Each post
 // goes as one JSON object (Content-Type: application/json), or, with
 // Config.Batch > 1, Batch posts go as one NDJSON request
-// (application/x-ndjson), which the edge accepts all or nothing.
+// (application/x-ndjson), which the write API accepts all or nothing.
 // Config.Connections goroutines send concurrently over as many keep-alive
 // connections.
 //
@@ -21,7 +21,7 @@
 // counted by status and reported with the first error message the server
 // gave for it, never skipped silently:
 //
-//	2xx              accepted (the edge answers 201 {"accepted": N})
+//	2xx              accepted (the write API answers 201 {"accepted": N})
 //	503              retried, after Retry-After
 //	other statuses   failed, counted under the status ("400", "413", ...)
 //	no answer        failed, counted under "network": the connection broke,

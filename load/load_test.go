@@ -19,9 +19,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 type post struct {
@@ -79,7 +79,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestNothingLostUnderBackpressure drives a real edge handler in front of
+// TestNothingLostUnderBackpressure drives a real write API handler in front of
 // a small real queue. Nobody takes from the queue until the handler has
 // refused requests with 503 several times, so every run goes through a
 // backpressure phase; then a consumer drains it. Every post must arrive
@@ -98,7 +98,7 @@ func TestNothingLostUnderBackpressure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeNDJSON(t, tc.file, want)
 			q := queue.New[wire.Post](8)
-			h := edge.New(edge.Config{Queue: q, Logger: hclog.NewNullLogger()})
+			h := writeapi.New(writeapi.Config{Queue: q, Logger: hclog.NewNullLogger()})
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 

@@ -117,7 +117,7 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // the edge takes raw UTF-8; escaping < > & only grows the body
+	enc.SetEscapeHTML(false) // the write API takes raw UTF-8; escaping < > & only grows the body
 	var handed int64         // posts handed to senders
 	inBatch := 0
 	readThisPass := int64(0)
@@ -277,7 +277,7 @@ func (l *loader) post(j job) (int, http.Header, string, error) {
 	return resp.StatusCode, resp.Header, string(head), nil
 }
 
-// acceptedCount reads the edge's {"accepted": N}; ok is false for any other
+// acceptedCount reads the write API's {"accepted": N}; ok is false for any other
 // body, which is then taken on trust.
 func acceptedCount(body string) (n int, ok bool) {
 	var v struct {

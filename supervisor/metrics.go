@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // metrics are the parent's Prometheus metrics, on their own registry (no
@@ -64,8 +64,8 @@ func newMetrics(p *parent) *metrics {
 	return m
 }
 
-// registerEdge adds the HTTP edge's refusals.
-func (m *metrics) registerEdge(h *edge.Handler) {
+// registerWriteAPI adds the write API's refusals.
+func (m *metrics) registerWriteAPI(h *writeapi.Handler) {
 	m.reg.MustRegister(&rejectedCollector{h: h})
 }
 
@@ -78,7 +78,7 @@ func b2f(b bool) float64 {
 
 var rejectedDesc = prometheus.NewDesc("ingest_posts_rejected_total", "Requests refused, by reason.", []string{"reason"}, nil)
 
-type rejectedCollector struct{ h *edge.Handler }
+type rejectedCollector struct{ h *writeapi.Handler }
 
 func (c *rejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rejectedDesc }
 

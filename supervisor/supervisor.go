@@ -15,12 +15,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/config"
-	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // ErrDrainIncomplete is returned when a shutdown ended before every
@@ -60,9 +60,9 @@ type parent struct {
 	metrics    *metrics
 	summary    *summary // --input only
 
-	src  *input.Reader // --input, or
-	ln   net.Listener  // HTTP
-	http *edge.Handler // nil with --input
+	src  *input.Reader     // --input, or
+	ln   net.Listener      // HTTP
+	http *writeapi.Handler // nil with --input
 	srv  *http.Server
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)

@@ -1,4 +1,4 @@
-package edge
+package writeapi
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 // testLogger routes the handler's logs to t.Log at debug level.
 func testLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
-		Name:   "edge",
+		Name:   "writeapi",
 		Level:  hclog.Debug,
 		Output: tWriter{t},
 	})

@@ -1,4 +1,4 @@
-package web_test
+package readapi_test
 
 import (
 	"context"
@@ -12,15 +12,16 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
 	"github.com/ingest-dev/ingest/wire"
 )
 
-// The parent mounts the read side next to the write API: the edge's
-// routes by name, everything else to web.
+// A Handler serves every read route on its own; the parent instead
+// registers its Serve methods in one route table with the write API's
+// (supervisor/http.go).
 func ExampleNew() {
-	dir, err := os.MkdirTemp("", "web-example-")
+	dir, err := os.MkdirTemp("", "readapi-example-")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -41,10 +42,10 @@ func ExampleNew() {
 	}
 
 	mux := http.NewServeMux()
-	// mux.Handle("/post/enqueue", edgeHandler) and the other edge routes here.
-	mux.Handle("/", web.New(web.Config{
+	// mux.Handle("POST /post/enqueue", ...) and the write API's other routes here.
+	mux.Handle("/", readapi.New(readapi.Config{
 		Reader: store,
-		Status: func() web.Status { return web.Status{QueueCapacity: 1024} },
+		Status: func() readapi.Status { return readapi.Status{QueueCapacity: 1024} },
 	}))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

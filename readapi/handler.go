@@ -1,10 +1,9 @@
-package web
+package readapi
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
@@ -23,6 +22,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ingest-dev/ingest/internal/httpjson"
+	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/sink"
 )
 
@@ -70,10 +71,11 @@ type Config struct {
 	// per request, possibly concurrently, and must not block for long.
 	// nil makes /status answer 503.
 	Status func() Status
-	// ReadToken, when not empty, must be sent as "access_token: <token>"
-	// or "Authorization: Bearer <token>" on the read API and /status. It
-	// may differ from the write token (--read-token). "" means no auth
-	// for reads.
+	// ReadToken, when not empty, must be sent on the read API and
+	// /status (and on any handler RequireToken guards), as the package
+	// internal/token says: "access_token: <token>" or "Authorization:
+	// Bearer <token>". It may differ from the write token
+	// (--read-token-file). "" means no auth for reads.
 	ReadToken string
 	// Logger receives a debug line per refused request and an error line
 	// per failed read. nil means no logging.
@@ -92,9 +94,11 @@ type asset struct {
 }
 
 // Handler serves the read API, the results page and /status (see the
-// package documentation). It is safe for concurrent use and holds no
-// state that changes after New.
+// package documentation): ServeHTTP routes all of them, and each route's
+// method can be registered on another mux under the same pattern. It is
+// safe for concurrent use and holds no state that changes after New.
 type Handler struct {
+	mux    *httpjson.Mux
 	reader sink.Reader
 	status func() Status
 	token  []byte // nil: no auth
@@ -145,93 +149,110 @@ func New(cfg Config) *Handler {
 		return nil
 	})
 	if err != nil || h.page.body == nil {
-		panic(fmt.Sprintf("web.New: embedded page missing (%v): the binary was built without web/static", err))
+		panic(fmt.Sprintf("readapi.New: embedded page missing (%v): the binary was built without readapi/static", err))
 	}
+	h.mux = httpjson.NewMux(h.log, NoRoute)
+	h.mux.HandleFunc("GET /{$}", h.ServePage)
+	h.mux.HandleFunc("GET /static/{file}", h.ServeStatic)
+	h.mux.HandleFunc("GET /status", h.ServeStatus)
+	h.mux.HandleFunc("GET /publications", h.ServePublications)
+	h.mux.HandleFunc("GET /publications/{key}/entities", h.ServeEntities)
 	return h
 }
 
-// ServeHTTP routes the request; see the package documentation. It routes
-// on the escaped path, so a publication key containing "/" (sent as %2F)
-// stays one path segment.
+// ServeHTTP routes the request to the Serve methods, and answers any
+// other with a JSON 404 or 405.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := r.URL.EscapedPath()
-	switch {
-	case p == "/":
-		if h.allowGet(w, r) {
-			h.servePage(w, r)
-		}
-	case strings.HasPrefix(p, "/static/"):
-		a, ok := h.assets[strings.TrimPrefix(p, "/static/")]
-		if !ok {
-			h.refuse(w, r, http.StatusNotFound, fmt.Sprintf("no file %s: the page's files are %s", r.URL.Path, h.assetList()))
-			return
-		}
-		if h.allowGet(w, r) {
-			serveAsset(w, r, a)
-		}
-	case p == "/status":
-		if h.allowGet(w, r) && h.authorized(w, r) {
-			h.serveStatus(w, r)
-		}
-	case p == "/publications":
-		if h.allowGet(w, r) && h.authorized(w, r) && h.haveReader(w, r) {
-			h.servePublications(w, r)
-		}
-	case strings.HasPrefix(p, "/publications/"):
-		seg, ok := strings.CutSuffix(strings.TrimPrefix(p, "/publications/"), "/entities")
-		if !ok || strings.Contains(seg, "/") {
-			h.refuse(w, r, http.StatusNotFound, fmt.Sprintf(
-				"no route %s: GET /publications/{key}/entities, with the key path-escaped (a '/' in a key as %%2F)", r.URL.Path))
-			return
-		}
-		if !h.allowGet(w, r) || !h.authorized(w, r) || !h.haveReader(w, r) {
-			return
-		}
-		key, err := url.PathUnescape(seg)
-		if err != nil {
-			// Unreachable through net/http, which refuses such paths
-			// before any handler; kept for handlers called directly.
-			h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("publication key %q is not path-escaped correctly (%v)", seg, err))
-			return
-		}
-		h.serveEntities(w, r, key)
-	default:
-		h.refuse(w, r, http.StatusNotFound, fmt.Sprintf(
-			"no route %s: GET / for the results page; GET /publications, /publications/{key}/entities or /status for JSON", r.URL.Path))
-	}
+	h.mux.ServeHTTP(w, r)
 }
 
-func (h *Handler) allowGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
+// NoRoute is the message of the read API's 404 for a path that has no
+// route: the routes there are, and under /publications/ how to escape a
+// key.
+func NoRoute(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/publications/") {
+		return fmt.Sprintf("no route %s: GET /publications/{key}/entities, with the key path-escaped (a '/' in a key as %%2F)", r.URL.Path)
 	}
-	w.Header().Set("Allow", "GET, HEAD")
-	h.refuse(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s: use GET", r.Method, r.URL.Path))
-	return false
+	return fmt.Sprintf("no route %s: GET / for the results page; GET /publications, /publications/{key}/entities or /status for JSON", r.URL.Path)
 }
 
-// authorized reports whether r carries the read token in either header,
-// and answers 401 if not. It compares in constant time so the token
-// cannot be found byte by byte.
+// RequireToken returns next guarded by the read token: a request that
+// does not carry it (package internal/token) gets the read API's 401, so a
+// route outside this package (the parent's /metrics) answers exactly as
+// /publications does.
+func (h *Handler) RequireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.authorized(w, r) {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// authorized reports whether r carries the read token, and answers 401 if
+// not.
 func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if h.token == nil {
-		return true
-	}
-	ok := 0
-	if v := r.Header.Get("access_token"); v != "" {
-		ok |= subtle.ConstantTimeCompare([]byte(v), h.token)
-	}
-	const bearer = "Bearer "
-	if v := r.Header.Get("Authorization"); len(v) > len(bearer) && strings.EqualFold(v[:len(bearer)], bearer) {
-		ok |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(v[len(bearer):])), h.token)
-	}
-	if ok == 1 {
+	if token.Matches(r, h.token) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="ingest read API"`)
 	h.refuse(w, r, http.StatusUnauthorized,
 		"missing or wrong read token: send header access_token or Authorization: Bearer (in the page, open /#token=TOKEN)")
 	return false
+}
+
+// ServePage serves the results page. Register it as "GET /{$}".
+func (h *Handler) ServePage(w http.ResponseWriter, r *http.Request) {
+	hdr := w.Header()
+	hdr.Set("Content-Security-Policy", pagePolicy)
+	hdr.Set("Referrer-Policy", "no-referrer")
+	hdr.Set("X-Frame-Options", "DENY")
+	serveAsset(w, r, h.page)
+}
+
+// ServeStatic serves the page's script, style sheet and icon. Register
+// it as "GET /static/{file}".
+func (h *Handler) ServeStatic(w http.ResponseWriter, r *http.Request) {
+	a, ok := h.assets[r.PathValue("file")]
+	if !ok {
+		h.refuse(w, r, http.StatusNotFound, fmt.Sprintf("no file %s: the page's files are %s", r.URL.Path, h.assetList()))
+		return
+	}
+	serveAsset(w, r, a)
+}
+
+// ServeStatus serves GET /status, after the read token. Register it as
+// "GET /status".
+func (h *Handler) ServeStatus(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(w, r) {
+		return
+	}
+	if h.status == nil {
+		h.refuse(w, r, http.StatusServiceUnavailable, "no live status in this process")
+		return
+	}
+	st := h.status()
+	if st.Children == nil {
+		st.Children = []Child{} // [] rather than null: clients iterate it
+	}
+	h.writeValue(w, r, st)
+}
+
+// ServePublications serves GET /publications, after the read token.
+// Register it as "GET /publications".
+func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(w, r) || !h.haveReader(w, r) {
+		return
+	}
+	pubs, err := h.reader.Publications(r.Context())
+	if err != nil {
+		h.readFailed(w, r, err)
+		return
+	}
+	out := make([]publication, len(pubs))
+	for i, p := range pubs {
+		out[i] = publication{Key: p.Key, Name: p.Name, Articles: p.Articles}
+	}
+	h.writeValue(w, r, out)
 }
 
 func (h *Handler) haveReader(w http.ResponseWriter, r *http.Request) bool {
@@ -259,20 +280,15 @@ type entitiesPage struct {
 	Next     *string  `json:"next"`
 }
 
-func (h *Handler) servePublications(w http.ResponseWriter, r *http.Request) {
-	pubs, err := h.reader.Publications(r.Context())
-	if err != nil {
-		h.readFailed(w, r, err)
+// ServeEntities serves a page of a publication's entities, after the read
+// token. Register it as "GET /publications/{key}/entities": the key is
+// that wildcard, which ServeMux matches as one segment of the escaped path
+// (so %2F stays in the key) and unescapes.
+func (h *Handler) ServeEntities(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(w, r) || !h.haveReader(w, r) {
 		return
 	}
-	out := make([]publication, len(pubs))
-	for i, p := range pubs {
-		out[i] = publication{Key: p.Key, Name: p.Name, Articles: p.Articles}
-	}
-	h.writeValue(w, r, out)
-}
-
-func (h *Handler) serveEntities(w http.ResponseWriter, r *http.Request, key string) {
+	key := r.PathValue("key")
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("query string cannot be parsed (%v): send limit=N&after=CURSOR, URL-encoded", err))
@@ -326,18 +342,6 @@ func parseLimit(s string) (int, bool) {
 	return int(min(n, MaxLimit)), true
 }
 
-func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
-	if h.status == nil {
-		h.refuse(w, r, http.StatusServiceUnavailable, "no live status in this process")
-		return
-	}
-	st := h.status()
-	if st.Children == nil {
-		st.Children = []Child{} // [] rather than null: clients iterate it
-	}
-	h.writeValue(w, r, st)
-}
-
 // readFailed answers 500 for a read error that is not the client's.
 func (h *Handler) readFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -346,7 +350,7 @@ func (h *Handler) readFailed(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	h.log.Error("read failed", "path", r.URL.Path, "error", err)
-	h.writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot read the store (%v): retry; if it persists, see the service log", err))
+	httpjson.Error(w, http.StatusInternalServerError, fmt.Sprintf("cannot read the store (%v): retry; if it persists, see the service log", err))
 }
 
 // refuse logs and answers a refused request with {"error": msg}.
@@ -355,14 +359,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg
 		h.log.Debug("request refused", "status", status, "error", msg,
 			"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 	}
-	h.writeError(w, status, msg)
-}
-
-func (h *Handler) writeError(w http.ResponseWriter, status int, msg string) {
-	body, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	writeJSON(w, status, body)
+	httpjson.Error(w, status, msg)
 }
 
 func (h *Handler) writeValue(w http.ResponseWriter, r *http.Request, v any) {
@@ -370,34 +367,16 @@ func (h *Handler) writeValue(w http.ResponseWriter, r *http.Request, v any) {
 	if err != nil {
 		// Only unencodable floats (NaN, Inf from a Status func) get here.
 		h.log.Error("cannot encode response", "path", r.URL.Path, "error", err)
-		h.writeError(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode the response (%v)", err))
+		httpjson.Error(w, http.StatusInternalServerError, fmt.Sprintf("cannot encode the response (%v)", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, body)
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body) // a failed write means the client left; nothing to do
+	httpjson.Write(w, http.StatusOK, body)
 }
 
 // pagePolicy allows the page only its own script, style and API: no
 // inline script, nothing from elsewhere, no framing.
 const pagePolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-
-func (h *Handler) servePage(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
-	hdr.Set("Content-Security-Policy", pagePolicy)
-	hdr.Set("Referrer-Policy", "no-referrer")
-	hdr.Set("X-Frame-Options", "DENY")
-	serveAsset(w, r, h.page)
-}
 
 // serveAsset serves an embedded file with a content-hash ETag and
 // no-cache, so browsers revalidate (cheaply, 304) and pick up a new binary's

@@ -1,7 +1,6 @@
-package edge
+package writeapi
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,13 +9,14 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ingest-dev/ingest/internal/httpjson"
+	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -37,10 +37,10 @@ type Config struct {
 	// Queue receives accepted posts. Required. The handler never closes it:
 	// the process's shutdown sequence does, after SetDraining.
 	Queue *queue.Queue[wire.Post]
-	// Token, when not empty, must be sent in the header access_token (the
-	// original API's) or as Authorization: Bearer <token> to post; proxies
-	// such as nginx drop header names with underscores by default, Bearer
-	// passes them. Health routes need no token.
+	// Token, when not empty, must be sent to post, as the package
+	// internal/token says (access_token: TOKEN, or Authorization: Bearer
+	// TOKEN; proxies such as nginx drop header names with underscores by
+	// default, Bearer passes them). Health routes need no token.
 	Token string
 	// MaxBody is the largest request body in bytes (--max-body); a larger
 	// one gets 413 and is not read past the limit. 0 means DefaultMaxBody.
@@ -76,8 +76,7 @@ func (s Stats) Rejected() uint64 {
 type reason int
 
 const (
-	reasonNone reason = iota // 404/405: logged, not counted
-	reasonBadRequest
+	reasonBadRequest reason = iota + 1 // 0 unused: 404/405 are the mux's, not counted
 	reasonTooLarge
 	reasonUnauthorized
 	reasonQueueFull
@@ -87,10 +86,13 @@ const (
 
 var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining"}
 
-// Handler serves the HTTP API (see the package documentation for routes
-// and statuses). It is safe for concurrent use; SetDraining and Stats may
-// be called at any time from any goroutine.
+// Handler serves the write API and the health routes (see the package
+// documentation for routes and statuses): ServeHTTP routes all of them, and
+// each route's method can be registered on another mux under the same
+// pattern. It is safe for concurrent use; SetDraining and Stats may be
+// called at any time from any goroutine.
 type Handler struct {
+	mux     *httpjson.Mux
 	q       *queue.Queue[wire.Post]
 	token   []byte // nil: no auth
 	maxBody int64
@@ -117,10 +119,10 @@ const (
 // been validated before.
 func New(cfg Config) *Handler {
 	if cfg.Queue == nil {
-		panic("edge.New: Config.Queue is nil; pass the queue the workers take from")
+		panic("writeapi.New: Config.Queue is nil; pass the queue the workers take from")
 	}
 	if cfg.MaxBody < 0 {
-		panic(fmt.Sprintf("edge.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
+		panic(fmt.Sprintf("writeapi.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
 	}
 	h := &Handler{
 		q:       cfg.Queue,
@@ -137,6 +139,12 @@ func New(cfg Config) *Handler {
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()
 	}
+	h.mux = httpjson.NewMux(h.log, func(r *http.Request) string {
+		return fmt.Sprintf("no route %s: POST posts to /post/enqueue; GET /healthz or /readyz for probes", r.URL.Path)
+	})
+	h.mux.HandleFunc("POST /post/enqueue", h.ServeEnqueue)
+	h.mux.HandleFunc("GET /healthz", ServeHealthz)
+	h.mux.HandleFunc("GET /readyz", h.ServeReadyz)
 	return h
 }
 
@@ -164,36 +172,22 @@ func (h *Handler) Stats() Stats {
 	}
 }
 
-// ServeHTTP routes the request; see the package documentation.
+// ServeHTTP routes the request to ServeEnqueue, ServeHealthz or
+// ServeReadyz, and answers any other with a JSON 404 or 405.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/post/enqueue":
-		h.enqueue(w, r)
-	case "/healthz":
-		if h.allowGet(w, r) {
-			writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
-		}
-	case "/readyz":
-		if h.allowGet(w, r) {
-			h.readyz(w)
-		}
-	default:
-		h.refuse(w, r, http.StatusNotFound, reasonNone,
-			fmt.Sprintf("no route %s: POST posts to /post/enqueue; GET /healthz or /readyz for probes", r.URL.Path))
-	}
+	h.mux.ServeHTTP(w, r)
 }
 
-func (h *Handler) allowGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	w.Header().Set("Allow", "GET, HEAD")
-	h.refuse(w, r, http.StatusMethodNotAllowed, reasonNone,
-		fmt.Sprintf("method %s not allowed on %s: use GET", r.Method, r.URL.Path))
-	return false
+// ServeHealthz answers 200 {"status":"ok"}: the process serves HTTP.
+// Register it as "GET /healthz".
+func ServeHealthz(w http.ResponseWriter, _ *http.Request) {
+	httpjson.Write(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
 
-func (h *Handler) readyz(w http.ResponseWriter) {
+// ServeReadyz answers 200 {"status":"ready"}, or 503 with the reason
+// while draining or while Config.Ready reports an error. Register it as
+// "GET /readyz".
+func (h *Handler) ServeReadyz(w http.ResponseWriter, _ *http.Request) {
 	var why string
 	if h.draining.Load() {
 		why = "draining: the service is shutting down"
@@ -203,24 +197,21 @@ func (h *Handler) readyz(w http.ResponseWriter) {
 		}
 	}
 	if why == "" {
-		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+		httpjson.Write(w, http.StatusOK, []byte(`{"status":"ready"}`))
 		return
 	}
 	body, _ := json.Marshal(struct {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}{"not ready", why})
-	writeJSON(w, http.StatusServiceUnavailable, body)
+	httpjson.Write(w, http.StatusServiceUnavailable, body)
 }
 
-func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		h.refuse(w, r, http.StatusMethodNotAllowed, reasonNone,
-			fmt.Sprintf("method %s not allowed on /post/enqueue: use POST", r.Method))
-		return
-	}
-	if !h.authorized(r) {
+// ServeEnqueue takes posts, after the write token, as the package
+// documentation says. Register it as "POST /post/enqueue": it relies on
+// the mux for the method.
+func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
+	if !token.Matches(r, h.token) {
 		h.refuse(w, r, http.StatusUnauthorized, reasonUnauthorized,
 			"missing or wrong token: send header access_token or Authorization: Bearer")
 		return
@@ -280,7 +271,7 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request) {
 		b = append(b, `{"accepted":`...)
 		b = strconv.AppendInt(b, int64(len(posts)), 10)
 		b = append(b, '}')
-		writeJSON(w, http.StatusCreated, b)
+		httpjson.Write(w, http.StatusCreated, b)
 	case errors.Is(err, queue.ErrFull):
 		retry := retrySeconds(h.q.RetryAfter())
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
@@ -315,37 +306,12 @@ func (h *Handler) refuseTooLarge(w http.ResponseWriter, r *http.Request) {
 // refuse counts, logs and answers a refused request. The log line carries
 // the message sent to the client, never the body.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, why reason, msg string) {
-	if why != reasonNone {
-		h.rejected[why].Add(1)
-	}
+	h.rejected[why].Add(1)
 	if h.log.IsDebug() {
-		label := reasonNames[why]
-		if label == "" {
-			label = strings.ToLower(strings.ReplaceAll(http.StatusText(status), " ", "_"))
-		}
-		h.log.Debug("request refused", "reason", label, "status", status, "error", msg,
+		h.log.Debug("request refused", "reason", reasonNames[why], "status", status, "error", msg,
 			"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 	}
-	body, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{msg})
-	writeJSON(w, status, body)
-}
-
-// authorized reports whether r carries the token, in either header. It
-// compares in constant time so the token cannot be found byte by byte.
-func (h *Handler) authorized(r *http.Request) bool {
-	if h.token == nil {
-		return true
-	}
-	ok := 0
-	if v := r.Header.Get("access_token"); v != "" {
-		ok |= subtle.ConstantTimeCompare([]byte(v), h.token)
-	}
-	if v := r.Header.Get("Authorization"); len(v) > len("Bearer ") && strings.EqualFold(v[:len("Bearer ")], "Bearer ") {
-		ok |= subtle.ConstantTimeCompare([]byte(strings.TrimSpace(v[len("Bearer "):])), h.token)
-	}
-	return ok == 1
+	httpjson.Error(w, status, msg)
 }
 
 // isNDJSON reports whether the Content-Type announces NDJSON. Anything
@@ -368,14 +334,6 @@ func isNDJSON(contentType string) (bool, error) {
 // retrySeconds rounds d up to whole seconds, at least 1, for Retry-After.
 func retrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(body) // a failed write means the client left; nothing to do
 }
 
 // readAll reads r to EOF, appending to b. Unlike io.ReadAll it starts

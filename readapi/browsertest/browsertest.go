@@ -1,6 +1,6 @@
 // Package browsertest drives Debian's headless Chromium for tests of the
-// results page (package web): it loads a URL, lets the page's scripts run,
-// and returns the rendered DOM or saves a screenshot. The web package's
+// results page (package readapi): it loads a URL, lets the page's scripts run,
+// and returns the rendered DOM or saves a screenshot. The readapi package's
 // tests and the integration tests use it; nothing else should.
 //
 // Chromium is found as $INGEST_CHROMIUM, else "chromium" on PATH (Debian's

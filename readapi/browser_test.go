@@ -1,4 +1,4 @@
-package web_test
+package readapi_test
 
 import (
 	"fmt"
@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/readapi/browsertest"
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
-	"github.com/ingest-dev/ingest/web/browsertest"
 )
 
 // TestPageInBrowser loads the results page in headless Chromium against a
@@ -21,7 +21,7 @@ import (
 func TestPageInBrowser(t *testing.T) {
 	b := browsertest.Chromium(t)
 	store, f := openStore(t)
-	srv := httptest.NewServer(web.New(web.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
+	srv := httptest.NewServer(readapi.New(readapi.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
 	t.Cleanup(srv.Close)
 
 	dom := b.DumpDOM(srv.URL + "/#pub=" + jsEncodeURIComponent(keyGazette))
@@ -105,7 +105,7 @@ func TestPageInBrowserWithToken(t *testing.T) {
 	b := browsertest.Chromium(t)
 	store, f := openStore(t)
 	const token = "browser-t0ken"
-	srv := httptest.NewServer(web.New(web.Config{Reader: store, Status: testStatus, ReadToken: token, Logger: testLogger(t)}))
+	srv := httptest.NewServer(readapi.New(readapi.Config{Reader: store, Status: testStatus, ReadToken: token, Logger: testLogger(t)}))
 	t.Cleanup(srv.Close)
 
 	for _, key := range []string{keySlash, keyUnicode} {

@@ -1,4 +1,4 @@
-package web_test
+package readapi_test
 
 import (
 	"encoding/json"
@@ -12,18 +12,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
 )
 
-// server serves web.New(cfg) over real HTTP on loopback, so requests go
+// server serves readapi.New(cfg) over real HTTP on loopback, so requests go
 // through net/http's parsing of escaped paths as a browser's would.
-func server(t *testing.T, cfg web.Config) *httptest.Server {
+func server(t *testing.T, cfg readapi.Config) *httptest.Server {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
 	}
-	srv := httptest.NewServer(web.New(cfg))
+	srv := httptest.NewServer(readapi.New(cfg))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -97,7 +97,7 @@ func decode(t *testing.T, r response, v any) {
 
 func TestPublications(t *testing.T) {
 	store, f := openStore(t)
-	srv := server(t, web.Config{Reader: store})
+	srv := server(t, readapi.Config{Reader: store})
 	r := get(t, srv.URL, "/publications")
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -125,7 +125,7 @@ func TestPublicationsEmptyStoreIsEmptyArray(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	srv := server(t, web.Config{Reader: store})
+	srv := server(t, readapi.Config{Reader: store})
 	if r := get(t, srv.URL, "/publications"); r.status != http.StatusOK || r.body != "[]" {
 		t.Fatalf("empty store: status %d body %s; want 200 []", r.status, r.body)
 	}
@@ -135,7 +135,7 @@ func TestPublicationsEmptyStoreIsEmptyArray(t *testing.T) {
 // gets exactly its entities, in order, each once.
 func TestEntitiesPaging(t *testing.T) {
 	store, f := openStore(t)
-	srv := server(t, web.Config{Reader: store})
+	srv := server(t, readapi.Config{Reader: store})
 	for key, want := range f.entities {
 		for _, limit := range []int{1, 7, 1000} {
 			if limit == 1 && len(want) > 100 {
@@ -186,22 +186,22 @@ func TestEntitiesPaging(t *testing.T) {
 
 func TestEntitiesLimits(t *testing.T) {
 	store, f := openStore(t)
-	srv := server(t, web.Config{Reader: store})
+	srv := server(t, readapi.Config{Reader: store})
 	big := f.entities[keyBig]
-	if len(big) <= web.MaxLimit {
-		t.Fatalf("fixture: %d entities, need more than MaxLimit %d", len(big), web.MaxLimit)
+	if len(big) <= readapi.MaxLimit {
+		t.Fatalf("fixture: %d entities, need more than MaxLimit %d", len(big), readapi.MaxLimit)
 	}
 	for _, tc := range []struct {
 		query string
 		n     int
 	}{
-		{"", web.DefaultLimit},
+		{"", readapi.DefaultLimit},
 		{"limit=1", 1},
-		{"limit=1000", web.MaxLimit},
-		{"limit=1001", web.MaxLimit},
-		{"limit=5000", web.MaxLimit},
-		{"limit=99999999999999999999999", web.MaxLimit}, // overflows int64: still capped
-		{"after=", web.DefaultLimit},                    // empty cursor: from the top
+		{"limit=1000", readapi.MaxLimit},
+		{"limit=1001", readapi.MaxLimit},
+		{"limit=5000", readapi.MaxLimit},
+		{"limit=99999999999999999999999", readapi.MaxLimit}, // overflows int64: still capped
+		{"after=", readapi.DefaultLimit},                    // empty cursor: from the top
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			r := get(t, srv.URL, entitiesPath(keyBig, tc.query))
@@ -224,7 +224,7 @@ func TestEntitiesLimits(t *testing.T) {
 // problem.
 func TestErrors(t *testing.T) {
 	store, _ := openStore(t)
-	srv := server(t, web.Config{Reader: store})
+	srv := server(t, readapi.Config{Reader: store})
 	gazette := entitiesPath(keyGazette, "")
 	for _, tc := range []struct {
 		name    string
@@ -279,9 +279,9 @@ func TestErrors(t *testing.T) {
 // publication, directly and through a ServeMux as the parent mounts it.
 func TestKeyEscaping(t *testing.T) {
 	store, f := openStore(t)
-	h := web.New(web.Config{Reader: store, Logger: testLogger(t)})
+	h := readapi.New(readapi.Config{Reader: store, Logger: testLogger(t)})
 	mux := http.NewServeMux()
-	mux.Handle("/healthz", http.NotFoundHandler()) // stands in for the edge's routes
+	mux.Handle("/healthz", http.NotFoundHandler()) // stands in for the write API's routes
 	mux.Handle("/", h)
 	for name, handler := range map[string]http.Handler{"direct": h, "mux": mux} {
 		srv := httptest.NewServer(handler)
@@ -322,7 +322,7 @@ func jsEncodeURIComponent(s string) string {
 func TestReadToken(t *testing.T) {
 	store, _ := openStore(t)
 	const token = "r3ad-t0ken"
-	srv := server(t, web.Config{Reader: store, Status: testStatus, ReadToken: token})
+	srv := server(t, readapi.Config{Reader: store, Status: testStatus, ReadToken: token})
 	protected := []string{"/publications", entitiesPath(keyGazette, "limit=2"), "/status"}
 	for _, tc := range []struct {
 		name   string
@@ -373,7 +373,7 @@ func TestReadToken(t *testing.T) {
 }
 
 func TestNoReader(t *testing.T) {
-	srv := server(t, web.Config{Status: testStatus})
+	srv := server(t, readapi.Config{Status: testStatus})
 	for _, path := range []string{"/publications", entitiesPath(keyGazette, ""), entitiesPath(keyGazette, "limit=0")} {
 		r := get(t, srv.URL, path)
 		if r.status != http.StatusServiceUnavailable || r.body != `{"error":"no read path: --sink none stores nothing"}` {
@@ -386,14 +386,14 @@ func TestNoReader(t *testing.T) {
 		}
 	}
 	// The token is checked first: 401, not 503.
-	srv = server(t, web.Config{ReadToken: "t"})
+	srv = server(t, readapi.Config{ReadToken: "t"})
 	if r := get(t, srv.URL, "/publications"); r.status != 401 {
 		t.Errorf("no Reader, no token: %d, want 401", r.status)
 	}
 }
 
 func TestStatus(t *testing.T) {
-	srv := server(t, web.Config{Status: testStatus})
+	srv := server(t, readapi.Config{Status: testStatus})
 	r := get(t, srv.URL, "/status")
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.body)
@@ -405,28 +405,28 @@ func TestStatus(t *testing.T) {
 	if r.body != want {
 		t.Fatalf("GET /status =\n%s\nwant\n%s", r.body, want)
 	}
-	var st web.Status
+	var st readapi.Status
 	decode(t, r, &st)
 
 	// No children yet: an empty array, never null.
-	srv = server(t, web.Config{Status: func() web.Status { return web.Status{Draining: true} }})
+	srv = server(t, readapi.Config{Status: func() readapi.Status { return readapi.Status{Draining: true} }})
 	if r := get(t, srv.URL, "/status"); !strings.Contains(r.body, `"draining":true`) || !strings.Contains(r.body, `"children":[]`) {
 		t.Fatalf("draining, no children: %s", r.body)
 	}
 	// A rate that JSON cannot carry is a 500 that says so, not a broken body.
-	srv = server(t, web.Config{Status: func() web.Status { return web.Status{AcceptedPerSec: math.NaN()} }})
+	srv = server(t, readapi.Config{Status: func() readapi.Status { return readapi.Status{AcceptedPerSec: math.NaN()} }})
 	if r := get(t, srv.URL, "/status"); r.status != 500 || !strings.Contains(r.body, "encode") {
 		t.Fatalf("NaN rate: %d %s", r.status, r.body)
 	}
 	// No Status func.
-	srv = server(t, web.Config{})
+	srv = server(t, readapi.Config{})
 	if r := get(t, srv.URL, "/status"); r.status != 503 {
 		t.Fatalf("nil Status: %d %s, want 503", r.status, r.body)
 	}
 }
 
 func TestPageAndAssets(t *testing.T) {
-	srv := server(t, web.Config{})
+	srv := server(t, readapi.Config{})
 	for _, tc := range []struct {
 		path, contentType, contains string
 	}{
@@ -474,7 +474,7 @@ func TestPageAndAssets(t *testing.T) {
 // TestHEAD: the read API answers HEAD with GET's status and no body.
 func TestHEAD(t *testing.T) {
 	store, _ := openStore(t)
-	srv := server(t, web.Config{Reader: store, Status: testStatus})
+	srv := server(t, readapi.Config{Reader: store, Status: testStatus})
 	for path, status := range map[string]int{
 		"/publications":                     200,
 		"/status":                           200,
@@ -494,7 +494,7 @@ func TestHEAD(t *testing.T) {
 // body, and never a panic.
 func FuzzEntitiesRequest(f *testing.F) {
 	store, _ := openStore(f)
-	h := web.New(web.Config{Reader: store, Status: testStatus})
+	h := readapi.New(readapi.Config{Reader: store, Status: testStatus})
 	for _, seed := range []string{
 		entitiesPath(keyGazette, "limit=3"),
 		entitiesPath(keySlash, "limit=2&after=kwHOAAAAAAKjYm9i"),

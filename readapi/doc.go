@@ -1,6 +1,9 @@
-// Package web is the read side of the parent's HTTP server: a JSON read
-// API over the sink's read path (sink.Reader) and a results page that
-// shows it in a browser, with a live strip of the pipeline's state.
+// Package readapi is the read side of the parent's HTTP server: a JSON
+// read API over the sink's read path (sink.Reader) and a results page that
+// shows it in a browser, with a live strip of the pipeline's state. The
+// write side is package writeapi; the parent serves both from one route
+// table (supervisor/http.go), and guards its /metrics with this package's
+// read token too (Handler.RequireToken).
 //
 // The page, its script and its style sheet are embedded in the binary
 // (go:embed): no CDN, no build step, nothing fetched from elsewhere, so it
@@ -15,11 +18,13 @@
 //	                                             {"entities":[{"word","count"}],"next":CURSOR|null}
 //	GET /status                                  the live strip's data (Status as JSON)
 //
-// HEAD is answered wherever GET is. Every response of the read API and
-// /status is JSON with Content-Type: application/json and Cache-Control:
-// no-store; errors are {"error": "..."} saying what was wrong and what to
-// send instead, as on the write API (package edge). Unknown paths get 404
-// and other methods 405 (Allow: GET, HEAD), both in that JSON form.
+// The read API and /status need the read token (Config.ReadToken); the
+// page and its files do not. HEAD is answered wherever GET is. Every
+// response of the read API and /status is JSON (internal/httpjson:
+// Content-Type: application/json, Cache-Control: no-store); errors are
+// {"error": "..."} saying what was wrong and what to send instead, as on
+// the write API (package writeapi). Unknown paths get 404 and other
+// methods 405 (Allow: GET, HEAD), both in that JSON form.
 //
 // # GET /publications
 //
@@ -52,8 +57,8 @@
 //
 //	404  no such route
 //	405  method is not GET or HEAD
-//	401  a read token is configured and the request carries it neither as
-//	     "access_token: <token>" nor as "Authorization: Bearer <token>"
+//	401  a read token is configured and the request does not carry it
+//	     (the rule below)
 //	503  no read path: the service runs with --sink none, which stores nothing
 //	400  limit is not an integer of at least 1, or after is not a cursor
 //	     this API returned (the message names the parameter)
@@ -63,9 +68,13 @@
 //
 // # Tokens and the page
 //
-// With Config.ReadToken set, the read API and /status require it, compared
-// in constant time. The page and its static files load without it: they
-// hold no data. The page's script sends the token as Authorization:
+// With Config.ReadToken set, the read API and /status require it, by the
+// rule every guarded route of the parent shares (internal/token.Matches):
+// "access_token: TOKEN", or "Authorization: Bearer TOKEN" with the scheme
+// in any case and one or more spaces or tabs before the token; either
+// header is enough; compared in constant time. A refusal is 401 with
+// WWW-Authenticate: Bearer. The page and its static files load without
+// it: they hold no data. The page's script sends the token as Authorization:
 // Bearer. It takes the token from the URL fragment, which browsers never
 // send to the server (open /#token=TOKEN, or /#token=TOKEN&pub=KEY), keeps
 // it in the tab's sessionStorage and removes it from the address bar; when
@@ -76,4 +85,4 @@
 // The page keeps the chosen publication in the fragment, #pub=KEY (KEY
 // URL-encoded), so a view can be bookmarked, shared without the token, and
 // opened by a headless browser with no clicks.
-package web
+package readapi

@@ -1,4 +1,4 @@
-package web_test
+package readapi_test
 
 import (
 	"cmp"
@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/web"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -26,9 +26,9 @@ const (
 	keyBig     = "big daily"
 )
 
-// bigEntities is how many entities keyBig has: more than web.MaxLimit, so
+// bigEntities is how many entities keyBig has: more than readapi.MaxLimit, so
 // the cap shows.
-const bigEntities = web.MaxLimit + 25
+const bigEntities = readapi.MaxLimit + 25
 
 // fixture is what the test store holds, in API order.
 type fixture struct {
@@ -126,12 +126,12 @@ func openStore(t testing.TB) (*sink.SQLite, fixture) {
 }
 
 // testStatus is a fixed live state for the strip.
-func testStatus() web.Status {
-	return web.Status{
+func testStatus() readapi.Status {
+	return readapi.Status{
 		AcceptedPerSec: 12.5,
 		QueueDepth:     37,
 		QueueCapacity:  1024,
-		Children: []web.Child{
+		Children: []readapi.Child{
 			{Role: "worker", ID: 0, PID: 4242, State: "running", Restarts: 0},
 			{Role: "worker", ID: 1, PID: 4243, State: "running", Restarts: 2},
 			{Role: "saver", ID: 0, PID: 4250, State: "running", Restarts: 0},

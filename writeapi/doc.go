@@ -1,16 +1,27 @@
-// Package edge is the parent's HTTP API: it takes posts from clients,
-// checks them, and puts them into the bounded input queue (package queue)
-// that the workers take from.
+// Package writeapi is the write side of the parent's HTTP server: it takes
+// posts from clients, checks them, and puts them into the bounded input
+// queue (package queue) that the workers take from; it also answers the
+// health probes. The read side is package readapi; the parent serves both
+// from one route table (supervisor/http.go).
 //
 // # Routes
 //
-//	POST /post/enqueue   one post as a JSON object, or many as NDJSON
+//	POST /post/enqueue   one post as a JSON object, or many as NDJSON (write token)
 //	GET  /healthz        200 {"status":"ok"} while the process serves HTTP
 //	GET  /readyz         200 {"status":"ready"}, or 503 {"status":"not ready","reason":"..."}
 //
-// Every response body is JSON with Content-Type: application/json. Errors
-// are {"error": "..."}: the message says what was wrong and what to send
-// instead, so a client's log line is enough to fix the request.
+// HEAD is answered wherever GET is. Every response body is JSON
+// (internal/httpjson: Content-Type: application/json, Cache-Control:
+// no-store). Errors are {"error": "..."}: the message says what was wrong
+// and what to send instead, so a client's log line is enough to fix the
+// request. Unknown paths get 404, and other methods 405 with Allow, in that
+// JSON form.
+//
+// The token is checked by the rule every guarded route of the parent
+// shares (internal/token.Matches): "access_token: TOKEN", or
+// "Authorization: Bearer TOKEN" with the scheme in any case and one or
+// more spaces or tabs before the token; either header is enough. The
+// health routes need none.
 //
 // # POST /post/enqueue
 //
@@ -31,8 +42,8 @@
 // Statuses, in the order the checks run:
 //
 //	405  method is not POST (Allow: POST)
-//	401  a token is configured and the request has neither
-//	     "access_token: <token>" nor "Authorization: Bearer <token>"
+//	401  a token is configured and the request does not carry it (the
+//	     rule above)
 //	503  the handler is draining (Retry-After)
 //	400  the Content-Type header cannot be parsed
 //	413  the body is longer than MaxBody (--max-body)
@@ -45,4 +56,4 @@
 //	201  {"accepted": N}
 //
 // Any status but 201 means nothing from the request was enqueued.
-package edge
+package writeapi

@@ -1,4 +1,4 @@
-package edge_test
+package writeapi_test
 
 import (
 	"fmt"
@@ -8,14 +8,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/edge"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
 )
 
 func Example() {
 	q := queue.New[wire.Post](100)
-	h := edge.New(edge.Config{Queue: q, Token: "s3cret", Logger: hclog.NewNullLogger()})
+	h := writeapi.New(writeapi.Config{Queue: q, Token: "s3cret", Logger: hclog.NewNullLogger()})
 
 	post := func(contentType, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(body))

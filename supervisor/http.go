@@ -1,0 +1,70 @@
+package supervisor
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ingest-dev/ingest/internal/httpjson"
+	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
+)
+
+// httpDeps is what the parent's HTTP server needs from the rest of the parent.
+type httpDeps struct {
+	Queue     *queue.Queue[wire.Post]
+	Token     string // write token ("" = none)
+	ReadToken string // read token ("" = none)
+	MaxBody   int64
+	Log       hclog.Logger
+	Ready     func() error // nil error = ready (for /readyz)
+	Status    func() readapi.Status
+	Reader    sink.Reader // nil with --sink none
+	Metrics   *prometheus.Registry
+}
+
+// newHTTPHandler returns the parent's whole HTTP handler (every route in
+// one table) and the write API's handler (for SetDraining and Stats).
+//
+// Every guarded route checks its token with the same function
+// (internal/token.Matches), so the same headers get the same answer on
+// every route; only which token differs. A request that matches no route
+// gets a JSON 404, or 405 with Allow, before any token check.
+func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
+	if d.Log == nil {
+		d.Log = hclog.NewNullLogger()
+	}
+	write := writeapi.New(writeapi.Config{Queue: d.Queue, Token: d.Token, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
+	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, Logger: d.Log.Named("read")})
+	metrics := read.RequireToken(promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
+
+	mux := httpjson.NewMux(d.Log, noRoute)
+	// Every route of the parent; the comment names the token each needs.
+	mux.HandleFunc("POST /post/enqueue", write.ServeEnqueue)               // write
+	mux.HandleFunc("GET /healthz", writeapi.ServeHealthz)                  // none: probes
+	mux.HandleFunc("GET /readyz", write.ServeReadyz)                       // none: probes
+	mux.Handle("GET /metrics", metrics)                                    // read
+	mux.HandleFunc("GET /status", read.ServeStatus)                        // read
+	mux.HandleFunc("GET /publications", read.ServePublications)            // read
+	mux.HandleFunc("GET /publications/{key}/entities", read.ServeEntities) // read
+	mux.HandleFunc("GET /{$}", read.ServePage)                             // none: the page holds no data
+	mux.HandleFunc("GET /static/{file}", read.ServeStatic)                 // none
+	return mux, write
+}
+
+// noRoute is the parent's 404 message: every route, so the client can
+// pick the right one.
+func noRoute(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/publications/") {
+		return readapi.NoRoute(r) // how to escape a key
+	}
+	return fmt.Sprintf("no route %s: POST posts to /post/enqueue; GET / for the results page; "+
+		"GET /publications, /publications/{key}/entities or /status for JSON; GET /healthz, /readyz or /metrics for operators", r.URL.Path)
+}
