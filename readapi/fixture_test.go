@@ -33,7 +33,7 @@ const bigEntities = readapi.MaxLimit + 25
 // fixture is what the test store holds, in API order.
 type fixture struct {
 	pubs     []sink.Publication
-	entities map[string][]sink.Entity // by key, ordered by count desc, word asc
+	entities map[string][]wire.EntityCount // by key, ordered by count desc, word asc
 }
 
 // openStore returns a real SQLite sink in a temporary directory, filled by
@@ -92,7 +92,7 @@ func openStore(t testing.TB) (*sink.SQLite, fixture) {
 
 	// What the store must hold, computed without it.
 	var f fixture
-	f.entities = map[string][]sink.Entity{}
+	f.entities = map[string][]wire.EntityCount{}
 	names := map[string]string{}
 	articles := map[string]int64{}
 	sums := map[string]map[string]int64{}
@@ -110,11 +110,11 @@ func openStore(t testing.TB) (*sink.SQLite, fixture) {
 	}
 	for key, name := range names {
 		f.pubs = append(f.pubs, sink.Publication{Key: key, Name: name, Articles: articles[key]})
-		ents := []sink.Entity{}
+		ents := []wire.EntityCount{}
 		for w, c := range sums[key] {
-			ents = append(ents, sink.Entity{Word: w, Count: c})
+			ents = append(ents, wire.EntityCount{Word: w, Count: c})
 		}
-		slices.SortFunc(ents, func(a, b sink.Entity) int {
+		slices.SortFunc(ents, func(a, b wire.EntityCount) int {
 			return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Word, b.Word))
 		})
 		f.entities[key] = ents

@@ -25,6 +25,7 @@ import (
 	"github.com/ingest-dev/ingest/internal/httpjson"
 	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // Page sizes of GET /publications/{key}/entities.
@@ -248,11 +249,10 @@ func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
 		h.readFailed(w, r, err)
 		return
 	}
-	out := make([]publication, len(pubs))
-	for i, p := range pubs {
-		out[i] = publication{Key: p.Key, Name: p.Name, Articles: p.Articles}
+	if pubs == nil {
+		pubs = []sink.Publication{} // [] rather than null: clients iterate it
 	}
-	h.writeValue(w, r, out)
+	h.writeValue(w, r, pubs)
 }
 
 func (h *Handler) haveReader(w http.ResponseWriter, r *http.Request) bool {
@@ -263,21 +263,9 @@ func (h *Handler) haveReader(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// publication is one element of GET /publications.
-type publication struct {
-	Key      string `json:"key"`
-	Name     string `json:"name"`
-	Articles int64  `json:"articles"`
-}
-
-type entity struct {
-	Word  string `json:"word"`
-	Count int64  `json:"count"`
-}
-
 type entitiesPage struct {
-	Entities []entity `json:"entities"`
-	Next     *string  `json:"next"`
+	Entities []wire.EntityCount `json:"entities"`
+	Next     *string            `json:"next"`
 }
 
 // ServeEntities serves a page of a publication's entities, after the read
@@ -318,9 +306,9 @@ func (h *Handler) ServeEntities(w http.ResponseWriter, r *http.Request) {
 		h.readFailed(w, r, err)
 		return
 	}
-	page := entitiesPage{Entities: make([]entity, len(ents))}
-	for i, e := range ents {
-		page.Entities[i] = entity{Word: e.Word, Count: e.Count}
+	page := entitiesPage{Entities: ents}
+	if ents == nil {
+		page.Entities = []wire.EntityCount{}
 	}
 	if next != "" {
 		page.Next = &next

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // server serves readapi.New(cfg) over real HTTP on loopback, so requests go
@@ -77,8 +78,8 @@ type pubJSON struct {
 }
 
 type pageJSON struct {
-	Entities []sink.Entity `json:"entities"`
-	Next     *string       `json:"next"`
+	Entities []wire.EntityCount `json:"entities"`
+	Next     *string            `json:"next"`
 }
 
 // decode parses r's body strictly into v: a field the API does not
@@ -142,7 +143,7 @@ func TestEntitiesPaging(t *testing.T) {
 				continue // a request per entity: slow under -race, and 7 covers it
 			}
 			t.Run(fmt.Sprintf("%s/limit=%d", key, limit), func(t *testing.T) {
-				var got []sink.Entity
+				var got []wire.EntityCount
 				after := ""
 				for pages := 1; ; pages++ {
 					q := url.Values{"limit": {fmt.Sprint(limit)}}

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // Publications implements Reader: it reads every publication document
@@ -64,7 +66,7 @@ func (s *Firestore) Publications(ctx context.Context) ([]Publication, error) {
 // StartAfter, so only this form can be tested; on Cloud Firestore both
 // need the composite index (count descending, word ascending) on the ent
 // collection group that the README gives.
-func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, after string) ([]Entity, string, error) {
+func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, after string) ([]wire.EntityCount, string, error) {
 	if limit < 1 {
 		return nil, "", fmt.Errorf("sink: top entities of %q: limit must be at least 1 (got %d)", key, limit)
 	}
@@ -87,7 +89,7 @@ func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, afte
 	pub := s.client.Collection(pubsCollection).Doc(pubID(key))
 	ents := pub.Collection(entsCollection)
 	var (
-		page []Entity
+		page []wire.EntityCount
 		err  error
 	)
 	if after == "" {
@@ -122,7 +124,7 @@ func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, afte
 }
 
 // entities appends the entities q returns to page.
-func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []Entity) ([]Entity, error) {
+func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []wire.EntityCount) ([]wire.EntityCount, error) {
 	it := q.Documents(ctx)
 	defer it.Stop()
 	for {
@@ -135,7 +137,7 @@ func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []Enti
 		}
 		data := doc.Data()
 		w, _ := data["word"].(string)
-		page = append(page, Entity{Word: w, Count: integer(data["count"])})
+		page = append(page, wire.EntityCount{Word: w, Count: integer(data["count"])})
 	}
 }
 

@@ -345,7 +345,7 @@ func TestFirestoreHostileNames(t *testing.T) {
 	}
 	for i, k := range keys {
 		ents, next, err := s.TopEntities(t.Context(), k, 10, "")
-		if want := []Entity{{"word of " + k, int64(i + 1)}}; err != nil || next != "" || !slices.Equal(ents, want) {
+		if want := []wire.EntityCount{{Word: "word of " + k, Count: int64(i + 1)}}; err != nil || next != "" || !slices.Equal(ents, want) {
 			t.Errorf("TopEntities(%q) = %+v, %q, %v; want %+v", k, ents, next, err, want)
 		}
 	}
@@ -355,9 +355,9 @@ func TestFirestoreHostileNames(t *testing.T) {
 // count and returns them in the order TopEntities must return them (as
 // seedEntities does for SQLite, with UTF-8 words only: Firestore strings
 // are UTF-8).
-func seedFirestore(t *testing.T, s *Firestore) []Entity {
+func seedFirestore(t *testing.T, s *Firestore) []wire.EntityCount {
 	pc := wire.PubCount{Key: "p", Name: "P", Articles: 1}
-	var want []Entity
+	var want []wire.EntityCount
 	words := []string{"zeta", "alpha", "Alpha", "beta", "", "ünï", "gamma", "delta"}
 	for i := range 43 {
 		w := fmt.Sprintf("%s%d", words[i%len(words)], i/len(words))
@@ -366,13 +366,13 @@ func seedFirestore(t *testing.T, s *Firestore) []Entity {
 			c = -2
 		}
 		pc.Entities = append(pc.Entities, wire.EntityCount{Word: w, Count: c})
-		want = append(want, Entity{w, c})
+		want = append(want, wire.EntityCount{Word: w, Count: c})
 	}
 	b := wire.Batch{ID: "seed", Publications: []wire.PubCount{pc, {Key: "empty", Name: "Empty"}}}
 	if _, err := s.Apply(t.Context(), &b); err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(want, func(a, b Entity) int {
+	slices.SortFunc(want, func(a, b wire.EntityCount) int {
 		if a.Count != b.Count {
 			return -cmpInt(a.Count, b.Count)
 		}
@@ -400,7 +400,7 @@ func TestFirestoreRead(t *testing.T) {
 
 	for _, limit := range []int{1, 2, 3, 7, 42, 43, 44, int(^uint(0) >> 1)} {
 		t.Run(fmt.Sprint("paging, limit ", limit), func(t *testing.T) {
-			var got []Entity
+			var got []wire.EntityCount
 			after := ""
 			for page := 0; ; page++ {
 				if page > len(want) {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // Sentinel errors of the read path. Match them with errors.Is.
@@ -20,16 +22,11 @@ var (
 )
 
 // Publication is one publication's stored totals.
+// Its JSON form is an element of the read API's GET /publications.
 type Publication struct {
-	Key      string // the storage key: trimmed, lower-cased
-	Name     string // the first non-empty name seen, for display
-	Articles int64  // articles counted
-}
-
-// Entity is one entity of a publication and how often it occurred.
-type Entity struct {
-	Word  string
-	Count int64
+	Key      string `json:"key"`      // the storage key: trimmed, lower-cased
+	Name     string `json:"name"`     // the first non-empty name seen, for display
+	Articles int64  `json:"articles"` // articles counted
 }
 
 // Reader is the read path; SQLite implements it. Its methods are safe for
@@ -47,7 +44,7 @@ type Reader interface {
 	// an entity whose count changes between pages may be seen twice or
 	// not at all. An unknown key gives an error wrapping ErrNotFound, a
 	// cursor TopEntities did not make one wrapping ErrBadCursor.
-	TopEntities(ctx context.Context, key string, limit int, after string) (ents []Entity, next string, err error)
+	TopEntities(ctx context.Context, key string, limit int, after string) (ents []wire.EntityCount, next string, err error)
 }
 
 // Publications implements Reader.
@@ -74,7 +71,7 @@ func (s *SQLite) Publications(ctx context.Context) ([]Publication, error) {
 // TopEntities implements Reader. Without an index on count it sorts the
 // publication's entities for each page (a top-N sort, so memory stays at
 // the page size): its cost grows with the publication's entity count.
-func (s *SQLite) TopEntities(ctx context.Context, key string, limit int, after string) ([]Entity, string, error) {
+func (s *SQLite) TopEntities(ctx context.Context, key string, limit int, after string) ([]wire.EntityCount, string, error) {
 	if limit < 1 {
 		return nil, "", fmt.Errorf("sink: top entities of %q: limit must be at least 1 (got %d)", key, limit)
 	}
@@ -103,9 +100,9 @@ ORDER BY count DESC, word ASC LIMIT ?4`, key, c.count, c.word, n)
 		return nil, "", fmt.Errorf("sqlite: top entities of %q: %w", key, err)
 	}
 	defer rows.Close()
-	ents := make([]Entity, 0, min(n, 1024))
+	ents := make([]wire.EntityCount, 0, min(n, 1024))
 	for rows.Next() {
-		var e Entity
+		var e wire.EntityCount
 		if err := rows.Scan(&e.Word, &e.Count); err != nil {
 			return nil, "", fmt.Errorf("sqlite: top entities of %q: %w", key, err)
 		}

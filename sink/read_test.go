@@ -44,9 +44,9 @@ func apply(t *testing.T, s *SQLite, b wire.Batch) {
 // seedEntities stores, for publication "p", entities with many ties on
 // count (and words that are not valid UTF-8) and returns them in the
 // order TopEntities must return them.
-func seedEntities(t *testing.T, s *SQLite) []Entity {
+func seedEntities(t *testing.T, s *SQLite) []wire.EntityCount {
 	var pc = wire.PubCount{Key: "p", Name: "P", Articles: 1}
-	var want []Entity
+	var want []wire.EntityCount
 	words := []string{"zeta", "alpha", "Alpha", "beta", "\xff\xfe", "a\x00b", "", "ünï", "gamma", "delta"}
 	for i := range 53 {
 		w := fmt.Sprintf("%s%d", words[i%len(words)], i/len(words))
@@ -55,10 +55,10 @@ func seedEntities(t *testing.T, s *SQLite) []Entity {
 			c = -2 // counts are stored as given
 		}
 		pc.Entities = append(pc.Entities, wire.EntityCount{Word: w, Count: c})
-		want = append(want, Entity{w, c})
+		want = append(want, wire.EntityCount{Word: w, Count: c})
 	}
 	apply(t, s, wire.Batch{ID: "seed", Publications: []wire.PubCount{pc, {Key: "empty", Name: "Empty"}}})
-	slices.SortFunc(want, func(a, b Entity) int {
+	slices.SortFunc(want, func(a, b wire.EntityCount) int {
 		if a.Count != b.Count {
 			return -cmpInt(a.Count, b.Count)
 		}
@@ -82,7 +82,7 @@ func TestTopEntitiesPaging(t *testing.T) {
 	want := seedEntities(t, s)
 	for _, limit := range []int{1, 2, 3, 7, 52, 53, 54, 1000, int(^uint(0) >> 1)} {
 		t.Run(fmt.Sprint("limit ", limit), func(t *testing.T) {
-			var got []Entity
+			var got []wire.EntityCount
 			after := ""
 			for page := 0; ; page++ {
 				if page > len(want) {
@@ -123,7 +123,7 @@ func TestTopEntitiesCursorIsPosition(t *testing.T) {
 	}
 	apply(t, s, wire.Batch{ID: "b", Publications: []wire.PubCount{{Key: "p", Entities: ents{{Word: "new", Count: 100}}}}})
 	page, next, err = s.TopEntities(t.Context(), "p", 2, next)
-	if want := []Entity{{"c", 7}, {"d", 6}}; err != nil || next != "" || !slices.Equal(page, want) {
+	if want := []wire.EntityCount{{Word: "c", Count: 7}, {Word: "d", Count: 6}}; err != nil || next != "" || !slices.Equal(page, want) {
 		t.Fatalf("second page = %v, %q, %v; want %v, \"\", nil", page, next, err, want)
 	}
 }

@@ -36,11 +36,11 @@ func (fakeReader) Publications(context.Context) ([]sink.Publication, error) {
 	return []sink.Publication{{Key: fakeKey, Name: "News/Wire", Articles: 1}}, nil
 }
 
-func (fakeReader) TopEntities(_ context.Context, key string, _ int, _ string) ([]sink.Entity, string, error) {
+func (fakeReader) TopEntities(_ context.Context, key string, _ int, _ string) ([]wire.EntityCount, string, error) {
 	if key != fakeKey {
 		return nil, "", sink.ErrNotFound
 	}
-	return []sink.Entity{{Word: "elena marsh", Count: 1}}, "", nil
+	return []wire.EntityCount{{Word: "elena marsh", Count: 1}}, "", nil
 }
 
 const (
