@@ -75,38 +75,10 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	// do), and the child also exits on stdin EOF.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
-	// Plain pipes rather than cmd.StdoutPipe: cmd.Wait then closes none of
-	// the parent's ends, so it can run at once and report the exit while
-	// the readers still drain what the child wrote.
-	var pipes [3][2]*os.File // stdin, stdout, stderr: {read, write}
-	closeAll := func() {
-		for _, pp := range pipes {
-			for _, f := range pp {
-				if f != nil {
-					f.Close()
-				}
-			}
-		}
-	}
-	for i := range pipes {
-		r, w, err := os.Pipe()
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("start %s %d: pipe: %w", role, id, err)
-		}
-		pipes[i] = [2]*os.File{r, w}
-	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
-	if err := cmd.Start(); err != nil {
-		closeAll()
+	stdin, stdout, stderr, err := attachPipes(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s %d (%s): %w", role, id, exe, err)
 	}
-	// The child holds its ends now; the parent keeps only its own.
-	pipes[0][0].Close()
-	pipes[1][1].Close()
-	pipes[2][1].Close()
-	stdin, stdout, stderr := pipes[0][1], pipes[1][0], pipes[2][0]
-
 	p := &process{
 		role: role, id: id, pid: cmd.Process.Pid,
 		log:     log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid),
@@ -155,6 +127,42 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 		p.wait()
 		return nil, fmt.Errorf("%s %d (pid %d) sent no handshake within %s: killed it", role, id, p.pid, handshakeTimeout)
 	}
+}
+
+// attachPipes gives cmd plain pipes for stdin, stdout and stderr, starts
+// it, and returns the parent's ends. Plain pipes rather than
+// cmd.StdoutPipe: cmd.Wait then closes none of the parent's ends, so it can
+// run at once and report the exit while the readers still drain what the
+// child wrote.
+func attachPipes(cmd *exec.Cmd) (stdin, stdout, stderr *os.File, err error) {
+	var pipes [3][2]*os.File // stdin, stdout, stderr: {read, write}
+	closeAll := func() {
+		for _, pp := range pipes {
+			for _, f := range pp {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
+	}
+	for i := range pipes {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("pipe: %w", err)
+		}
+		pipes[i] = [2]*os.File{r, w}
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = pipes[0][0], pipes[1][1], pipes[2][1]
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	// The child holds its ends now; the parent keeps only its own.
+	pipes[0][0].Close()
+	pipes[1][1].Close()
+	pipes[2][1].Close()
+	return pipes[0][1], pipes[1][0], pipes[2][0], nil
 }
 
 // readFrames reads the handshake, reports it on hello, then passes frames to

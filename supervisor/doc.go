@@ -1,0 +1,49 @@
+// Package supervisor is the ingest parent: it starts worker and saver child
+// processes, feeds them posts from HTTP or a file, routes batches from
+// workers to savers, restarts children that die or hang without losing or
+// double-counting anything, and drains everything in order on shutdown.
+//
+// # Where to read what
+//
+//	supervisor.go  Run and its phases, in order: open, start, serve, drain,
+//	               report. The drain order is written down once, on drain.
+//	slot.go        a slot is one logical child (role, id) across its
+//	               processes: its typed state, the list of allowed
+//	               transitions, and runSlot, the one runner for workers
+//	               and savers alike
+//	worker.go      the worker's part (an incarnation): posts held until a
+//	               batch covers them, the credit window, re-dispatch and
+//	               quarantine when it dies, its hang rule
+//	saver.go       the saver's part: one batch part outstanding, accounting
+//	               of acknowledgements, retry when the sink refuses
+//	process.go     one child process: pipes, handshake, the stdout reader,
+//	               stop and kill
+//	batches.go     the batch queue between workers and savers
+//	watchdog.go    hang detection
+//	restart.go     backoff and the restart budget
+//	http.go        every HTTP route of the parent, in one table
+//	web.go         what the HTTP layer needs from the parent: status and
+//	               readiness
+//	spill.go       what a drain that ran out of time writes, and --replay
+//
+// # Liveness apart from routing
+//
+// A child's stdout is read by a goroutine that never waits for anyone:
+// heartbeats are recorded as they come, and a complete batch is pushed to
+// the batch queue, which takes it whatever its length. So a child that is
+// silent really is, and "alive" means only that its process has not exited
+// (process.exited closes when cmd.Wait returns, independently of the
+// pipes). The bound on memory is applied where it cannot stall a reader:
+// a worker is fed only while fewer than batchLimit batches wait for a
+// saver, and holds at most workerWindow posts it has not finished. A sink
+// that stalls therefore stops the feeding and makes /readyz answer 503; it
+// never makes a healthy child look hung.
+//
+// # Ownership
+//
+// Every goroutine has one owner that waits for it: Run owns the slot
+// runners (parent.runners), the retiring incarnations (parent.retiring),
+// the watchdog and the intake (parent.bg); each process owns its reader
+// goroutines and its waiter (process.wait). A slot's runner is the only
+// writer of its process's stdin.
+package supervisor
