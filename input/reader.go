@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/ingest-dev/ingest/wire"
@@ -77,6 +78,32 @@ type Reader struct {
 	// so that row errors speak the file's language.
 	textName string
 	lastLine int64 // start line of the last CSV record read, for errors
+
+	read *countingReader // bytes of the file read so far; nil for NewReader
+	size int64           // the file's size; 0 when unknown
+}
+
+// countingReader counts the bytes read through it, for Progress.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Progress reports how many bytes of the file (compressed, for .gz) were
+// read so far and the file's size, 0 when unknown (standard input, a pipe,
+// NewReader). Reading runs ahead of the returned posts by at most a buffer.
+// Unlike the other methods it is safe to call from any goroutine.
+func (r *Reader) Progress() (read, size int64) {
+	if r.read == nil {
+		return 0, 0
+	}
+	return r.read.n.Load(), r.size
 }
 
 // Open opens the file at path and prepares to read posts from it; "-"
@@ -92,16 +119,20 @@ func Open(path string) (*Reader, error) {
 	if err != nil {
 		return nil, openError(err)
 	}
+	var size int64
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		f.Close()
 		return nil, fmt.Errorf("input: %s is a directory: give the path of an NDJSON or CSV file", path)
+	} else if err == nil && fi.Mode().IsRegular() {
+		size = fi.Size()
 	}
-	r, err := NewReader(f, path)
+	counted := &countingReader{r: f}
+	r, err := NewReader(counted, path)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	r.file = f
+	r.file, r.read, r.size = f, counted, size
 	return r, nil
 }
 

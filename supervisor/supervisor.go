@@ -36,6 +36,9 @@ type Options struct {
 	// Executable is the binary re-executed for the children; "" means
 	// this process's own (os.Executable). Tests point it at a test binary.
 	Executable string
+	// ProgressBar, when not nil, is where --input draws its progress bar
+	// (a terminal). nil logs the progress every few seconds instead.
+	ProgressBar io.Writer
 }
 
 // parent is the state of one run of the parent. Its phases, in order, are
@@ -73,6 +76,7 @@ type parent struct {
 	retiring   sync.WaitGroup // old incarnations being stopped after their replacement started
 	bg         sync.WaitGroup // watchdog, HTTP server, input feeder
 	served     chan error     // the HTTP server's end
+	intakeDone chan struct{}  // closed when the intake stops: ends the progress report
 	fed        chan error     // the input feeder's end (nil error at EOF)
 	started    time.Time
 
@@ -130,10 +134,11 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 			wire.RoleWorker: {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 			wire.RoleSaver:  {max: cfg.MaxRestarts, window: cfg.RestartWindow},
 		},
-		fatal:   make(chan error, cfg.Workers+cfg.Savers+3),
-		served:  make(chan error, 1),
-		fed:     make(chan error, 1),
-		watched: make(map[watched]struct{}),
+		fatal:      make(chan error, cfg.Workers+cfg.Savers+3),
+		served:     make(chan error, 1),
+		fed:        make(chan error, 1),
+		intakeDone: make(chan struct{}),
+		watched:    make(map[watched]struct{}),
 	}
 	p.metrics = newMetrics(p)
 	for i := range cfg.Workers {
@@ -253,6 +258,7 @@ func (p *parent) start() error {
 		p.log.Info("listening", "addr", "http://"+p.ln.Addr().String(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
 	} else {
 		p.bg.Go(func() { p.fed <- p.feed() })
+		p.bg.Go(func() { p.progress(p.intakeDone) })
 		p.log.Info("reading", "input", p.cfg.Input, "format", p.src.Format(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
 	}
 	if _, err := sdnotify.Notify("READY=1"); err != nil {
@@ -382,6 +388,7 @@ func (p *parent) stopIntake() {
 		cancel()
 	}
 	p.cancel() // ends the input feeder if it still waits for room
+	close(p.intakeDone)
 	p.bg.Wait()
 }
 

@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 //
 //	CRASH:path  the first worker to see it creates path and exits 3
 //	HANG        the worker blocks for ever on this post
+//	SLOW        the worker takes 20ms over this post
 type fakeNER struct{}
 
 func (fakeNER) Words(text string) ([]string, error) {
@@ -61,6 +62,9 @@ func (fakeNER) Words(text string) ([]string, error) {
 			continue
 		case w == "HANG":
 			select {}
+		case w == "SLOW":
+			time.Sleep(20 * time.Millisecond) // the fake's speed, not a synchronisation
+			continue
 		}
 		if w[0] >= 'A' && w[0] <= 'Z' {
 			out = append(out, strings.ToLower(w))
@@ -108,6 +112,7 @@ type run struct {
 	db      string
 	logs    *syncBuffer
 	signals chan os.Signal
+	bar     *syncBuffer   // where the progress bar goes; nil: logged
 	done    chan struct{} // closed when Run returned
 	err     error         // Run's result, once done is closed
 }
@@ -116,9 +121,15 @@ type run struct {
 // on a free port when posts is nil, children being this test binary.
 func startRun(t *testing.T, posts []string, args ...string) *run {
 	t.Helper()
+	return startRunBar(t, nil, posts, args...)
+}
+
+// startRunBar is startRun with the progress bar drawn on bar.
+func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) *run {
+	t.Helper()
 	t.Setenv(childEnv, "1")
 	dir := t.TempDir()
-	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, signals: make(chan os.Signal, 2), done: make(chan struct{})}
+	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, bar: bar, signals: make(chan os.Signal, 2), done: make(chan struct{})}
 	all := []string{"--db", r.db, "--workers", "2", "--savers", "1", "--flush-interval", "100ms", "--log-level", "debug"}
 	if posts != nil {
 		in := filepath.Join(dir, "posts.ndjson")
@@ -140,8 +151,12 @@ func startRun(t *testing.T, posts []string, args ...string) *run {
 		t.Fatalf("config: %v", err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "ingest", Level: hclog.Debug, Output: r.logs})
+	opts := Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0]}
+	if r.bar != nil {
+		opts.ProgressBar = r.bar
+	}
 	go func() {
-		r.err = Run(cfg, Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0]})
+		r.err = Run(cfg, opts)
 		close(r.done)
 	}()
 	t.Cleanup(func() {
@@ -461,4 +476,55 @@ func field(line, key string) string {
 		}
 	}
 	return ""
+}
+
+// --input reports its progress while it runs: a log line with rows read,
+// posts stored, the rate and the time left, or a bar on a terminal.
+func TestInputProgress(t *testing.T) {
+	defer func(d time.Duration) { progressInterval = d }(progressInterval)
+	progressInterval = 100 * time.Millisecond
+	posts := manyPosts(60)
+	for i := range posts {
+		posts[i] += " SLOW"
+	}
+	r := startRun(t, posts, "--workers", "1")
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := r.logs.lines("progress:", "rows_read=", "stored=", "posts_per_sec=", "read=", "eta=")
+	if len(got) == 0 {
+		t.Fatalf("no progress line with rows read, stored, rate, share read and eta; log:\n%s", r.logs.String())
+	}
+
+	bar := &syncBuffer{}
+	r = startRunBar(t, bar, posts, "--workers", "1")
+	if err := r.wait(t, 60*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if out := bar.String(); !strings.Contains(out, "stored 60") || !strings.Contains(out, "100%") {
+		t.Errorf("the bar's last state should say stored 60 and 100%%, got %q", out[max(0, len(out)-200):])
+	}
+	if got := r.logs.lines("progress:"); len(got) != 0 {
+		t.Errorf("progress logged while a bar is drawn: %q", got)
+	}
+}
+
+func TestTimeLeft(t *testing.T) {
+	for _, tc := range []struct {
+		read, size int64
+		elapsed    time.Duration
+		want       time.Duration
+		ok         bool
+	}{
+		{50, 100, 10 * time.Second, 10 * time.Second, true},
+		{25, 100, 10 * time.Second, 30 * time.Second, true},
+		{100, 100, 10 * time.Second, 0, true},
+		{0, 100, time.Second, 0, false},
+		{10, 0, time.Second, 0, false},
+	} {
+		got, ok := timeLeft(tc.read, tc.size, tc.elapsed)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("timeLeft(%d, %d, %s) = %s, %v; want %s, %v", tc.read, tc.size, tc.elapsed, got, ok, tc.want, tc.ok)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/term"
 
 	"github.com/ingest-dev/ingest/child"
 	"github.com/ingest-dev/ingest/config"
@@ -52,7 +53,11 @@ func run() int {
 	})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	err = supervisor.Run(cfg, supervisor.Options{Log: log, Signals: sigs, Stdout: os.Stdout})
+	opts := supervisor.Options{Log: log, Signals: sigs, Stdout: os.Stdout}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		opts.ProgressBar = os.Stderr
+	}
+	err = supervisor.Run(cfg, opts)
 	if err != nil {
 		log.Error("exiting with failure", "error", err)
 		return 1
