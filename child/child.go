@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/ner"
@@ -127,7 +128,8 @@ func takeStdout() (*os.File, error) {
 		return nil, fmt.Errorf("child: dup stdout: %w", err)
 	}
 	syscall.CloseOnExec(fd)
-	if err := syscall.Dup2(2, 1); err != nil {
+	// unix.Dup2, not syscall.Dup2: linux/arm64 has only dup3, which x/sys uses there.
+	if err := unix.Dup2(2, 1); err != nil {
 		return nil, fmt.Errorf("child: point stdout at stderr: %w", err)
 	}
 	os.Stdout = os.Stderr

@@ -57,6 +57,8 @@ type Config struct {
 	MaxAttempts      int
 	WorkerMaxPosts   int
 	WorkerMaxRSS     ByteSize
+
+	Version bool // --version: print the build and exit; Parse skips the rest
 }
 
 // ByteSize is a flag value in bytes that accepts KiB, MiB and GiB suffixes.
@@ -156,6 +158,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.WorkerMaxRSS, "worker-max-rss", "retire a worker (a fresh one first, then a clean STOP) once its resident memory exceeds this, e.g. 1GiB; 0 = never")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.BoolVar(&c.Version, "version", c.Version, "print the version, VCS revision, commit time and Go version, and exit")
 }
 
 // Parse parses args into a config starting from Default, loads the token
@@ -171,6 +174,9 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.Version {
+		return c, nil // nothing else matters to --version, not even a bad --listen
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: ingest takes only flags (see --help)", fs.Arg(0))

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/ingest-dev/ingest/load"
+	"github.com/ingest-dev/ingest/version"
 )
 
 func main() {
@@ -46,7 +47,7 @@ Flags:
 // second one exits at once with status 130.
 func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer, tty bool, sigs <-chan os.Signal) int {
 	cfg := load.Config{Stdin: stdin}
-	var quiet, asJSON bool
+	var quiet, asJSON, showVersion bool
 	fs := flag.NewFlagSet("ingest-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -66,6 +67,7 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	fs.DurationVar(&cfg.ProgressInterval, "progress", 10*time.Second, "time between progress lines when standard error is not a terminal")
 	fs.BoolVar(&quiet, "quiet", false, "no progress reports, only the summary")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object, durations in nanoseconds (for scripts)")
+	fs.BoolVar(&showVersion, "version", false, "print the version, VCS revision, commit time and Go version, and exit")
 
 	var files []string
 	for rest := args; ; {
@@ -80,6 +82,10 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		}
 		files = append(files, fs.Arg(0))
 		rest = fs.Args()[1:] // flags may follow the file
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, "ingest-load "+version.Get().String())
+		return 0
 	}
 	if len(files) != 1 {
 		fmt.Fprintf(stderr, "ingest-load: give exactly one input file (got %d): ingest-load [flags] FILE; - reads standard input\n", len(files))

@@ -19,6 +19,7 @@ import (
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/internal/procname"
 	"github.com/ingest-dev/ingest/supervisor"
+	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -37,6 +38,10 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "ingest: %v\n", err)
 		return 2
 	}
+	if cfg.Version {
+		fmt.Println("ingest " + version.Get().String())
+		return 0
+	}
 	// A name like ingest-worker-3 in top and pgrep; argv says it too.
 	if err := procname.Set(procname.For(cfg.Role, cfg.ID)); err != nil {
 		fmt.Fprintf(os.Stderr, "ingest: %v (continuing)\n", err)
@@ -51,6 +56,9 @@ func run() int {
 		Output:     os.Stderr,
 		JSONFormat: cfg.LogFormat == "json",
 	})
+	v := version.Get()
+	log.Info("ingest starting", "version", v.Version, "revision", v.Revision, "dirty", v.Dirty,
+		"commit_time", v.Time, "go", v.GoVersion, "platform", v.Platform)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	opts := supervisor.Options{Log: log, Signals: sigs, Stdout: os.Stdout}
