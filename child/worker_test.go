@@ -436,3 +436,53 @@ func TestWorkerHeartbeatsWhileExtracting(t *testing.T) {
 		t.Fatalf("Run after STOP: %v, want nil", err)
 	}
 }
+
+// TestWorkerTicksDuringFlushes flushes after every post, with batches big
+// enough that encoding one takes a while, until the heartbeat ticker has
+// fired twice meanwhile: the ticker and the flush share the child's stdout,
+// and every frame must still arrive whole (and -race must see no race).
+func TestWorkerTicksDuringFlushes(t *testing.T) {
+	t.Parallel()
+	var words []string
+	for i := range 3000 {
+		words = append(words, fmt.Sprintf("Entity%04d", i))
+	}
+	content := strings.Join(words, " ")
+	c := startWorker(t, &Worker{ID: 11, CacheSize: 1, FlushInterval: time.Hour})
+	ticks := 0
+	deadline := time.Now().Add(waitFor)
+	for seq := uint64(1); ticks < 2; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d ticks in %v", ticks, waitFor)
+		}
+		c.send(t, &wire.Post{Seq: seq, Publication: "BBC", Content: content})
+	frames:
+		for {
+			select {
+			case m, ok := <-c.frames:
+				if !ok {
+					t.Fatalf("after post %d the child's stdout ended: %v", seq, <-c.readErr)
+				}
+				switch m := m.(type) {
+				case *wire.Heartbeat:
+					if m.PostMicros == 0 {
+						ticks++
+					}
+				case *wire.Batch:
+					if m.Through != seq || len(m.Publications) != 1 || len(m.Publications[0].Entities) != len(words) {
+						t.Fatalf("batch after post %d: through %d, %d publications", seq, m.Through, len(m.Publications))
+					}
+					break frames
+				default:
+					t.Fatalf("unexpected %s frame %+v", m.Kind(), m)
+				}
+			case <-time.After(waitFor):
+				t.Fatalf("no batch for post %d within %v", seq, waitFor)
+			}
+		}
+	}
+	c.stop(t)
+	if err := c.wait(t); err != nil {
+		t.Fatalf("Run after STOP: %v, want nil", err)
+	}
+}
