@@ -1,6 +1,7 @@
 package child
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,9 @@ type Worker struct {
 	enc   *wire.Encoder
 	link  *link
 	cache *aggregate.Cache
+	// beatEvery is the heartbeat interval, HeartbeatInterval when 0; only
+	// this package's tests shorten it.
+	beatEvery time.Duration
 }
 
 // Run sends the handshake, then processes posts from in until a STOP frame,
@@ -58,7 +62,7 @@ func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 	beating := make(chan struct{})
 	go func() {
 		defer close(beating)
-		w.link.beat(stopBeat)
+		w.link.beat(stopBeat, cmp.Or(w.beatEvery, HeartbeatInterval))
 	}()
 	defer func() { close(stopBeat); <-beating }()
 	w.Log.Debug("worker ready", "cache_size", w.CacheSize, "flush_interval", w.FlushInterval.String(), "top_n", w.TopN)
