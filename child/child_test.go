@@ -2,6 +2,7 @@ package child
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -250,6 +251,41 @@ func (c *pipeChild) rest(t *testing.T) []wire.Message {
 			t.Fatalf("the child's stdout did not end within %v of Run returning", waitFor)
 		}
 	}
+}
+
+// frameBytes is a raw frame of kind k with payload p.
+func frameBytes(k wire.Kind, p ...byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, uint32(1+len(p)))
+	return append(append(b, byte(k)), p...)
+}
+
+// malformedFrame is a byte stream a child must refuse with an error
+// wrapping is that says what was wrong. Each is sent after one good frame;
+// then stdin is closed, so a child that did not refuse would return
+// ErrParentGone instead.
+type malformedFrame struct {
+	name  string
+	bytes []byte
+	is    error
+	says  string
+}
+
+// malformedFrames are refused by workers and savers alike.
+var malformedFrames = []malformedFrame{
+	{"garbage", []byte("this is no frame at all"), wire.ErrFrameTooLarge, "read frame from parent"},
+	{"zero length", []byte{0, 0, 0, 0}, wire.ErrMalformed, "zero-length frame"},
+	{"payload not msgpack", frameBytes(wire.KindPost, 0xc1, 0xc1), wire.ErrMalformed, "malformed frame"},
+	{"unknown kind", frameBytes(wire.Kind(0x7f), 0x90), wire.ErrMalformed, "got kind(127)"},
+	{"truncated", append(binary.BigEndian.AppendUint32(nil, 100), byte(wire.KindPost), 0x94, 1), wire.ErrTruncated, "stream ended inside a frame"},
+}
+
+func mustMarshal(t *testing.T, m wire.Message) []byte {
+	t.Helper()
+	b, err := wire.NewEncoder(io.Discard, 0).Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // testLogger routes a child's logs to t.Log.
