@@ -54,10 +54,10 @@ func (l *link) progress(took time.Duration) error {
 	return l.send(&hb)
 }
 
-// beat sends a heartbeat every HeartbeatInterval until stop is closed. It
-// returns when stop is closed or a send fails (the parent is gone).
-func (l *link) beat(stop <-chan struct{}) {
-	t := time.NewTicker(HeartbeatInterval)
+// beat sends a heartbeat every interval until stop is closed. It returns
+// when stop is closed or a send fails (the parent is gone).
+func (l *link) beat(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {

@@ -33,7 +33,7 @@ func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 	l := newLink(enc)
 	done := make(chan struct{})
 	var bg sync.WaitGroup
-	bg.Go(func() { l.beat(done) })
+	bg.Go(func() { l.beat(done, HeartbeatInterval) })
 	bg.Go(func() {
 		for {
 			select {

@@ -1,6 +1,7 @@
 package child
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -30,9 +31,15 @@ type Worker struct {
 	Log           hclog.Logger
 	MaxFrame      int // 0 = wire.DefaultMaxFrame
 
-	enc   *wire.Encoder // marshals batches; frames go out through link
+	// enc marshals batches and never writes: link has its own encoder,
+	// because an Encoder is not safe for concurrent use and the heartbeat
+	// ticker encodes through link while a flush marshals its parts.
+	enc   *wire.Encoder
 	link  *link
 	cache *aggregate.Cache
+	// beatEvery is the heartbeat interval, HeartbeatInterval when 0; only
+	// this package's tests shorten it.
+	beatEvery time.Duration
 }
 
 // Run sends the handshake, then processes posts from in until a STOP frame,
@@ -46,16 +53,16 @@ type Worker struct {
 // after which the process is expected to exit.
 func (w *Worker) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 	w.enc = wire.NewEncoder(out, w.MaxFrame)
-	w.link = newLink(w.enc)
+	w.link = newLink(wire.NewEncoder(out, w.MaxFrame))
 	w.cache = aggregate.New()
-	if err := hello(w.enc, wire.RoleWorker, w.ID); err != nil {
+	if err := hello(w.link.enc, wire.RoleWorker, w.ID); err != nil {
 		return fmt.Errorf("worker %d: send hello: %w", w.ID, err)
 	}
 	stopBeat := make(chan struct{})
 	beating := make(chan struct{})
 	go func() {
 		defer close(beating)
-		w.link.beat(stopBeat)
+		w.link.beat(stopBeat, cmp.Or(w.beatEvery, HeartbeatInterval))
 	}()
 	defer func() { close(stopBeat); <-beating }()
 	w.Log.Debug("worker ready", "cache_size", w.CacheSize, "flush_interval", w.FlushInterval.String(), "top_n", w.TopN)
