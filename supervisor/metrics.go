@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
 )
@@ -45,6 +46,13 @@ func newMetrics(p *parent) *metrics {
 		Help: "Commits (SQLite transactions, Firestore commits) the savers made."})
 	m.writes = prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_sink_writes_total",
 		Help: "Rows or documents the savers wrote, idempotency markers included."})
+	v := version.Get()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_build_info",
+		Help: "1, labelled with the build that runs: version, revision, dirty, goversion.",
+		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision,
+			"dirty": strconv.FormatBool(v.Dirty), "goversion": v.GoVersion}})
+	build.Set(1)
+	m.reg.MustRegister(build)
 	m.reg.MustRegister(m.commits, m.writes, m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},

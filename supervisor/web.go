@@ -11,6 +11,7 @@ import (
 
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/version"
 )
 
 // httpServer is the parent's HTTP server: every route (newHTTPHandler)
@@ -39,6 +40,7 @@ func (p *parent) status() func() readapi.Status {
 	accepted := readapi.NewRate(10*time.Second, p.posts.Accepted)
 	return func() readapi.Status {
 		st := readapi.Status{
+			Build:          version.Get(),
 			AcceptedPerSec: accepted.PerSec(),
 			QueueDepth:     p.posts.Len(),
 			QueueCapacity:  p.posts.Cap(),
