@@ -22,10 +22,47 @@ type Cache struct {
 }
 
 type pub struct {
-	name     string
+	names    Spellings // each spelling of the publication seen, and how often
 	articles int64
 	entities map[string]int64
 }
+
+// Spellings counts the ways a publication was written (or the articles
+// that came with each), in the order first seen. The zero value is empty
+// and ready.
+type Spellings []spelling
+
+type spelling struct {
+	name string
+	n    int64
+}
+
+// Add counts n more of name.
+func (s *Spellings) Add(name string, n int64) {
+	for i := range *s {
+		if (*s)[i].name == name {
+			(*s)[i].n += n
+			return
+		}
+	}
+	*s = append(*s, spelling{name, n})
+}
+
+// MostUsed returns the spelling counted most, the first seen among equals;
+// "" when there is none.
+func (s Spellings) MostUsed() string {
+	best := spelling{n: -1}
+	for _, sp := range s {
+		if sp.n > best.n {
+			best = sp
+		}
+	}
+	return best.name
+}
+
+// name is the spelling seen most often (the first seen among equals), so
+// that the name a batch carries is its posts' usual one.
+func (p *pub) name() string { return p.names.MostUsed() }
 
 // New returns an empty cache.
 func New() *Cache { return &Cache{pubs: make(map[string]*pub)} }
@@ -36,9 +73,10 @@ func (c *Cache) Add(seq uint64, publication string, words []string, now time.Tim
 	key := ner.Normalize(publication)
 	p := c.pubs[key]
 	if p == nil {
-		p = &pub{name: publication, entities: make(map[string]int64)}
+		p = &pub{entities: make(map[string]int64)}
 		c.pubs[key] = p
 	}
+	p.names.Add(publication, 1)
 	p.articles++
 	for _, w := range words {
 		p.entities[w]++
@@ -84,9 +122,9 @@ func (c *Cache) Deadline(interval time.Duration) (t time.Time, ok bool) {
 }
 
 // Flush empties the cache into a batch (without ID): per publication, in key
-// order, the article count and the topN most frequent entities (all when
-// topN is 0), ordered by count descending then word ascending, so the
-// result is deterministic.
+// order, its most frequent spelling, the article count and the topN most
+// frequent entities (all when topN is 0), ordered by count descending then
+// word ascending, so the result is deterministic.
 func (c *Cache) Flush(topN int) wire.Batch {
 	b := wire.Batch{Parts: 1, Through: c.through, Posts: c.posts, Dead: c.dead}
 	keys := make([]string, 0, len(c.pubs))
@@ -97,7 +135,7 @@ func (c *Cache) Flush(topN int) wire.Batch {
 	for _, k := range keys {
 		p := c.pubs[k]
 		b.Publications = append(b.Publications, wire.PubCount{
-			Key: k, Name: p.name, Articles: p.articles, Entities: Top(p.entities, topN),
+			Key: k, Name: p.name(), Articles: p.articles, Entities: Top(p.entities, topN),
 		})
 	}
 	c.pubs = make(map[string]*pub)

@@ -136,3 +136,20 @@ func BenchmarkAddFlush(b *testing.B) {
 		c.Flush(2000)
 	}
 }
+
+// A batch carries the spelling of a publication its posts used most, not
+// the first one that happened to arrive; the first seen wins a tie.
+func TestFlushNamesAPublicationByItsUsualSpelling(t *testing.T) {
+	c := New()
+	now := time.Now()
+	for i, name := range []string{"  the harbor gazette ", "The Harbor Gazette", "The Harbor Gazette", "Riverside Wire", "riverside wire"} {
+		c.Add(uint64(i+1), name, nil, now)
+	}
+	got := map[string]string{}
+	for _, p := range c.Flush(0).Publications {
+		got[p.Key] = p.Name
+	}
+	if got["the harbor gazette"] != "The Harbor Gazette" || got["riverside wire"] != "Riverside Wire" {
+		t.Errorf("names = %q, want The Harbor Gazette (most used) and Riverside Wire (first of equals)", got)
+	}
+}

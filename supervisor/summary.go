@@ -25,7 +25,7 @@ type summary struct {
 }
 
 type pubSummary struct {
-	name     string
+	names    aggregate.Spellings // each batch's spelling, weighted by its articles
 	articles int64
 	entities map[string]int64
 }
@@ -38,9 +38,10 @@ func (s *summary) add(b *wire.Batch) {
 	for _, pc := range b.Publications {
 		p := s.pubs[pc.Key]
 		if p == nil {
-			p = &pubSummary{name: pc.Name, entities: make(map[string]int64)}
+			p = &pubSummary{entities: make(map[string]int64)}
 			s.pubs[pc.Key] = p
 		}
+		p.names.Add(pc.Name, pc.Articles)
 		p.articles += pc.Articles
 		for _, e := range pc.Entities {
 			p.entities[e.Word] += e.Count
@@ -74,7 +75,7 @@ func (s *summary) print(w io.Writer, from string, accepted, stored, dead, skippe
 		for _, e := range aggregate.Top(p.entities, summaryTop) {
 			top = append(top, fmt.Sprintf("%s (%d)", e.Word, e.Count))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", p.name, p.articles, strings.Join(top, ", "))
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", p.names.MostUsed(), p.articles, strings.Join(top, ", "))
 	}
 	tw.Flush()
 }
