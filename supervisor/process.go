@@ -60,6 +60,15 @@ type process struct {
 // and introduce itself.
 const handshakeTimeout = 60 * time.Second
 
+// launch starts a child of role for slot id with the parent's settings;
+// onFrame is its incarnation's frame handler (see startProcess).
+func (p *parent) launch(role wire.Role, id int, onFrame func(wire.Frame) error) (*process, error) {
+	if p.aborted() {
+		return nil, fmt.Errorf("not starting a %s: the parent is shutting down", role)
+	}
+	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, onFrame)
+}
+
 // startProcess re-execs exe as a child with args, waits for its Hello and
 // then hands every further frame to onFrame, on the stdout reader
 // goroutine. onFrame must return promptly and never block on another

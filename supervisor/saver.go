@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -31,15 +30,12 @@ type saverInc struct {
 const applyRetry = 2 * time.Second
 
 func (p *parent) startSaver(id int) (incarnation, error) {
-	if p.aborted() {
-		return nil, errors.New("not starting a saver: the parent is shutting down")
-	}
 	s := &saverInc{p: p, id: id, acks: make(chan wire.Ack, 1), retire: make(chan struct{})}
-	proc, err := startProcess(p.exe, p.cfg.ChildArgs(wire.RoleSaver, id), wire.RoleSaver, id, p.log, s.onFrame)
+	var err error
+	s.pro, err = p.launch(wire.RoleSaver, id, s.onFrame)
 	if err != nil {
 		return nil, err
 	}
-	s.pro = proc
 	p.watch(s)
 	return s, nil
 }

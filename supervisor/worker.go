@@ -3,7 +3,6 @@ package supervisor
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -50,15 +49,12 @@ type workerInc struct {
 
 // startWorker starts a worker incarnation for slot id.
 func (p *parent) startWorker(id int) (incarnation, error) {
-	if p.aborted() {
-		return nil, errors.New("not starting a worker: the parent is shutting down")
-	}
 	w := &workerInc{p: p, id: id, credits: make(chan struct{}, workerWindow), retire: make(chan struct{}), progressAt: time.Now()}
-	proc, err := startProcess(p.exe, p.cfg.ChildArgs(wire.RoleWorker, id), wire.RoleWorker, id, p.log, w.onFrame)
+	var err error
+	w.pro, err = p.launch(wire.RoleWorker, id, w.onFrame)
 	if err != nil {
 		return nil, err
 	}
-	w.pro = proc
 	p.watch(w)
 	return w, nil
 }
