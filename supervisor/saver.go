@@ -147,6 +147,15 @@ func (p *parent) account(proc *process, item batchItem, ack wire.Ack) error {
 	case ack.Err != "":
 		return fmt.Errorf("%s could not store batch %s: %s", proc, item.id, ack.Err)
 	}
+	if p.summary != nil {
+		// The summary shows what was stored, so it counts a batch here,
+		// once the sink acknowledged it (a duplicate too: the parent
+		// learns only now that an earlier attempt stored it), not when a
+		// worker sent it.
+		if err := p.summary.addFrame(item.raw); err != nil {
+			p.log.Error("the --input summary cannot read a stored batch; its counts are in the sink, not in the summary", "batch", item.id, "error", err)
+		}
+	}
 	p.stored.Add(int64(item.posts - item.dead))
 	p.dead.Add(int64(item.dead))
 	p.commits.Add(ack.Commits)

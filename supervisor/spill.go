@@ -26,78 +26,140 @@ import (
 //     yet, as {"publication", "content"} lines. None of them was counted,
 //     so `ingest --input FILE` ingests them exactly once.
 
-// spill writes whatever is left in the queues after the run ended. It
-// returns the files written ("" if nothing was left).
+// spill writes whatever is left in the queues after the run ended, and
+// returns the files written ("" if nothing was left). Batches and posts are
+// spilled independently, so that one failing does not cost the other. Each
+// goes to --spill-dir (by default the directory of --db) or, if that
+// fails (a full disk is the usual reason a drain ran out of time), to the
+// system's temporary directory; a file that could not be completed is
+// removed, so that no spill file is ever partial or empty; and what no
+// file could take is written to the log, one item a line, rather than
+// dropped.
 func (p *parent) spill() (string, error) {
 	batches := p.batches.drain()
 	posts := p.posts.Drain()
 	if len(batches) == 0 && len(posts) == 0 {
 		return "", nil
 	}
-	dir := p.cfg.SpillDirectory()
+	dirs := []string{p.cfg.SpillDirectory()}
+	if tmp := os.TempDir(); filepath.Clean(tmp) != filepath.Clean(dirs[0]) {
+		dirs = append(dirs, tmp)
+	}
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	var written []string
+	var failed error
 	if len(batches) > 0 {
-		path := filepath.Join(dir, "ingest-spill-"+stamp+"-batches.ndjson")
-		err := writeLines(path, len(batches), func(i int) (any, error) {
-			f, err := wire.ParseFrame(batches[i].raw)
-			if err != nil {
-				return nil, err
-			}
+		lines := make([]any, 0, len(batches))
+		for _, it := range batches {
 			var b wire.Batch
-			if err := f.Decode(&b); err != nil {
-				return nil, err
+			f, err := wire.ParseFrame(it.raw)
+			if err == nil {
+				err = f.Decode(&b)
 			}
-			return &b, nil
-		})
-		if err != nil {
-			return "", fmt.Errorf("spill %d unstored batches to %s: %w", len(batches), path, err)
+			if err != nil { // cannot happen for frames the parent built or checked
+				failed = errors.Join(failed, fmt.Errorf("batch %s cannot be decoded for the spill: %w", it.id, err))
+				continue
+			}
+			lines = append(lines, &b)
 		}
-		p.log.Error("batches not stored were written to a spill file; apply them with `ingest --replay FILE`",
-			"file", path, "batches", len(batches))
-		written = append(written, path)
+		path, err := p.spillTo(dirs, "ingest-spill-"+stamp+"-batches.ndjson", "batch", lines)
+		if err == nil {
+			p.log.Error("batches not stored were written to a spill file; apply them with `ingest --replay FILE`",
+				"file", path, "batches", len(lines))
+			written = append(written, path)
+		}
+		failed = errors.Join(failed, err)
 	}
 	if len(posts) > 0 {
-		path := filepath.Join(dir, "ingest-spill-"+stamp+"-posts.ndjson")
-		err := writeLines(path, len(posts), func(i int) (any, error) {
-			return &posts[i], nil
-		})
-		if err != nil {
-			return "", fmt.Errorf("spill %d unprocessed posts to %s: %w", len(posts), path, err)
+		lines := make([]any, len(posts))
+		for i := range posts {
+			lines[i] = &posts[i]
 		}
-		p.log.Error("accepted posts not processed were written to a spill file; ingest them with `ingest --input FILE`",
-			"file", path, "posts", len(posts))
-		written = append(written, path)
+		path, err := p.spillTo(dirs, "ingest-spill-"+stamp+"-posts.ndjson", "post", lines)
+		if err == nil {
+			p.log.Error("accepted posts not processed were written to a spill file; ingest them with `ingest --input FILE`",
+				"file", path, "posts", len(posts))
+			written = append(written, path)
+		}
+		failed = errors.Join(failed, err)
 	}
-	return fmt.Sprint(written), nil
+	if len(written) == 0 {
+		return "", failed
+	}
+	return fmt.Sprint(written), failed
 }
 
-func writeLines(path string, n int, line func(int) (any, error)) error {
+// spillTo writes lines as NDJSON to name in the first of dirs that takes
+// the whole file. If none does, it logs every line (under what) and
+// returns an error saying so.
+func (p *parent) spillTo(dirs []string, name, what string, lines []any) (string, error) {
+	var errs error
+	for _, dir := range dirs {
+		path := filepath.Join(dir, name)
+		err := writeLines(path, lines)
+		if err == nil {
+			return path, nil
+		}
+		p.log.Error("could not write a spill file; trying the next place", "file", path, "error", err)
+		errs = errors.Join(errs, fmt.Errorf("spill %d %ss to %s: %w", len(lines), what, path, err))
+	}
+	for _, l := range lines {
+		b, _ := json.Marshal(l)
+		p.log.Error("not stored and no spill file could take it: it follows in this line", what, string(b))
+	}
+	return "", fmt.Errorf("%w; every %s is in the log instead, one a line", errs, what)
+}
+
+// writeLines writes lines as NDJSON to a new file at path and syncs it. On
+// any failure it removes the file, so that a spill file is complete or
+// absent.
+func writeLines(path string, lines []any) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for i := range n {
-		v, err := line(i)
-		if err == nil {
-			err = enc.Encode(v)
-		}
+	defer func() {
 		if err != nil {
 			f.Close()
+			os.Remove(path)
+		}
+	}()
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, l := range lines {
+		if err := enc.Encode(l); err != nil {
 			return err
 		}
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
 		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// checkSpillDir makes sure --spill-dir (or the directory of --db) exists
+// and takes files, so that a drain that runs out of time has somewhere to
+// put what it could not store.
+func checkSpillDir(cfg config.Config) error {
+	dir := cfg.SpillDirectory()
+	fi, err := os.Stat(dir)
+	if err == nil && !fi.IsDir() {
+		err = errors.New("not a directory")
+	}
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, ".ingest-spill-check-*"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("--spill-dir %s: %w: a drain that runs out of time writes what it could not store there; give a writable directory", dir, err)
+	}
+	return nil
 }
 
 // Replay applies the batches of a spill file (--replay) to the sink. Each

@@ -32,6 +32,20 @@ type pubSummary struct {
 
 func newSummary() *summary { return &summary{pubs: make(map[string]*pubSummary)} }
 
+// addFrame adds an encoded batch frame.
+func (s *summary) addFrame(raw []byte) error {
+	f, err := wire.ParseFrame(raw)
+	if err != nil {
+		return err
+	}
+	var b wire.Batch
+	if err := f.Decode(&b); err != nil {
+		return err
+	}
+	s.add(&b)
+	return nil
+}
+
 func (s *summary) add(b *wire.Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

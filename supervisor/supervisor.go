@@ -155,7 +155,10 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 			return nil, fmt.Errorf("find own executable to start children: %w", err)
 		}
 	}
-	err := p.openSink()
+	err := checkSpillDir(cfg)
+	if err == nil {
+		err = p.openSink()
+	}
 	if err == nil {
 		if cfg.Input != "" {
 			p.src, err = input.Open(cfg.Input)

@@ -165,13 +165,6 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 		if err != nil {
 			return err
 		}
-		if p.summary != nil {
-			var full wire.Batch
-			if err := f.Decode(&full); err != nil {
-				return err
-			}
-			p.summary.add(&full)
-		}
 		item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: b.Dead,
 			entities: b.Entities, docs: b.Publications + b.Entities}
 		p.docs.Add(int64(item.docs))
