@@ -39,6 +39,9 @@ type Config struct {
 	NER           string
 	QueueSize     int
 	MaxBody       int64
+	MaxConns      int
+	ReadTimeout   time.Duration
+	IdleTimeout   time.Duration
 	TokenFile     string
 	Token         string // from TokenFile or INGEST_TOKEN; never a flag (argv is visible in ps)
 	ReadTokenFile string
@@ -114,6 +117,9 @@ func Default() Config {
 		NER:           string(ner.EngineFast),
 		QueueSize:     1024,
 		MaxBody:       1 << 20,
+		MaxConns:      1024,
+		ReadTimeout:   30 * time.Second,
+		IdleTimeout:   2 * time.Minute,
 		DrainTimeout:  60 * time.Second,
 		LogLevel:      "info",
 		LogFormat:     "text",
@@ -143,6 +149,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: fast (ours: prose's model and output, several times faster) or prose (the library itself, the reference)")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
+	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, body included (30s: 1 MiB at 40 KB/s); a slower one is cut off")
+	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", c.IdleTimeout, "an idle keep-alive connection is closed after this (2m)")
+	fs.IntVar(&c.MaxConns, "max-connections", c.MaxConns, "HTTP connections open at once (1024); one more is answered 503 and closed, so clients cannot exhaust the descriptors children need")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
 	fs.StringVar(&c.ReadTokenFile, "read-token-file", c.ReadTokenFile, "file holding the token for the read API, /status and /metrics; INGEST_READ_TOKEN also sets it; default: the --token-file token")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
@@ -267,6 +276,12 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 1 {
 		bad("--queue-size must be at least 1 (got %d)", c.QueueSize)
+	}
+	if c.ReadTimeout <= 0 || c.IdleTimeout <= 0 {
+		bad("--http-read-timeout and --http-idle-timeout must be positive (got %s, %s)", c.ReadTimeout, c.IdleTimeout)
+	}
+	if c.MaxConns < 1 {
+		bad("--max-connections must be at least 1 (got %d)", c.MaxConns)
 	}
 	if c.MaxBody < 64 {
 		bad("--max-body must be at least 64 bytes (got %d)", c.MaxBody)

@@ -68,6 +68,20 @@ func newMetrics(p *parent) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_stored_total", Help: "Posts whose counts the sink acknowledged."},
 			func() float64 { return float64(p.stored.Load()) }),
 		&childCollector{p: p},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_http_connections_open", Help: "HTTP connections open (--max-connections caps them)."},
+			func() float64 {
+				if p.conns == nil {
+					return 0
+				}
+				return float64(p.conns.open.Load())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_refused_total", Help: "Connections answered 503 and closed because --max-connections were open."},
+			func() float64 {
+				if p.conns == nil {
+					return 0
+				}
+				return float64(p.conns.refused.Load())
+			}),
 	)
 	return m
 }

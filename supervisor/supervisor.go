@@ -63,10 +63,11 @@ type parent struct {
 	metrics    *metrics
 	summary    *summary // --input only
 
-	src  *input.Reader     // --input, or
-	ln   net.Listener      // HTTP
-	http *writeapi.Handler // nil with --input
-	srv  *http.Server
+	src   *input.Reader     // --input, or
+	ln    net.Listener      // HTTP, through conns
+	conns *limitListener    // caps the connections open at once
+	http  *writeapi.Handler // nil with --input
+	srv   *http.Server
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
 	draining   atomic.Bool    // set once, when the drain begins
@@ -165,6 +166,9 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 			p.summary = newSummary()
 		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
+		} else {
+			p.conns = &limitListener{Listener: p.ln, max: int64(connLimit(cfg.MaxConns, cfg.Workers+cfg.Savers, p.log))}
+			p.ln = p.conns
 		}
 	}
 	if err != nil {

@@ -31,7 +31,8 @@ func (p *parent) httpServer() *http.Server {
 	})
 	p.http = write
 	p.metrics.registerWriteAPI(write)
-	return &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+	return &http.Server{Handler: handler,
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: p.cfg.ReadTimeout, WriteTimeout: writeTimeout, IdleTimeout: p.cfg.IdleTimeout,
 		ErrorLog: p.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 }
 
