@@ -48,7 +48,17 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 	attempts    INTEGER NOT NULL,
 	at          INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS ingest_meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
 `
+
+// openedSQL records the open in ingest_meta. It is a real write, in the
+// same transaction as the schema, so that a file that can be read but not
+// written (its mode, a read-only mount) fails at start, not at every batch.
+const openedSQL = `INSERT INTO ingest_meta (key, value) VALUES ('last_open', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value`
 
 const (
 	// busyTimeout is how long one statement waits for another process's
@@ -228,6 +238,9 @@ func (s *SQLite) createSchema(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, Schema); err != nil {
 		return err
 	}
+	if _, err := tx.ExecContext(ctx, openedSQL); err != nil {
+		return err
+	}
 	return tx.Commit()
 }
 
@@ -256,6 +269,8 @@ func openHint(err error) string {
 		return "the database file is damaged: restore it from a backup or pass --db with a new file"
 	case sqlite3.SQLITE_FULL:
 		return "the disk is full: free space, then retry"
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN:
+		return "ingest must write to the database and its directory (for the -wal and -shm files): make both writable by this user, or pass --db"
 	}
 	return "check that the directory exists and is writable, or pass --db"
 }
