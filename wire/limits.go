@@ -32,14 +32,18 @@ const (
 
 // CheckPost returns why p cannot be accepted, or "" when it can: a
 // publication or content that is empty or only white space (it would be
-// stored under an empty key that no read route can name), or a
-// publication longer than MaxPublicationBytes. The reason names the field
+// stored under an empty key that no read route can name), a publication
+// that is "." or ".." (a URL path segment that HTTP clients and routers
+// resolve away, so no read route could name it either), or a publication
+// longer than MaxPublicationBytes. The reason names the field
 // and what to send instead, for a 400 or a skipped --input row.
 func CheckPost(p Post) string {
 	pub := strings.TrimSpace(p.Publication)
 	switch {
 	case pub == "":
 		return `"publication" is empty or only white space: send the publication's name`
+	case pub == "." || pub == "..":
+		return fmt.Sprintf(`"publication" is %q, which cannot be read back by URL (a path segment that clients resolve away): send the publication's name`, pub)
 	case len(pub) > MaxPublicationBytes:
 		return fmt.Sprintf(`"publication" is %d bytes long, over the limit of %d bytes (after trimming white space): send the publication's name, not its content`,
 			len(pub), MaxPublicationBytes)

@@ -27,6 +27,8 @@ func TestEnqueueRefusesPostsOutsideTheLimits(t *testing.T) {
 		{name: "longest publication", body: postJSON("  "+longest+"\t", "C")},
 		{name: "publication of only spaces", body: postJSON(" \t\n ", "C"), want: []string{`"publication"`, "white space"}},
 		{name: "publication of unicode spaces", body: postJSON("\u00a0\u2003", "C"), want: []string{`"publication"`, "white space"}},
+		{name: "publication a dot segment", body: postJSON(" .. ", "C"), want: []string{`"publication"`, `".."`}},
+		{name: "publication of dots", body: postJSON("...", "C")},
 		{name: "content of only spaces", body: postJSON("P", "  \n"), want: []string{`"content"`, "white space"}},
 		{name: "publication one byte too long", body: postJSON(longest+"x", "C"),
 			want: []string{`"publication"`, "257 bytes", "limit of 256 bytes"}},
