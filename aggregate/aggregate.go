@@ -68,7 +68,9 @@ func (p *pub) name() string { return p.names.MostUsed() }
 func New() *Cache { return &Cache{pubs: make(map[string]*pub)} }
 
 // Add counts one processed post: seq is its wire sequence number, words its
-// normalised entities (repeats count each time).
+// normalised entities (repeats count each time). A word longer than
+// wire.MaxEntityBytes is not counted: it is tokens the NER chunker glued
+// together, not a name, and every stored row would repeat it.
 func (c *Cache) Add(seq uint64, publication string, words []string, now time.Time) {
 	key := ner.Normalize(publication)
 	p := c.pubs[key]
@@ -79,7 +81,9 @@ func (c *Cache) Add(seq uint64, publication string, words []string, now time.Tim
 	p.names.Add(publication, 1)
 	p.articles++
 	for _, w := range words {
-		p.entities[w]++
+		if len(w) <= wire.MaxEntityBytes {
+			p.entities[w]++
+		}
 	}
 	c.note(seq, now)
 }

@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,18 @@ func TestFlushNamesAPublicationByItsUsualSpelling(t *testing.T) {
 	}
 	if got["the harbor gazette"] != "The Harbor Gazette" || got["riverside wire"] != "Riverside Wire" {
 		t.Errorf("names = %q, want The Harbor Gazette (most used) and Riverside Wire (first of equals)", got)
+	}
+}
+
+// TestAddDropsOverLongEntities: a word over wire.MaxEntityBytes is not
+// counted; one at the limit is; the article still counts.
+func TestAddDropsOverLongEntities(t *testing.T) {
+	atLimit := strings.Repeat("é", wire.MaxEntityBytes/2)
+	c := New()
+	c.Add(1, "P", []string{atLimit, atLimit + "x", "marsh", strings.Repeat("y", 10_000)}, time.Unix(0, 0))
+	b := c.Flush(0)
+	want := []wire.EntityCount{{Word: "marsh", Count: 1}, {Word: atLimit, Count: 1}} // ties by word
+	if len(b.Publications) != 1 || b.Publications[0].Articles != 1 || !reflect.DeepEqual(b.Publications[0].Entities, want) {
+		t.Fatalf("flushed %+v, want one article with %+v", b.Publications, want)
 	}
 }

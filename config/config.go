@@ -28,6 +28,7 @@ type Config struct {
 
 	Listen        string
 	Workers       int
+	MaxWorkers    int
 	Savers        int
 	Sink          string
 	DB            string
@@ -101,12 +102,17 @@ func (b *ByteSize) Set(s string) error {
 	return nil
 }
 
+// workersPerCPU is the default --max-workers per CPU: NER is CPU-bound, so
+// more workers than a few per CPU only add memory (one model each).
+const workersPerCPU = 4
+
 // Default returns the defaults, as documented by the flags.
 func Default() Config {
 	return Config{
 		Role:          wire.RoleParent,
 		Listen:        "127.0.0.1:8000",
 		Workers:       max(1, runtime.NumCPU()-1),
+		MaxWorkers:    workersPerCPU * runtime.NumCPU(),
 		Savers:        1,
 		Sink:          sink.KindSQLite,
 		DB:            "./ingest.db",
@@ -138,6 +144,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.ID, "id", c.ID, "child id, set by the parent")
 	fs.StringVar(&c.Listen, "listen", c.Listen, "HTTP address; a non-loopback address requires a token (--token-file or INGEST_TOKEN)")
 	fs.IntVar(&c.Workers, "workers", c.Workers, "worker processes running NER; the default, max(1, CPUs-1), leaves a core to the parent and savers")
+	fs.IntVar(&c.MaxWorkers, "max-workers", c.MaxWorkers, "the most --workers allowed, 4 × CPUs by default: each worker is a process that loads the NER model at once, so a mistyped --workers would exhaust memory; raise it knowingly")
 	fs.IntVar(&c.Savers, "savers", c.Savers, "saver processes writing batches to the sink; one keeps up with many workers on SQLite")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite (embedded), firestore (Cloud Firestore, shared by many ingest nodes), or none to discard them (the original's --no_persistence)")
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file for --sink sqlite; created if missing")
@@ -243,6 +250,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 {
 		bad("--workers must be at least 1 (got %d)", c.Workers)
+	}
+	if c.MaxWorkers < 1 {
+		bad("--max-workers must be at least 1 (got %d)", c.MaxWorkers)
+	} else if c.Workers > c.MaxWorkers {
+		bad("--workers %d is more than --max-workers %d (the default is %d × the %d CPUs): each worker loads the NER model at start, so that many would exhaust memory; "+
+			"lower --workers, or raise --max-workers if this machine has the memory", c.Workers, c.MaxWorkers, workersPerCPU, runtime.NumCPU())
 	}
 	if c.Savers < 1 {
 		bad("--savers must be at least 1 (got %d)", c.Savers)

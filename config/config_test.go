@@ -3,6 +3,8 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -82,5 +84,29 @@ func TestChildArgsRoundTrip(t *testing.T) {
 	}
 	if got.Role != wire.RoleWorker || got.ID != 3 || got.CacheSize != 7 || got.TopN != 0 || got.Skip != "GPE" {
 		t.Fatalf("child config %+v", got)
+	}
+}
+
+// TestWorkersBounded: --workers over --max-workers (4 × CPUs by default) is
+// refused, naming both flags and the limit; --max-workers raises it.
+func TestWorkersBounded(t *testing.T) {
+	limit := 4 * runtime.NumCPU()
+	_, err := Parse("ingest", []string{"--workers=100000"}, noEnv)
+	if err == nil {
+		t.Fatal("--workers 100000 accepted")
+	}
+	for _, want := range []string{"--workers 100000", "--max-workers " + strconv.Itoa(limit), "raise --max-workers"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if _, err := Parse("ingest", []string{"--workers=" + strconv.Itoa(limit)}, noEnv); err != nil {
+		t.Errorf("--workers at the limit refused: %v", err)
+	}
+	if c, err := Parse("ingest", []string{"--workers=100000", "--max-workers=100000"}, noEnv); err != nil || c.Workers != 100000 {
+		t.Errorf("--max-workers 100000 did not allow --workers 100000: %v", err)
+	}
+	if _, err := Parse("ingest", []string{"--max-workers=0"}, noEnv); err == nil || !strings.Contains(err.Error(), "--max-workers") {
+		t.Errorf("--max-workers 0: got %v, want an error naming --max-workers", err)
 	}
 }

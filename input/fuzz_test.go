@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // FuzzNDJSON and FuzzCSV feed arbitrary bytes to the Reader; they differ
@@ -40,6 +42,9 @@ func FuzzCSV(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Add(gzipSeed(f, "publication,content\nP,zipped\n"))
+	// Over the small limit, then more records: the skip and the line count
+	// after it, across quoted newlines, doubled and lazy quotes.
+	f.Add([]byte("publication,content\nP,\"long long long\nlong \"\"quoted\"\" lazy\" quote, long\"\r\nP,\"two\nlines\"\n,x\nP,after\n"))
 	f.Fuzz(fuzzReader)
 }
 
@@ -79,8 +84,8 @@ func fuzzReader(t *testing.T, data []byte) {
 			var re *RowError
 			switch {
 			case err == nil:
-				if p.Publication == "" || p.Content == "" {
-					t.Fatalf("post with an empty field: %+v", p)
+				if why := wire.CheckPost(p); why != "" {
+					t.Fatalf("post outside the limits (%s): %+v", why, p)
 				}
 				if !utf8.ValidString(p.Publication) || !utf8.ValidString(p.Content) {
 					t.Fatalf("post with invalid UTF-8: %+v", p)

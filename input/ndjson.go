@@ -71,7 +71,11 @@ func (r *Reader) nextNDJSON() (wire.Post, error) {
 		if reason := checkJSONField("content", row.Content); reason != "" {
 			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}
-		return wire.Post{Publication: row.Publication.s, Content: row.Content.s}, nil
+		p := wire.Post{Publication: row.Publication.s, Content: row.Content.s}
+		if reason := wire.CheckPost(p); reason != "" {
+			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
+		}
+		return p, nil
 	}
 }
 

@@ -28,6 +28,13 @@ type httpDeps struct {
 	Status    func() readapi.Status
 	Reader    sink.Reader // nil with --sink none
 	Metrics   *prometheus.Registry
+	// LoopbackOnly answers only requests whose Host is a loopback name or
+	// address or Listen's host (httpjson.LoopbackHost), on every route,
+	// others with 421. Set it when no write token is configured: loopback
+	// is then the only protection, and this check is what keeps a web page
+	// from reaching the service by DNS rebinding.
+	LoopbackOnly bool
+	Listen       string // --listen, for LoopbackOnly
 }
 
 // newHTTPHandler returns the parent's whole HTTP handler (every route in
@@ -56,6 +63,9 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	mux.HandleFunc("GET /publications/{key}/entities", read.ServeEntities) // read
 	mux.HandleFunc("GET /{$}", read.ServePage)                             // none: the page holds no data
 	mux.HandleFunc("GET /static/{file}", read.ServeStatic)                 // none
+	if d.LoopbackOnly {
+		return httpjson.LoopbackHost(mux, d.Listen), write
+	}
 	return mux, write
 }
 

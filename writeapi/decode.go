@@ -45,15 +45,21 @@ type rawPostFields struct {
 // encoding/json defines what is accepted; decodePostFast only takes the
 // common case faster.
 func decodePost(b []byte, ndjson bool) (wire.Post, error) {
+	var p wire.Post
 	if pub, content, ok := decodePostFast(b); ok {
-		return wire.Post{Publication: pub, Content: content}, nil
+		p = wire.Post{Publication: pub, Content: content}
+	} else {
+		var f postFields
+		err := json.Unmarshal(b, &f)
+		if err != nil || f.Publication == "" || f.Content == "" {
+			return wire.Post{}, explain(b, err, ndjson)
+		}
+		p = wire.Post{Publication: f.Publication, Content: f.Content}
 	}
-	var f postFields
-	err := json.Unmarshal(b, &f)
-	if err == nil && f.Publication != "" && f.Content != "" {
-		return wire.Post{Publication: f.Publication, Content: f.Content}, nil
+	if why := wire.CheckPost(p); why != "" {
+		return wire.Post{}, &badInput{msg: why}
 	}
-	return wire.Post{}, explain(b, err, ndjson)
+	return p, nil
 }
 
 // explain turns a failed decode of b into a message for the client. It

@@ -25,7 +25,9 @@
 //
 // # POST /post/enqueue
 //
-// A post is a JSON object with two non-empty string fields:
+// A post is a JSON object with two string fields, each with something
+// besides white space, the publication at most wire.MaxPublicationBytes
+// (256) bytes after trimming and not "." or ".." (wire.CheckPost):
 //
 //	{"publication": "...", "content": "..."}
 //
@@ -35,7 +37,10 @@
 //
 // With Content-Type: application/x-ndjson (or application/ndjson;
 // parameters are allowed) the body is one post per line; blank lines are
-// skipped. The whole body is checked before anything is enqueued, and the
+// skipped. Without a token, only the JSON and NDJSON types are taken (a
+// browser sends other types cross-site without a CORS preflight). A body
+// with Content-Encoding: gzip is decompressed; its decompressed size counts
+// against MaxBody. The whole body is checked before anything is enqueued, and the
 // posts are enqueued all or nothing, so a client may resend a refused batch
 // whole without duplicating any post.
 //
@@ -46,7 +51,10 @@
 //	     rule above)
 //	503  the handler is draining (Retry-After)
 //	400  the Content-Type header cannot be parsed
-//	413  the body is longer than MaxBody (--max-body)
+//	415  without a token, a Content-Type other than JSON or NDJSON, or
+//	     none; in either mode, a Content-Encoding other than gzip
+//	413  the body is longer than MaxBody (--max-body), decompressed or not
+//	400  Content-Encoding: gzip and the body is not gzip
 //	400  the body is not valid posts; for NDJSON the message starts
 //	     with the 1-based line number ("line 3: ...")
 //	413  an NDJSON batch has more posts than the queue can ever hold

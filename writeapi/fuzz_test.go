@@ -2,6 +2,7 @@ package writeapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,14 @@ func FuzzEnqueueBody(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	// Seeds for the "raw gzip" case: valid gzip of a post and of a batch,
+	// one that inflates past maxBody, one cut short.
+	f.Add(gzipBytes(f, []byte(goodPost)))
+	f.Add(gzipBytes(f, []byte(goodPost+"\n"+goodPost)))
+	f.Add(gzipBytes(f, bytes.Repeat([]byte(" "), 2*maxBody)))
+	f.Add(gzipBytes(f, []byte(goodPost))[:15])
+	f.Add([]byte(`{"publication": " \u00a0 ", "content": "C"}`))
+	f.Add([]byte(`{"publication": "` + strings.Repeat("x", 257) + `", "content": "C"}`))
 
 	log := hclog.NewNullLogger()
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -68,14 +77,29 @@ func FuzzEnqueueBody(f *testing.F) {
 		for line := range bytes.SplitSeq(body, []byte("\n")) {
 			checkFastPath(t, line)
 		}
-		for _, contentType := range []string{"application/json", "application/x-ndjson"} {
+		// Each body goes plain, gzip-compressed, and as is under
+		// Content-Encoding: gzip, so that the fuzzer also feeds the
+		// decompressor whatever it likes.
+		for _, tc := range []struct{ contentType, encoding string }{
+			{"application/json", ""}, {"application/x-ndjson", ""},
+			{"application/json", "gzip"}, {"application/x-ndjson", "gzip"},
+			{"application/json", "raw gzip"}, {"application/x-ndjson", "raw gzip"},
+		} {
+			contentType := tc.contentType + " " + tc.encoding
 			q := queue.New[wire.Post](capacity)
 			if err := q.TryPutAll([]wire.Post{{Publication: "p", Content: "already there"}}); err != nil {
 				t.Fatal(err)
 			}
 			h := New(Config{Queue: q, MaxBody: maxBody, Logger: log})
-			r := httptest.NewRequest(http.MethodPost, "/post/enqueue", bytes.NewReader(body))
-			r.Header.Set("Content-Type", contentType)
+			sent := body
+			if tc.encoding == "gzip" {
+				sent = gzipBytes(t, body)
+			}
+			r := httptest.NewRequest(http.MethodPost, "/post/enqueue", bytes.NewReader(sent))
+			r.Header.Set("Content-Type", tc.contentType)
+			if tc.encoding != "" {
+				r.Header.Set("Content-Encoding", "gzip")
+			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, r)
 
@@ -91,7 +115,11 @@ func FuzzEnqueueBody(f *testing.F) {
 				if resp.Accepted < 1 {
 					t.Fatalf("%s: 201 with accepted = %d", contentType, resp.Accepted)
 				}
-				if contentType == "application/json" && (resp.Accepted != 1 || !json.Valid(body)) {
+				if tc.encoding == "raw gzip" {
+					if _, err := gzip.NewReader(bytes.NewReader(body)); err != nil {
+						t.Fatalf("%s: 201 for a body that is not gzip", contentType)
+					}
+				} else if tc.contentType == "application/json" && (resp.Accepted != 1 || !json.Valid(body)) {
 					t.Fatalf("%s: 201 accepting %d posts from %q", contentType, resp.Accepted, body)
 				}
 				if got := q.Len() - 1; got != resp.Accepted {
@@ -99,14 +127,14 @@ func FuzzEnqueueBody(f *testing.F) {
 				}
 				for _, p := range takeAll(q)[1:] { // [0] was there before
 
-					if p.Publication == "" || p.Content == "" {
-						t.Fatalf("%s: enqueued a post with an empty field: %+v", contentType, p)
+					if why := wire.CheckPost(p); why != "" {
+						t.Fatalf("%s: enqueued a post outside the limits (%s): %+v", contentType, why, p)
 					}
 				}
 				if s := h.Stats(); s.Accepted != uint64(resp.Accepted) || s.Rejected() != 0 {
 					t.Fatalf("%s: Stats = %+v after accepting %d", contentType, s, resp.Accepted)
 				}
-			case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable:
+			case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusServiceUnavailable, http.StatusUnsupportedMediaType:
 				if resp.Error == "" {
 					t.Fatalf("%s: status %d without an error message: %q", contentType, rec.Code, rec.Body)
 				}
@@ -117,10 +145,23 @@ func FuzzEnqueueBody(f *testing.F) {
 					t.Fatalf("%s: Stats = %+v after one refusal", contentType, s)
 				}
 			default:
-				t.Fatalf("%s: status %d, want 201, 400, 413 or 503; body %q", contentType, rec.Code, rec.Body)
+				t.Fatalf("%s: status %d, want 201, 400, 413, 415 or 503; body %q", contentType, rec.Code, rec.Body)
 			}
 		}
 	})
+}
+
+// gzipBytes returns b gzip-compressed.
+func gzipBytes(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // checkFastPath fails t if decodePostFast accepts b but encoding/json

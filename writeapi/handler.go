@@ -1,6 +1,8 @@
 package writeapi
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,11 +68,12 @@ type Stats struct {
 	Unauthorized uint64 // 401: token missing or wrong
 	QueueFull    uint64 // 503: queue full
 	Draining     uint64 // 503: draining or queue closed
+	Unsupported  uint64 // 415: Content-Type or Content-Encoding not accepted
 }
 
 // Rejected is the number of refused requests, all reasons together.
 func (s Stats) Rejected() uint64 {
-	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported
 }
 
 // reason is the label of a refusal in logs and the Stats field it counts.
@@ -81,10 +85,11 @@ const (
 	reasonUnauthorized
 	reasonQueueFull
 	reasonDraining
+	reasonUnsupported
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining"}
+var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type"}
 
 // Handler serves the write API and the health routes (see the package
 // documentation for routes and statuses): ServeHTTP routes all of them, and
@@ -105,6 +110,7 @@ type Handler struct {
 
 	bodies  sync.Pool // *[]byte, request body buffers
 	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
+	gzips   sync.Pool // *gzip.Reader, for Content-Encoding: gzip
 }
 
 // Pooled buffers above these sizes are dropped instead of kept, so one
@@ -169,6 +175,7 @@ func (h *Handler) Stats() Stats {
 		Unauthorized: h.rejected[reasonUnauthorized].Load(),
 		QueueFull:    h.rejected[reasonQueueFull].Load(),
 		Draining:     h.rejected[reasonDraining].Load(),
+		Unsupported:  h.rejected[reasonUnsupported].Load(),
 	}
 }
 
@@ -220,9 +227,19 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		h.refuseDraining(w, r)
 		return
 	}
-	ndjson, err := isNDJSON(r.Header.Get("Content-Type"))
+	ndjson, err := h.mediaType(r.Header.Get("Content-Type"))
 	if err != nil {
+		var unsupported *unsupportedError
+		if errors.As(err, &unsupported) {
+			h.refuse(w, r, http.StatusUnsupportedMediaType, reasonUnsupported, err.Error())
+			return
+		}
 		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest, err.Error())
+		return
+	}
+	gzipped, err := isGzip(r.Header.Values("Content-Encoding"))
+	if err != nil {
+		h.refuse(w, r, http.StatusUnsupportedMediaType, reasonUnsupported, err.Error())
 		return
 	}
 	if r.ContentLength > h.maxBody {
@@ -246,6 +263,23 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
 			fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
 		return
+	}
+
+	if gzipped {
+		zp := h.getBody()
+		defer h.putBody(zp)
+		*zp, err = h.gunzip(body, (*zp)[:0])
+		body = *zp
+		if err != nil {
+			if errors.Is(err, errInflatedTooLarge) {
+				h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
+					fmt.Sprintf("request body larger than %d bytes (--max-body) once decompressed: send fewer posts per request, or raise --max-body", h.maxBody))
+				return
+			}
+			h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+				fmt.Sprintf("Content-Encoding is gzip but the body is not valid gzip (%v): send the gzip stream of the body, or drop the header and send it plain", err))
+			return
+		}
 	}
 
 	var posts []wire.Post
@@ -314,21 +348,102 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, why
 	httpjson.Error(w, status, msg)
 }
 
-// isNDJSON reports whether the Content-Type announces NDJSON. Anything
-// else, or no Content-Type, is read as one JSON object.
-func isNDJSON(contentType string) (bool, error) {
+// mediaType reports whether the Content-Type announces NDJSON (true) or
+// one JSON object (false). With a token, anything that is not NDJSON, no
+// Content-Type included, is read as one JSON object, as it always was.
+// Without a token (the loopback mode) only the JSON and NDJSON types are
+// taken: a browser sends text/plain, form and multipart bodies from any
+// web page without asking the server first (no CORS preflight), so
+// accepting them would let every page open on this machine post; the
+// others get an *unsupportedError (415).
+func (h *Handler) mediaType(contentType string) (bool, error) {
 	switch contentType {
-	case "", "application/json":
+	case "application/json":
 		return false, nil
 	case "application/x-ndjson":
 		return true, nil
+	case "":
+		if h.token == nil {
+			return false, &unsupportedError{"no Content-Type: without a token only JSON bodies are taken: " + sendTypes}
+		}
+		return false, nil
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return false, badInputf("Content-Type %q cannot be parsed (%v): send application/json for one post "+
-			"or application/x-ndjson for one post per line", contentType, err)
+		return false, badInputf("Content-Type %q cannot be parsed (%v): %s", contentType, err, sendTypes)
 	}
-	return mt == "application/x-ndjson" || mt == "application/ndjson", nil
+	switch mt {
+	case "application/x-ndjson", "application/ndjson":
+		return true, nil
+	case "application/json":
+		return false, nil
+	}
+	if h.token == nil {
+		return false, &unsupportedError{fmt.Sprintf("Content-Type %s is not taken without a token "+
+			"(a browser may send it from any web page): %s", mt, sendTypes)}
+	}
+	return false, nil
+}
+
+// sendTypes is the fix appended to messages about a Content-Type.
+const sendTypes = "send Content-Type: application/json for one post, or application/x-ndjson for one post per line " +
+	"(with curl: -H 'Content-Type: application/json')"
+
+// unsupportedError is a Content-Type or Content-Encoding the handler does
+// not take (415). Its message goes to the client as is.
+type unsupportedError struct{ msg string }
+
+func (e *unsupportedError) Error() string { return e.msg }
+
+// isGzip reports whether the Content-Encoding headers announce gzip.
+// Absent or identity is a plain body; anything else, several encodings
+// included, is an *unsupportedError, so that a compressed body is never
+// parsed as if it were plain.
+func isGzip(encodings []string) (bool, error) {
+	var codings []string
+	for _, v := range encodings {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	switch {
+	case len(codings) == 0:
+		return false, nil
+	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
+		return true, nil
+	}
+	return false, &unsupportedError{fmt.Sprintf("Content-Encoding %s is not supported: send the body plain, or with Content-Encoding: gzip",
+		strings.Join(codings, ", "))}
+}
+
+// errInflatedTooLarge: a gzip body inflates past MaxBody.
+var errInflatedTooLarge = errors.New("decompressed body over the limit")
+
+// gunzip appends the decompressed body to out, reading at most MaxBody
+// bytes of it: a decompressed body counts against --max-body as a plain
+// one does, so a small "gzip bomb" costs no more memory than a plain body.
+func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
+	zr, _ := h.gzips.Get().(*gzip.Reader)
+	var err error
+	if zr == nil {
+		zr, err = gzip.NewReader(bytes.NewReader(body))
+	} else {
+		err = zr.Reset(bytes.NewReader(body))
+	}
+	if err != nil {
+		return out, err
+	}
+	defer h.gzips.Put(zr)
+	out, err = readAll(io.LimitReader(zr, h.maxBody+1), out)
+	if err != nil {
+		return out, err
+	}
+	if int64(len(out)) > h.maxBody {
+		return out, errInflatedTooLarge
+	}
+	return out, nil
 }
 
 // retrySeconds rounds d up to whole seconds, at least 1, for Retry-After.

@@ -50,6 +50,11 @@ func serve(h http.Handler, req request) *httptest.ResponseRecorder {
 		req.path = "/post/enqueue"
 	}
 	r := httptest.NewRequest(req.method, req.path, strings.NewReader(req.body))
+	if req.method == http.MethodPost {
+		// Without a token a post needs a JSON Content-Type; a test that
+		// means to send none says so with "Content-Type": "".
+		r.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range req.header {
 		r.Header.Set(k, v)
 	}
@@ -408,6 +413,7 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 			if tt.chunked {
 				r.ContentLength = -1
 			}
+			r.Header.Set("Content-Type", "application/json")
 			if tt.ndjson {
 				r.Header.Set("Content-Type", "application/x-ndjson")
 			}

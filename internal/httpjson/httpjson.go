@@ -8,7 +8,9 @@ package httpjson
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -149,4 +151,47 @@ func clean(p string) string {
 		np += "/"
 	}
 	return np
+}
+
+// LoopbackHost wraps next so that it answers only requests addressed to
+// this machine by a loopback name: a Host header of localhost, an address
+// in 127.0.0.0/8 or ::1, or listen's host (the --listen address), with any
+// port. Any other Host gets a JSON 421 Misdirected Request before next
+// runs. It is for the auth-free mode, where loopback is the only
+// protection: a web page can make a browser send requests to 127.0.0.1
+// under its own name (DNS rebinding), and the browser then lets the page
+// read the answers; the page's name in Host is what gives it away. A
+// request without Host (HTTP/1.0) is served: browsers always send one.
+func LoopbackHost(next http.Handler, listen string) http.Handler {
+	listenHost := listen
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		listenHost = h
+	}
+	listenHost = strings.ToLower(strings.TrimSuffix(listenHost, "."))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" || isLoopbackHost(r.Host, listenHost) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		Error(w, http.StatusMisdirectedRequest, fmt.Sprintf(
+			"Host %q is not a loopback name: without a token this service answers only requests addressed to "+
+				"localhost, 127.0.0.1 or [::1] (this blocks DNS rebinding); use http://127.0.0.1:PORT, "+
+				"or set a token (--token-file or INGEST_TOKEN) to serve other names", r.Host))
+	})
+}
+
+// isLoopbackHost reports whether host (a Host header: name or address,
+// optional port) names this machine's loopback interface or listenHost.
+func isLoopbackHost(host, listenHost string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	} else if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1] // "[::1]" without a port
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if host == "localhost" || (listenHost != "" && host == listenHost) {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }

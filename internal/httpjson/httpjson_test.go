@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -73,5 +74,52 @@ func TestMux(t *testing.T) {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
 		})
+	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { Write(w, http.StatusOK, []byte(`{}`)) })
+	h := LoopbackHost(ok, "127.0.0.1:8000")
+	named := LoopbackHost(ok, "ingest.internal:8000")
+	for _, tt := range []struct {
+		handler http.Handler
+		host    string
+		want    int
+	}{
+		{h, "127.0.0.1:8000", 200},
+		{h, "127.0.0.1", 200},
+		{h, "127.1.2.3:9", 200},
+		{h, "localhost:8000", 200},
+		{h, "LocalHost.", 200},
+		{h, "[::1]:8000", 200},
+		{h, "[::1]", 200},
+		{h, "[::ffff:127.0.0.1]:8000", 200},
+		{h, "", 200}, // HTTP/1.0: no browser sends it
+		{named, "ingest.internal:8000", 200},
+		{named, "localhost", 200},
+		// What a rebinding page's requests carry: its own name.
+		{h, "evil.example:8000", 421},
+		{h, "evil.example", 421},
+		{h, "localhost.evil.example", 421},
+		{h, "127.0.0.1.nip.io:8000", 421},
+		{h, "10.0.0.1:8000", 421},
+		{h, "[fe80::1%25eth0]:8000", 421},
+		{h, "0.0.0.0:8000", 421},
+		{named, "other.internal:8000", 421},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/status", nil)
+		r.Host = tt.host
+		rec := httptest.NewRecorder()
+		tt.handler.ServeHTTP(rec, r)
+		if rec.Code != tt.want {
+			t.Errorf("Host %q: status %d, want %d (%s)", tt.host, rec.Code, tt.want, rec.Body)
+			continue
+		}
+		if tt.want == 421 {
+			var e struct{ Error string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || !strings.Contains(e.Error, "127.0.0.1") || !strings.Contains(e.Error, "--token-file") {
+				t.Errorf("Host %q: body %s: want a JSON error naming 127.0.0.1 and --token-file", tt.host, rec.Body)
+			}
+		}
 	}
 }
