@@ -107,7 +107,8 @@ func (c *rejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- rejecte
 func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.h.Stats()
 	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
-		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining} {
+		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining,
+		"unsupported_media_type": s.Unsupported} {
 		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -28,6 +28,10 @@ func (p *parent) httpServer() *http.Server {
 		Status:    p.status(),
 		Reader:    reader,
 		Metrics:   p.metrics.reg,
+		// Without a token only loopback clients may call: refuse other
+		// Host names (DNS rebinding) and non-JSON bodies (cross-site posts).
+		LoopbackOnly: p.cfg.Token == "",
+		Listen:       p.cfg.Listen,
 	})
 	p.http = write
 	p.metrics.registerWriteAPI(write)
