@@ -12,6 +12,7 @@ import (
 
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -128,6 +129,7 @@ func openStore(t testing.TB) (*sink.SQLite, fixture) {
 // testStatus is a fixed live state for the strip.
 func testStatus() readapi.Status {
 	return readapi.Status{
+		Build:          version.Info{Version: "1.2.0", Revision: "abc123", GoVersion: "go1.26.8", Platform: "linux/amd64"},
 		AcceptedPerSec: 12.5,
 		QueueDepth:     37,
 		QueueCapacity:  1024,

@@ -269,7 +269,7 @@ func openHint(err error) string {
 		return "the database file is damaged: restore it from a backup or pass --db with a new file"
 	case sqlite3.SQLITE_FULL:
 		return "the disk is full: free space, then retry"
-	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN:
+	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM:
 		return "ingest must write to the database and its directory (for the -wal and -shm files): make both writable by this user, or pass --db"
 	}
 	return "check that the directory exists and is writable, or pass --db"
