@@ -64,9 +64,10 @@ func MainWith(cfg config.Config, hooks Hooks) int {
 		JSONFormat: true, // the parent parses these lines and re-logs them
 	})
 
-	// Ctrl-C reaches the whole process group; only the parent decides when
-	// children stop. SIGTERM means "finish what you have" (see each role).
-	signal.Ignore(syscall.SIGINT)
+	// Ctrl-C, and SIGHUP when a terminal closes, reach the whole process
+	// group; only the parent decides when children stop. SIGTERM means
+	// "finish what you have" (see each role).
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	defer signal.Stop(term)

@@ -223,6 +223,23 @@ func (c *Config) loadToken(getenv func(string) string) error {
 	return nil
 }
 
+// ReloadTokens re-reads --token-file and --read-token-file, as the parent
+// does on SIGHUP, and returns the tokens now in force. Tokens from the
+// environment cannot change while the process runs. A token can be
+// replaced this way, not added or removed: whether there is one decides
+// the API's loopback rules, fixed at start. On an error c is unchanged.
+func (c *Config) ReloadTokens(getenv func(string) string) (write, read string, err error) {
+	n := *c
+	if err := n.loadToken(getenv); err != nil {
+		return c.Token, c.ReadToken, err
+	}
+	if (n.Token == "") != (c.Token == "") {
+		return c.Token, c.ReadToken, errors.New("a write token cannot be added or removed while ingest runs: restart it")
+	}
+	c.Token, c.ReadToken = n.Token, n.ReadToken
+	return c.Token, c.ReadToken, nil
+}
+
 // readToken returns the token in file, else env.
 func readToken(flagName, file, env string) (string, error) {
 	if file == "" {

@@ -80,6 +80,9 @@ type Config struct {
 	// Bearer <token>". It may differ from the write token
 	// (--read-token-file). "" means no auth for reads.
 	ReadToken string
+	// ReadTokens, when not nil, holds the read token instead of
+	// ReadToken, so that it can be replaced while the handler serves.
+	ReadTokens *token.Source
 	// Logger receives a debug line per refused request and an error line
 	// per failed read. nil means no logging.
 	Logger hclog.Logger
@@ -104,7 +107,7 @@ type Handler struct {
 	mux    *httpjson.Mux
 	reader sink.Reader
 	status func() Status
-	token  []byte // nil: no auth
+	tokens *token.Source // holds no token: no auth
 	log    hclog.Logger
 	page   asset
 	assets map[string]asset // by path under /static/
@@ -119,8 +122,9 @@ func New(cfg Config) *Handler {
 		log:    cfg.Logger,
 		assets: map[string]asset{},
 	}
-	if cfg.ReadToken != "" {
-		h.token = []byte(cfg.ReadToken)
+	h.tokens = cfg.ReadTokens
+	if h.tokens == nil {
+		h.tokens = token.NewSource(cfg.ReadToken)
 	}
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()
@@ -194,7 +198,7 @@ func (h *Handler) RequireToken(next http.Handler) http.Handler {
 // authorized reports whether r carries the read token, and answers 401 if
 // not.
 func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) bool {
-	if token.Matches(r, h.token) {
+	if token.Matches(r, h.tokens.Get()) {
 		return true
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="ingest read API"`)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ingest-dev/ingest/internal/httpjson"
+	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
@@ -22,12 +23,15 @@ type httpDeps struct {
 	Queue     *queue.Queue[wire.Post]
 	Token     string // write token ("" = none)
 	ReadToken string // read token ("" = none)
-	MaxBody   int64
-	Log       hclog.Logger
-	Ready     func() error // nil error = ready (for /readyz)
-	Status    func() readapi.Status
-	Reader    sink.Reader // nil with --sink none
-	Metrics   *prometheus.Registry
+	// Tokens and ReadTokens, when not nil, hold the tokens instead, so
+	// that SIGHUP can replace them while the server runs.
+	Tokens, ReadTokens *token.Source
+	MaxBody            int64
+	Log                hclog.Logger
+	Ready              func() error // nil error = ready (for /readyz)
+	Status             func() readapi.Status
+	Reader             sink.Reader // nil with --sink none
+	Metrics            *prometheus.Registry
 	// LoopbackOnly answers only requests whose Host is a loopback name or
 	// address or Listen's host (httpjson.LoopbackHost), on every route,
 	// others with 421. Set it when no write token is configured: loopback
@@ -48,8 +52,8 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	if d.Log == nil {
 		d.Log = hclog.NewNullLogger()
 	}
-	write := writeapi.New(writeapi.Config{Queue: d.Queue, Token: d.Token, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
-	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, Logger: d.Log.Named("read")})
+	write := writeapi.New(writeapi.Config{Queue: d.Queue, Token: d.Token, Tokens: d.Tokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
+	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, ReadTokens: d.ReadTokens, Logger: d.Log.Named("read")})
 	metrics := read.RequireToken(promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
 
 	mux := httpjson.NewMux(d.Log, noRoute)

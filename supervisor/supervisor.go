@@ -17,6 +17,7 @@ import (
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
+	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
@@ -32,7 +33,10 @@ var ErrDrainIncomplete = errors.New("drain incomplete")
 type Options struct {
 	Log     hclog.Logger
 	Signals <-chan os.Signal // SIGTERM/SIGINT: the first drains, the second kills
-	Stdout  io.Writer        // where --input's summary is printed
+	// Hangups delivers SIGHUP, which re-reads the token files (see
+	// reload); nil means none arrive.
+	Hangups <-chan os.Signal
+	Stdout  io.Writer // where --input's summary is printed
 	// Executable is the binary re-executed for the children; "" means
 	// this process's own (os.Executable). Tests point it at a test binary.
 	Executable string
@@ -63,11 +67,13 @@ type parent struct {
 	metrics    *metrics
 	summary    *summary // --input only
 
-	src   *input.Reader     // --input, or
-	ln    net.Listener      // HTTP, through conns
-	conns *limitListener    // caps the connections open at once
-	http  *writeapi.Handler // nil with --input
-	srv   *http.Server
+	src        *input.Reader     // --input, or
+	ln         net.Listener      // HTTP, through conns
+	conns      *limitListener    // caps the connections open at once
+	http       *writeapi.Handler // nil with --input
+	srv        *http.Server
+	tokens     *token.Source // the write and read tokens, which SIGHUP may replace
+	readTokens *token.Source
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
 	draining   atomic.Bool    // set once, when the drain begins
@@ -139,6 +145,8 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 		served:     make(chan error, 1),
 		fed:        make(chan error, 1),
 		intakeDone: make(chan struct{}),
+		tokens:     token.NewSource(cfg.Token),
+		readTokens: token.NewSource(cfg.ReadToken),
 		watched:    make(map[watched]struct{}),
 	}
 	p.metrics = newMetrics(p)
@@ -285,23 +293,45 @@ type drainCause struct {
 // serve waits for the end of serving: a signal, a failure, or the end of
 // --input.
 func (p *parent) serve() drainCause {
-	select {
-	case sig := <-p.opts.Signals:
-		p.log.Info("signal received: draining; a second signal kills the children", "signal", sig, "drain_timeout", p.cfg.DrainTimeout)
-		return drainCause{signal: sig}
-	case err := <-p.fed:
-		if err != nil {
-			p.log.Error("reading input failed; draining what was read", "error", err)
+	for {
+		select {
+		case sig := <-p.opts.Signals:
+			p.log.Info("signal received: draining; a second signal kills the children", "signal", sig, "drain_timeout", p.cfg.DrainTimeout)
+			return drainCause{signal: sig}
+		case <-p.opts.Hangups:
+			p.reload()
+		case err := <-p.fed:
+			if err != nil {
+				p.log.Error("reading input failed; draining what was read", "error", err)
+				return drainCause{failure: err}
+			}
+			return drainCause{}
+		case err := <-p.fatal:
+			p.log.Error("giving up: draining what can be stored, then exiting non-zero", "error", err)
 			return drainCause{failure: err}
+		case err := <-p.served:
+			p.log.Error("http server failed; draining", "error", err)
+			return drainCause{failure: fmt.Errorf("http server: %w", err)}
 		}
-		return drainCause{}
-	case err := <-p.fatal:
-		p.log.Error("giving up: draining what can be stored, then exiting non-zero", "error", err)
-		return drainCause{failure: err}
-	case err := <-p.served:
-		p.log.Error("http server failed; draining", "error", err)
-		return drainCause{failure: fmt.Errorf("http server: %w", err)}
 	}
+}
+
+// reload is SIGHUP: the parent keeps running (a terminal closing, or an
+// operator expecting a reload, must not cost accepted posts) and re-reads
+// the token files, so that a token can be rotated without a restart.
+func (p *parent) reload() {
+	if p.cfg.TokenFile == "" && p.cfg.ReadTokenFile == "" {
+		p.log.Info("SIGHUP: nothing to reload (no --token-file or --read-token-file); carrying on")
+		return
+	}
+	write, read, err := p.cfg.ReloadTokens(os.Getenv)
+	if err != nil {
+		p.log.Error("SIGHUP: the tokens were not reloaded; the old ones stay in force", "error", err)
+		return
+	}
+	p.tokens.Set(write)
+	p.readTokens.Set(read)
+	p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
 }
 
 // drain stops intake and lets everything accepted reach the sink, in this
@@ -358,6 +388,8 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 				arm()
 				failure = errors.Join(failure, err)
 			}
+		case <-p.opts.Hangups:
+			p.reload()
 		case sig := <-p.opts.Signals:
 			if deadline == nil {
 				arm()

@@ -19,15 +19,15 @@ import (
 func (p *parent) httpServer() *http.Server {
 	reader, _ := p.store.(sink.Reader) // nil for --sink none: the read routes answer 503
 	handler, write := newHTTPHandler(httpDeps{
-		Queue:     p.posts,
-		Token:     p.cfg.Token,
-		ReadToken: p.cfg.ReadToken,
-		MaxBody:   p.cfg.MaxBody,
-		Log:       p.log.Named("http"),
-		Ready:     p.ready,
-		Status:    p.status(),
-		Reader:    reader,
-		Metrics:   p.metrics.reg,
+		Queue:      p.posts,
+		Tokens:     p.tokens,
+		ReadTokens: p.readTokens,
+		MaxBody:    p.cfg.MaxBody,
+		Log:        p.log.Named("http"),
+		Ready:      p.ready,
+		Status:     p.status(),
+		Reader:     reader,
+		Metrics:    p.metrics.reg,
 		// Without a token only loopback clients may call: refuse other
 		// Host names (DNS rebinding) and non-JSON bodies (cross-site posts).
 		LoopbackOnly: p.cfg.Token == "",

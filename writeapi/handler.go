@@ -45,6 +45,11 @@ type Config struct {
 	// TOKEN; proxies such as nginx drop header names with underscores by
 	// default, Bearer passes them). Health routes need no token.
 	Token string
+	// Tokens, when not nil, holds the write token instead of Token, so
+	// that it can be replaced while the handler serves (SIGHUP re-reads
+	// the token file). It must not go from none to one or back: the
+	// loopback rules depend on whether a token is set.
+	Tokens *token.Source
 	// MaxBody is the largest request body in bytes (--max-body); a larger
 	// one gets 413 and is not read past the limit. 0 means DefaultMaxBody.
 	MaxBody int64
@@ -99,7 +104,7 @@ var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthoriz
 type Handler struct {
 	mux     *httpjson.Mux
 	q       *queue.Queue[wire.Post]
-	token   []byte // nil: no auth
+	tokens  *token.Source // holds no token: no auth
 	maxBody int64
 	log     hclog.Logger
 	ready   func() error
@@ -136,8 +141,9 @@ func New(cfg Config) *Handler {
 		log:     cfg.Logger,
 		ready:   cfg.Ready,
 	}
-	if cfg.Token != "" {
-		h.token = []byte(cfg.Token)
+	h.tokens = cfg.Tokens
+	if h.tokens == nil {
+		h.tokens = token.NewSource(cfg.Token)
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBody
@@ -218,7 +224,7 @@ func (h *Handler) ServeReadyz(w http.ResponseWriter, _ *http.Request) {
 // documentation says. Register it as "POST /post/enqueue": it relies on
 // the mux for the method.
 func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
-	if !token.Matches(r, h.token) {
+	if !token.Matches(r, h.tokens.Get()) {
 		h.refuse(w, r, http.StatusUnauthorized, reasonUnauthorized,
 			"missing or wrong token: send header access_token or Authorization: Bearer")
 		return
@@ -363,7 +369,7 @@ func (h *Handler) mediaType(contentType string) (bool, error) {
 	case "application/x-ndjson":
 		return true, nil
 	case "":
-		if h.token == nil {
+		if h.tokens.Get() == nil {
 			return false, &unsupportedError{"no Content-Type: without a token only JSON bodies are taken: " + sendTypes}
 		}
 		return false, nil
@@ -378,7 +384,7 @@ func (h *Handler) mediaType(contentType string) (bool, error) {
 	case "application/json":
 		return false, nil
 	}
-	if h.token == nil {
+	if h.tokens.Get() == nil {
 		return false, &unsupportedError{fmt.Sprintf("Content-Type %s is not taken without a token "+
 			"(a browser may send it from any web page): %s", mt, sendTypes)}
 	}

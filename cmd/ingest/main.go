@@ -61,7 +61,9 @@ func run() int {
 		"commit_time", v.Time, "go", v.GoVersion, "platform", v.Platform)
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	opts := supervisor.Options{Log: log, Signals: sigs, Stdout: os.Stdout}
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP) // re-read the token files; never a reason to stop
+	opts := supervisor.Options{Log: log, Signals: sigs, Hangups: hups, Stdout: os.Stdout}
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.ProgressBar = os.Stderr
 	}

@@ -71,3 +71,20 @@ func FuzzMatches(f *testing.F) {
 		}
 	})
 }
+
+func TestSourceSwapsTheToken(t *testing.T) {
+	var none *Source
+	if none.Get() != nil || (&Source{}).Get() != nil || NewSource("").Get() != nil {
+		t.Fatal("an empty source must hold no token")
+	}
+	s := NewSource("old")
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("access_token", "new")
+	if Matches(r, s.Get()) {
+		t.Fatal("the new token matched before the swap")
+	}
+	s.Set("new")
+	if !Matches(r, s.Get()) {
+		t.Fatal("the new token did not match after the swap")
+	}
+}
