@@ -108,7 +108,7 @@ func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.h.Stats()
 	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
 		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining,
-		"unsupported_media_type": s.Unsupported} {
+		"unsupported_media_type": s.Unsupported, "busy": s.Busy} {
 		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -54,6 +54,8 @@
 //	415  without a token, a Content-Type other than JSON or NDJSON, or
 //	     none; in either mode, a Content-Encoding other than gzip
 //	413  the body is longer than MaxBody (--max-body), decompressed or not
+//	503  other requests hold BodyMemory (64 × --max-body) of bodies in
+//	     memory already (Retry-After: 1)
 //	400  Content-Encoding: gzip and the body is not gzip
 //	400  the body is not valid posts; for NDJSON the message starts
 //	     with the 1-based line number ("line 3: ...")

@@ -60,6 +60,11 @@ type Config struct {
 	// makes /readyz answer 503 with the error as the reason. It is called
 	// once per /readyz request, possibly concurrently. nil means ready.
 	Ready func() error
+	// BodyMemory caps the request body bytes held at once by requests in
+	// flight (gzip bodies count twice: compressed and not); a request
+	// that would go over gets 503 with Retry-After instead of growing the
+	// process. 0 means 64 × MaxBody.
+	BodyMemory int64
 }
 
 // Stats counts what the handler did since New. Accepted counts posts (an
@@ -74,11 +79,12 @@ type Stats struct {
 	QueueFull    uint64 // 503: queue full
 	Draining     uint64 // 503: draining or queue closed
 	Unsupported  uint64 // 415: Content-Type or Content-Encoding not accepted
+	Busy         uint64 // 503: BodyMemory in use by other requests
 }
 
 // Rejected is the number of refused requests, all reasons together.
 func (s Stats) Rejected() uint64 {
-	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy
 }
 
 // reason is the label of a refusal in logs and the Stats field it counts.
@@ -91,10 +97,11 @@ const (
 	reasonQueueFull
 	reasonDraining
 	reasonUnsupported
+	reasonBusy
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type"}
+var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type", "busy"}
 
 // Handler serves the write API and the health routes (see the package
 // documentation for routes and statuses): ServeHTTP routes all of them, and
@@ -106,6 +113,8 @@ type Handler struct {
 	q       *queue.Queue[wire.Post]
 	tokens  *token.Source // holds no token: no auth
 	maxBody int64
+	bodyMem int64        // BodyMemory
+	inBody  atomic.Int64 // body bytes reserved by requests in flight
 	log     hclog.Logger
 	ready   func() error
 
@@ -148,6 +157,10 @@ func New(cfg Config) *Handler {
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBody
 	}
+	h.bodyMem = cfg.BodyMemory
+	if h.bodyMem <= 0 {
+		h.bodyMem = 64 * h.maxBody
+	}
 	if h.log == nil {
 		h.log = hclog.NewNullLogger()
 	}
@@ -182,6 +195,7 @@ func (h *Handler) Stats() Stats {
 		QueueFull:    h.rejected[reasonQueueFull].Load(),
 		Draining:     h.rejected[reasonDraining].Load(),
 		Unsupported:  h.rejected[reasonUnsupported].Load(),
+		Busy:         h.rejected[reasonBusy].Load(),
 	}
 }
 
@@ -252,6 +266,21 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		h.refuseTooLarge(w, r)
 		return
 	}
+	need := h.maxBody // unknown length: as much as it may grow to
+	if r.ContentLength >= 0 {
+		need = r.ContentLength
+	}
+	if gzipped {
+		need += h.maxBody
+	}
+	if h.inBody.Add(need) > h.bodyMem {
+		h.inBody.Add(-need)
+		w.Header().Set("Retry-After", "1")
+		h.refuse(w, r, http.StatusServiceUnavailable, reasonBusy, fmt.Sprintf(
+			"too many request bodies in memory at once (%d bytes, 64 × --max-body): retry after 1 s", h.bodyMem))
+		return
+	}
+	defer h.inBody.Add(-need)
 
 	bp := h.getBody()
 	defer h.putBody(bp)
