@@ -1,7 +1,9 @@
 package writeapi
 
 import (
-	"io"
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,40 +14,38 @@ import (
 	"github.com/ingest-dev/ingest/wire"
 )
 
-// Bodies held by requests in flight are capped: with two slow 1000-byte
-// bodies being read and a cap of 2000 bytes, a third request gets 503 with
+// Bodies held by requests in flight are capped: with two slow bodies being
+// read and a cap of twice their size, a third request gets 503 with
 // Retry-After instead of more memory; once they finish, room is back.
 func TestBodyMemoryIsCapped(t *testing.T) {
-	h := New(Config{Queue: queue.New[wire.Post](16), MaxBody: 1000, BodyMemory: 2000})
+	body := `{"publication":"P","content":"` + strings.Repeat("x", 960) + `"}`
+	n := int64(len(body))
+	h := New(Config{Queue: queue.New[wire.Post](16), MaxBody: 1000, BodyMemory: 2 * n})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	body := `{"publication":"P","content":"` + strings.Repeat("x", 967) + `"}` // 1000 bytes
-	type result struct {
-		status int
-		err    error
-	}
-	var writers []*io.PipeWriter
-	done := make(chan result, 2)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+
+	// Two clients send their headers and the first bytes of the body, then
+	// stall.
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
 	for range 2 {
-		pr, pw := io.Pipe()
-		writers = append(writers, pw)
-		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/post/enqueue", pr)
-		req.ContentLength = int64(len(body))
-		req.Header.Set("Content-Type", "application/json")
-		go func() {
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				done <- result{err: err}
-				return
-			}
-			resp.Body.Close()
-			done <- result{status: resp.StatusCode}
-		}()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow = append(slow, c)
+		fmt.Fprintf(c, "POST /post/enqueue HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+			addr, len(body), body[:10])
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for h.inBody.Load() < 2000 {
+	for h.inBody.Load() < 2*n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the two slow requests reserved %d bytes, want 2000", h.inBody.Load())
+			t.Fatalf("the two slow requests reserved %d bytes, want %d", h.inBody.Load(), 2*n)
 		}
 		<-time.After(5 * time.Millisecond)
 	}
@@ -60,14 +60,14 @@ func TestBodyMemoryIsCapped(t *testing.T) {
 	if h.Stats().Busy != 1 {
 		t.Errorf("Stats().Busy = %d, want 1", h.Stats().Busy)
 	}
-	for _, pw := range writers {
-		io.WriteString(pw, body)
-		pw.Close()
-	}
-	for range 2 {
-		if r := <-done; r.err != nil || r.status != http.StatusCreated {
-			t.Fatalf("slow request: %d %v, want 201", r.status, r.err)
+	for _, c := range slow {
+		fmt.Fprint(c, body[10:])
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("slow request: %v %v, want 201", resp, err)
 		}
+		resp.Body.Close()
 	}
 	if n := h.inBody.Load(); n != 0 {
 		t.Fatalf("%d body bytes still reserved after every request ended", n)
