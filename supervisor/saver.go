@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ingest-dev/ingest/wire"
@@ -23,6 +24,23 @@ type saverInc struct {
 
 	retire     chan struct{}
 	retireOnce sync.Once
+
+	// sentAt is when the outstanding part was sent (unix nanoseconds), 0
+	// when none is: readiness watches how long the sink takes.
+	sentAt atomic.Int64
+}
+
+// slowStore is how long a batch part may wait for the sink before the
+// parent says it is not ready: a commit takes well under a second.
+const slowStore = 5 * time.Second
+
+// storingFor is how long the outstanding part has waited for the sink, 0
+// when none is outstanding.
+func (s *saverInc) storingFor(now time.Time) time.Duration {
+	if at := s.sentAt.Load(); at != 0 {
+		return now.Sub(time.Unix(0, at))
+	}
+	return 0
 }
 
 // applyRetry is how long a saver waits before offering a batch again after
@@ -86,7 +104,9 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 		if !ok {
 			return why(ctx, s.retire)
 		}
+		s.sentAt.Store(time.Now().UnixNano())
 		if err := s.pro.sendRaw(item.raw); err != nil {
+			s.sentAt.Store(0)
 			p.batches.requeue(item)
 			return feedDied
 		}
@@ -95,6 +115,7 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 		select {
 		case ack = <-s.acks:
 		case <-s.pro.exited:
+			s.sentAt.Store(0)
 			<-s.pro.drained // an ack it sent before dying is in s.acks by now
 			select {
 			case ack = <-s.acks:
@@ -106,9 +127,11 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 			p.batches.requeue(item) // not known stored: a saver applies it again, idempotently
 			return feedDied
 		case <-parent.Done():
+			s.sentAt.Store(0)
 			p.batches.requeue(item)
 			return feedDied
 		}
+		s.sentAt.Store(0)
 		if err := p.account(s.pro, item, ack); err != nil {
 			p.storeFailing(err)
 			p.batches.requeue(item)

@@ -85,6 +85,9 @@ func (p *parent) ready() error {
 	if err != nil {
 		return fmt.Errorf("batches cannot be stored: %w", err)
 	}
+	if d := p.slowestStore(); d > slowStore {
+		return fmt.Errorf("the sink is slow: a batch has waited %s to be stored", d.Round(time.Second))
+	}
 	if n := p.batches.len(); n >= p.batchLimit {
 		return fmt.Errorf("the sink is behind: %d batches wait for a saver (workers are not fed until fewer than %d wait)", n, p.batchLimit)
 	}
@@ -94,4 +97,19 @@ func (p *parent) ready() error {
 		return fmt.Errorf("sink unreachable: %w", err)
 	}
 	return nil
+}
+
+// slowestStore is how long the oldest batch part outstanding at a saver has
+// waited for the sink.
+func (p *parent) slowestStore() time.Duration {
+	now := time.Now()
+	var worst time.Duration
+	for _, s := range p.slots {
+		s.mu.Lock()
+		if sv, ok := s.cur.(*saverInc); ok {
+			worst = max(worst, sv.storingFor(now))
+		}
+		s.mu.Unlock()
+	}
+	return worst
 }
