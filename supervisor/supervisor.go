@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -219,8 +220,8 @@ func (p *parent) close() {
 	}
 }
 
-// start starts every worker and saver concurrently and waits for their
-// handshakes. A child that cannot start now is a configuration problem:
+// start starts every worker and saver, as many at a time as there are
+// CPUs, and waits for their handshakes. A child that cannot start now is a configuration problem:
 // the others are killed and the error returned, with no restarts. Then it
 // starts the slot runners, the watchdog, and the intake: the HTTP server
 // or the input feeder.
@@ -228,9 +229,16 @@ func (p *parent) start() error {
 	p.started = time.Now()
 	first := make([]incarnation, len(p.slots))
 	errs := make([]error, len(p.slots))
+	// In stages of one child per CPU: each worker loads the NER model as
+	// it starts, and a burst of them at once only makes each slower.
+	stage := make(chan struct{}, runtime.NumCPU())
 	var wg sync.WaitGroup
 	for i, s := range p.slots {
-		wg.Go(func() { first[i], errs[i] = s.start() })
+		wg.Go(func() {
+			stage <- struct{}{}
+			defer func() { <-stage }()
+			first[i], errs[i] = s.start()
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
