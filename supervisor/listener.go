@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"sync"
@@ -78,11 +79,22 @@ func (l *limitListener) Accept() (net.Conn, error) {
 const tooManyConns = `{"error":"too many connections open (--max-connections): retry after 1 s, or reuse a keep-alive connection"}`
 
 // refuseConn answers a connection over the limit and closes it, within a
-// second whatever the client does.
+// second whatever the client does. It reads the request's first bytes
+// before answering: an HTTP client takes a response that arrives before
+// its request as a broken connection, not as the 503 it is.
 func refuseConn(c net.Conn) {
+	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 4096)
+	seen := 0
+	for seen < len(buf) {
+		n, err := c.Read(buf[seen:])
+		seen += n
+		if err != nil || bytes.Contains(buf[:seen], []byte("\r\n\r\n")) {
+			break
+		}
+	}
 	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(tooManyConns), tooManyConns)
-	c.Close()
 }
 
 // countedConn gives its place back once, when closed.
