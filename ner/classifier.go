@@ -1,13 +1,10 @@
 package ner
 
 import (
-	"bytes"
-	"encoding/gob"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -79,24 +76,6 @@ type tagFeatures struct {
 	posPrevTag            []int32 // by history index
 }
 
-// model is the classifier's immutable part, built once from prose's
-// weights. It may be shared by any number of classifiers.
-type model struct {
-	labels []string
-	// histories are the values prose's history (the prevtag feature) can
-	// take: "None" before the first token, then what it records for each
-	// label (simplePOS), deduplicated. historyOf[l] indexes labels[l]'s.
-	histories  []string
-	historyOf  []int
-	emptyLabel int       // history index of the empty label (see classify)
-	prevTagRow []int32   // by history index
-	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
-	// values[f] maps a value of feature f to its row in weights.
-	values  [numFeatures]map[string]int32
-	weights []float64 // row r, label l at r*len(labels)+l
-	basic   map[string]bool
-}
-
 // classifier labels tagged tokens. It caches per-word and per-tag feature
 // rows and reuses its buffers, so it is not safe for concurrent use.
 type classifier struct {
@@ -129,116 +108,44 @@ func newClassifier(m *model) *classifier {
 	}
 }
 
-// loadModel reads the entity classifier of pm through prose's public API:
-// (*prose.Model).Write puts its labels, feature mapping and weights into a
-// temporary directory as gob files, removed before returning. prose's basic
-// English word list, which its "en-wordlist" feature tests against, is the
-// asset model/Maxent/words.gob.
-func loadModel(pm *prose.Model) (m *model, err error) {
-	dir, err := os.MkdirTemp("", "ingest-ner-")
-	if err != nil {
-		return nil, fmt.Errorf("ner: load model: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	defer func() {
-		// Write panics rather than returning some errors.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("ner: load model: prose panicked writing it to %s: %v", dir, r)
-		}
-	}()
-	if err := pm.Write(dir); err != nil {
-		return nil, fmt.Errorf("ner: load model: write to %s: %w", dir, err)
-	}
-	var (
-		labels  []string
-		mapping map[string]int
-		weights []float64
-		words   []string
-	)
-	for _, f := range []struct {
-		name string
-		into any
-	}{{"labels", &labels}, {"mapping", &mapping}, {"weights", &weights}} {
-		if err := decodeGob(filepath.Join(dir, "Maxent", f.name+".gob"), f.into); err != nil {
-			return nil, err
-		}
-	}
-	raw, err := prose.Asset("model/Maxent/words.gob")
-	if err != nil {
-		return nil, fmt.Errorf("ner: load model: %w", err)
-	}
-	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&words); err != nil {
-		return nil, fmt.Errorf("ner: load model: decode words.gob: %w", err)
-	}
-	return buildModel(labels, mapping, weights, words)
+// model is the classifier's immutable part: views into the model image
+// and a few small tables derived from it. It may be shared by any number
+// of classifiers.
+type model struct {
+	labels []string
+	// histories are the values prose's history (the prevtag feature) can
+	// take: "None" before the first token, then what it records for each
+	// label (simplePOS), deduplicated. historyOf[l] indexes labels[l]'s.
+	histories  []string
+	historyOf  []int
+	emptyLabel int       // history index of the empty label (see classify)
+	prevTagRow []int32   // by history index
+	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
+	// values[f] maps a value of feature f to its row. Row r's weights are
+	// entries [rowStart[r], rowStart[r+1]) of rowLabels and rowWeights:
+	// exactly the (label, weight) pairs prose's mapping has for it.
+	values     *[numFeatures]strtab
+	rowStart   []uint32
+	rowLabels  []uint32
+	rowWeights []float64
+	basic      *strtab
 }
 
-func decodeGob(path string, into any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("ner: load model: %w", err)
-	}
-	defer f.Close()
-	if err := gob.NewDecoder(f).Decode(into); err != nil {
-		return fmt.Errorf("ner: load model: decode %s: %w", path, err)
-	}
-	return nil
-}
-
-// buildModel turns prose's string-keyed mapping into rows of weights.
-//
-// prose looks up the key name+"-"+value+"-"+label. That string does not say
-// where the value ends (values and labels contain dashes), so rather than
-// parse each key one way, every key is filed under every (name, label) pair
-// it can be read as: a lookup of (name, value, label) then finds a row entry
-// exactly when prose's string lookup finds the key.
-func buildModel(labels []string, mapping map[string]int, weights []float64, words []string) (*model, error) {
-	if len(labels) == 0 {
-		return nil, fmt.Errorf("ner: load model: no labels")
-	}
+// newModel returns the classifier's model over im.
+func newModel(im *modelImage) *model {
 	m := &model{
-		labels:    labels,
-		historyOf: make([]int, len(labels)),
-		basic:     make(map[string]bool, len(words)),
+		labels:     im.labels,
+		historyOf:  make([]int, len(im.labels)),
+		values:     &im.clFeatures,
+		rowStart:   im.clRowStart,
+		rowLabels:  im.clLabels,
+		rowWeights: im.clWeights,
+		basic:      &im.basic,
 	}
 	m.histories = []string{none}
 	m.emptyLabel = m.history(simplePOS(""))
-	for l, label := range labels {
+	for l, label := range m.labels {
 		m.historyOf[l] = m.history(simplePOS(label))
-	}
-	for _, w := range words {
-		m.basic[w] = true
-	}
-	for f := range m.values {
-		m.values[f] = make(map[string]int32)
-	}
-	nl := len(labels)
-	for key, idx := range mapping {
-		if idx < 0 || idx >= len(weights) {
-			return nil, fmt.Errorf("ner: load model: mapping %q -> %d is outside the %d weights", key, idx, len(weights))
-		}
-		for f, name := range featureNames {
-			if len(key) <= len(name) || key[len(name)] != '-' || !strings.HasPrefix(key, name) {
-				continue
-			}
-			rest := key[len(name)+1:]
-			for l, label := range labels {
-				if len(rest) <= len(label) || rest[len(rest)-len(label)-1] != '-' || !strings.HasSuffix(rest, label) {
-					continue
-				}
-				value := rest[:len(rest)-len(label)-1]
-				row, ok := m.values[f][value]
-				if !ok {
-					row = int32(len(m.weights) / nl)
-					if int(row) != len(m.weights)/nl {
-						return nil, fmt.Errorf("ner: load model: too many features")
-					}
-					m.values[f][value] = row
-					m.weights = append(m.weights, make([]float64, nl)...)
-				}
-				m.weights[int(row)*nl+l] = weights[idx]
-			}
-		}
 	}
 	for _, h := range m.histories {
 		m.prevTagRow = append(m.prevTagRow, m.row(fPrevTag, h))
@@ -250,7 +157,73 @@ func buildModel(labels []string, mapping map[string]int, weights []float64, word
 		}
 		m.shapePrev = append(m.shapePrev, rows)
 	}
-	return m, nil
+	return m
+}
+
+// classifierRows is the classifier's part of the image before encoding.
+type classifierRows struct {
+	values [numFeatures]*strtabBuilder
+	rows   [][]rowEntry
+}
+
+type rowEntry struct {
+	label  int
+	weight float64
+}
+
+// buildRows turns prose's string-keyed mapping into rows of weights.
+//
+// prose looks up the key name+"-"+value+"-"+label. That string does not say
+// where the value ends (values and labels contain dashes), so rather than
+// parse each key one way, every key is filed under every (name, label) pair
+// it can be read as: a lookup of (name, value, label) then finds a row entry
+// exactly when prose's string lookup finds the key. Keys are taken in
+// sorted order so that the image is reproducible.
+func buildRows(labels []string, mapping map[string]int, weights []float64) (*classifierRows, error) {
+	if len(labels) == 0 || len(labels) > 64 {
+		return nil, fmt.Errorf("%w: build: %d entity labels, want 1 to 64", errImage, len(labels))
+	}
+	keys := make([]string, 0, len(mapping))
+	for k := range mapping {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	cr := &classifierRows{}
+	for f := range cr.values {
+		cr.values[f] = newStrtabBuilder()
+	}
+	for _, key := range keys {
+		idx := mapping[key]
+		if idx < 0 || idx >= len(weights) {
+			return nil, fmt.Errorf("%w: build: mapping %q -> %d is outside the %d weights", errImage, key, idx, len(weights))
+		}
+		for f, name := range featureNames {
+			if len(key) <= len(name) || key[len(name)] != '-' || !strings.HasPrefix(key, name) {
+				continue
+			}
+			rest := key[len(name)+1:]
+			for l, label := range labels {
+				if len(rest) <= len(label) || rest[len(rest)-len(label)-1] != '-' || !strings.HasSuffix(rest, label) {
+					continue
+				}
+				value := rest[:len(rest)-len(label)-1]
+				vals := cr.values[f]
+				var i int
+				if k, ok := vals.seen[value]; ok {
+					i = int(vals.vals[k])
+				} else {
+					i = len(cr.rows)
+					vals.set(value, uint32(i))
+					cr.rows = append(cr.rows, nil)
+				}
+				cr.rows[i] = append(cr.rows[i], rowEntry{l, weights[idx]})
+			}
+		}
+	}
+	for _, r := range cr.rows {
+		slices.SortFunc(r, func(a, b rowEntry) int { return a.label - b.label })
+	}
+	return cr, nil
 }
 
 // history returns the index of the history value h, adding it if new.
@@ -310,10 +283,7 @@ func shape(word string) string {
 }
 
 func (m *model) row(f int, value string) int32 {
-	if r, ok := m.values[f][value]; ok {
-		return r
-	}
-	return -1
+	return m.values[f].row(value)
 }
 
 // word returns the feature rows of a token text, from the cache when it
@@ -327,7 +297,7 @@ func (c *classifier) word(text string) wordFeatures {
 	n3 := min(len(text), 3)
 	sh := shape(text)
 	basic := "False"
-	if m.basic[text] {
+	if _, ok := lookup(m.basic, text); ok {
 		basic = "True"
 	}
 	wf := wordFeatures{
@@ -377,8 +347,8 @@ func (c *classifier) tag(tag string) tagFeatures {
 // joined looks up the value a+"+"+b of feature f without allocating.
 func (c *classifier) joined(f int, a, b string) int32 {
 	c.buf = append(append(append(c.buf[:0], a...), '+'), b...)
-	if r, ok := c.m.values[f][string(c.buf)]; ok {
-		return r
+	if r, ok := lookup(&c.m.values[f], c.buf); ok {
+		return int32(r)
 	}
 	return -1
 }
@@ -446,9 +416,10 @@ func (c *classifier) classify(tokens []prose.Token) {
 			if r < 0 {
 				continue
 			}
-			w := m.weights[int(r)*nl : int(r)*nl+nl]
-			for l := range scores {
-				scores[l] += w[l]
+			a, b := m.rowStart[r], m.rowStart[r+1]
+			labels, weights := m.rowLabels[a:b], m.rowWeights[a:b]
+			for j, l := range labels {
+				scores[l] += weights[j]
 			}
 		}
 

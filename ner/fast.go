@@ -1,0 +1,175 @@
+package ner
+
+import (
+	"strings"
+
+	"github.com/jdkato/prose/v2"
+)
+
+// fastEngine is the fast engine's per-extractor state: the shared,
+// read-only model (image, tagger tables, classifier model) and caches and
+// buffers of its own. Not safe for concurrent use.
+type fastEngine struct {
+	tg  *tagger
+	cls *classifier
+
+	// Caches, emptied together between documents once they hold
+	// maxCachedWords spans, so memory stays bounded on an endless stream of
+	// new words. A span is a run of text without a change between white
+	// space and the rest; its tokens are spanToks[spanFirst[id]:spanFirst[id+1]].
+	spanIDs   map[string]int32
+	spanFirst []int32
+	spanToks  []spanToken
+	wordIDs   map[string]int32
+	words     []wordEntry
+	split     [][2]int32
+
+	// Per-document buffers.
+	seen     []uint32 // per span id: the document stamp when it was last seen
+	firstAt  []int32  // per span id: its first token's position in the document
+	stamp    uint32
+	tokWords []*wordEntry
+	tokText  []string
+	obj      []int32 // obj[i]: the position whose token object position i holds
+	lastAt   []int32
+	tagIDs   []int32
+	tagNames []string
+	tokens   []prose.Token
+	ts       tagState
+}
+
+type spanToken struct {
+	start, end int32 // byte range in the span
+	word       int32
+}
+
+func newFastEngine(im *modelImage) *fastEngine {
+	return &fastEngine{
+		tg:        newTagger(im),
+		cls:       newClassifier(newModel(im)),
+		spanIDs:   make(map[string]int32),
+		wordIDs:   make(map[string]int32),
+		spanFirst: []int32{0},
+	}
+}
+
+// reset empties the caches.
+func (f *fastEngine) reset() {
+	clear(f.spanIDs)
+	clear(f.wordIDs)
+	f.spanFirst = f.spanFirst[:1]
+	f.spanToks = f.spanToks[:0]
+	f.words = f.words[:0]
+	f.seen = f.seen[:0]
+	f.firstAt = f.firstAt[:0]
+	clear(f.cls.words)
+	clear(f.cls.tags)
+}
+
+// span returns the id of span, splitting it on first sight. It may panic
+// as prose's tokenizer does (splitSpan), leaving the caches unchanged.
+func (f *fastEngine) span(span string) int32 {
+	if id, ok := f.spanIDs[span]; ok {
+		return id
+	}
+	f.split = splitSpan(span, f.split[:0])
+	span = strings.Clone(span) // the caches must not pin the document
+	for _, r := range f.split {
+		text := span[r[0]:r[1]]
+		w, ok := f.wordIDs[text]
+		if !ok {
+			w = int32(len(f.words))
+			f.words = append(f.words, f.tg.entry(text))
+			f.wordIDs[text] = w
+		}
+		f.spanToks = append(f.spanToks, spanToken{r[0], r[1], w})
+	}
+	id := int32(len(f.spanFirst) - 1)
+	f.spanFirst = append(f.spanFirst, int32(len(f.spanToks)))
+	f.spanIDs[span] = id
+	f.seen = append(f.seen, 0)
+	f.firstAt = append(f.firstAt, 0)
+	return id
+}
+
+// tokenize fills the per-document token buffers from text, as prose's
+// tokenizer would make them, including which positions share a Token
+// object (shared.go): prose caches every span but the text's last by its
+// text, within the document.
+func (f *fastEngine) tokenize(text string) {
+	if len(f.spanIDs) >= maxCachedWords || len(f.words) >= maxCachedWords {
+		f.reset()
+	}
+	f.stamp++
+	if f.stamp == 0 {
+		clear(f.seen)
+		f.stamp = 1
+	}
+	f.tokWords = f.tokWords[:0]
+	f.tokText = f.tokText[:0]
+	f.obj = f.obj[:0]
+	clean := sanitize(text)
+	scanSpans(clean, func(span string, last bool) {
+		id := f.span(span)
+		toks := f.spanToks[f.spanFirst[id]:f.spanFirst[id+1]]
+		if len(toks) == 0 {
+			return
+		}
+		shared := !last && f.seen[id] == f.stamp
+		first := f.firstAt[id]
+		if !last && !shared {
+			f.seen[id] = f.stamp
+			f.firstAt[id] = int32(len(f.obj))
+		}
+		for k, tk := range toks {
+			f.tokWords = append(f.tokWords, &f.words[tk.word])
+			f.tokText = append(f.tokText, span[tk.start:tk.end])
+			if shared {
+				f.obj = append(f.obj, first+int32(k))
+			} else {
+				f.obj = append(f.obj, int32(len(f.obj)))
+			}
+		}
+	})
+}
+
+// run tokenises, tags and classifies text and returns its tokens, each
+// with the tag and label prose's chunker sees. The slice is reused by the
+// next call.
+func (f *fastEngine) run(text string) []prose.Token {
+	f.tokenize(text)
+	n := len(f.tokWords)
+	f.tagIDs = grow(f.tagIDs, n)
+	f.tagNames = grow(f.tagNames, n)
+	f.tg.tag(&f.ts, f.tokWords, f.tagIDs, f.tagNames)
+
+	// A later position sharing a token object overwrote its tag.
+	f.lastAt = grow(f.lastAt, n)
+	for i := range f.lastAt {
+		f.lastAt[i] = -1
+	}
+	for i := n - 1; i >= 0; i-- {
+		if f.lastAt[f.obj[i]] < 0 {
+			f.lastAt[f.obj[i]] = int32(i)
+		}
+	}
+	f.tokens = grow(f.tokens, n)
+	for i := range f.tokens {
+		f.tokens[i] = prose.Token{Text: f.tokText[i], Tag: f.tagNames[f.lastAt[f.obj[i]]]}
+	}
+	f.cls.classify(f.tokens)
+	// And its label: a position that is the last of its object keeps its
+	// own, so overwriting in place never reads a label already overwritten.
+	for i := range f.tokens {
+		f.tokens[i].Label = f.tokens[f.lastAt[f.obj[i]]].Label
+	}
+	return f.tokens
+}
+
+// grow returns s resized to n, reusing its array when it can.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, n+n/4)
+	}
+	return s[:n]
+}

@@ -1,0 +1,325 @@
+package ner
+
+import (
+	"math"
+	"math/bits"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/mingrammer/commonregex"
+)
+
+// This file is the fast engine's POS tagger: prose v2's averaged
+// perceptron (tag.go: perceptronTagger.tag, featurize, predict, normalize)
+// over the model image. prose builds 14 feature strings per token in a
+// map, looks each up in a map of maps and sums weights into a map of
+// scores; here a token's features are row numbers, found once per distinct
+// word (wordEntry) and per tag, and a row is a run of packed (class,
+// weight) entries added into an array.
+//
+// Exactness. prose sums a token's feature weights in Go's random map order,
+// so in floating point its scores can differ in the last bits from one call
+// to the next, and it breaks an exact tie between classes by random map
+// order too. Every weight of prose's model is a multiple of 0.001 (the
+// image builder checks), so scores are summed here exactly, as integers in
+// thousandths: whenever the best class's integer score is strictly the
+// highest, prose picks that class in every order (rounding error in 14
+// additions of values below 35 is below 1e-12, far from 0.001). Only when
+// two classes tie exactly is prose's choice not determined; then this
+// tagger sums the tied classes in floating point in featurize's order,
+// takes the strictly greatest, else the class listed first, and counts the
+// tie (ties). Such tokens are the only place the two can differ, and the
+// equivalence tests accept a difference only there, and only when prose's
+// tag is one of the tied classes.
+
+// Tagger rules that come before the model, in prose's order.
+var (
+	tagNoneRE = regexp.MustCompile(`^(?:0|\*[\w?]\*|\*\-\d{1,3}|\*[A-Z]+\*\-\d{1,3}|\*)$`)
+	tagKeepRE = regexp.MustCompile(`^\-[A-Z]{3}\-$`)
+)
+
+// wordEntry is what the engine knows of one distinct token text, computed
+// on first sight and cached.
+type wordEntry struct {
+	text string
+	// fixed >= 0: the tag is decided without the model (prose's special
+	// cases and its tag dictionary): tag id fixed, name fixedName.
+	fixed     int32
+	fixedName string
+	suffix    int32 // row of "i suffix" + the text's last three bytes
+	pref1     int32 // row of "i pref1" + its first byte
+	norm      int32 // word record of its normalised form, -1 if none
+	normSuf   int32 // suffix record of the normalised form's suffix, -1 if none
+	cls       wordFeatures
+}
+
+// tagger holds the tagger's views into the image. Read-only after
+// newTagger; shared by an engine's documents.
+type tagger struct {
+	im                    *modelImage
+	classes, noTag, nt    int
+	bias                  int32
+	start, start2         int32 // tag ids of prose's first two histories
+	padRec                [4]int32
+	padSuf                [4]int32
+	names                 []string
+	tagNone, tagSym, tagNN string
+}
+
+func newTagger(im *modelImage) *tagger {
+	p := im.params
+	t := &tagger{
+		im:      im,
+		classes: int(p[paramClasses]),
+		noTag:   int(p[paramTags]),
+		bias:    int32(p[paramBiasRow]),
+		names:   im.tagNames,
+	}
+	t.nt = t.noTag + 1
+	for i := range 4 {
+		t.padRec[i] = int32(p[paramStart+i])
+		t.padSuf[i] = int32(p[paramStartSuf+i])
+	}
+	t.start = t.tagID(ctxStart)
+	t.start2 = t.tagID(ctxStart2)
+	return t
+}
+
+// tagID returns the id of a tag name; noTag for a name the model never
+// mentions (its features with that tag are all absent).
+func (t *tagger) tagID(name string) int32 {
+	if v, ok := lookup(&t.im.tagIndex, name); ok {
+		return int32(v)
+	}
+	return int32(t.noTag)
+}
+
+// name returns the tag name of id (not noTag).
+func (t *tagger) name(id int32) string { return t.names[id] }
+
+// normalize mirrors prose's normalize, the form a word takes as context.
+// Quirk kept: prose takes the first character as string(word[0]), a byte
+// read as a rune, so a first byte of 0x80 or more is never "-" or a digit.
+func normalize(word string) string {
+	if word == "" {
+		return word
+	}
+	if strings.Contains(word, "-") && word[0] != '-' {
+		return "!HYPHEN"
+	}
+	if len(word) == 4 {
+		if _, err := strconv.Atoi(word); err == nil {
+			return "!YEAR"
+		}
+	}
+	if word[0] >= '0' && word[0] <= '9' {
+		return "!DIGITS"
+	}
+	return strings.ToLower(word)
+}
+
+// entry computes what the tagger needs of a token text.
+func (t *tagger) entry(text string) wordEntry {
+	e := wordEntry{text: text, fixed: -1}
+	im := t.im
+	switch {
+	case text == "-":
+		e.fixedName = "-"
+	case isEmoticon(text):
+		e.fixedName = "SYM"
+	case commonregex.LinkRegex.MatchString(text) || commonregex.EmailRegex.MatchString(text) || strings.HasPrefix(text, "@"):
+		e.fixedName = "NN"
+	case tagNoneRE.MatchString(text):
+		e.fixedName = "-NONE-"
+	case tagKeepRE.MatchString(text):
+		e.fixedName = text
+	default:
+		if v, ok := lookup(&im.tagMap, text); ok {
+			e.fixedName = t.names[v]
+		}
+	}
+	if e.fixedName != "" {
+		e.fixed = t.tagID(e.fixedName)
+	}
+	e.suffix, e.norm, e.normSuf = -1, -1, -1
+	if v, ok := lookup(&im.suffixIndex, suffix3(text)); ok {
+		e.suffix = im.sufRecs[int(v)*sufRecSize+srOwn]
+	}
+	e.pref1 = -1
+	if text != "" {
+		e.pref1 = im.pref1[text[0]]
+	}
+	n := normalize(text)
+	if v, ok := lookup(&im.wordIndex, n); ok {
+		e.norm = int32(v)
+	}
+	if v, ok := lookup(&im.suffixIndex, suffix3(n)); ok {
+		e.normSuf = int32(v)
+	}
+	return e
+}
+
+// tagState is one document's tagging buffers, reused.
+type tagState struct {
+	ctxRec, ctxSuf []int32 // per context position: -2, -1, tokens..., n, n+1
+	scores         [64]int32
+	// ties counts tokens whose best score two classes shared; tiePos and
+	// tieClasses record them when record is set (tests).
+	ties       int
+	record     bool
+	tiePos     []int
+	tieClasses []uint64
+	// choose, when set (tests), picks the class of a tie instead: given
+	// the token's position, the tied classes and the default choice.
+	choose func(i int, tied uint64, def int32) int32
+}
+
+// tag sets tags[i] (tag id) and names[i] for each token of words, as
+// prose's perceptronTagger.tag does for the same token texts.
+func (t *tagger) tag(st *tagState, words []*wordEntry, tags []int32, names []string) {
+	n := len(words)
+	st.ctxRec = append(st.ctxRec[:0], t.padRec[0], t.padRec[1])
+	st.ctxSuf = append(st.ctxSuf[:0], t.padSuf[0], t.padSuf[1])
+	for _, w := range words {
+		st.ctxRec = append(st.ctxRec, w.norm)
+		st.ctxSuf = append(st.ctxSuf, w.normSuf)
+	}
+	st.ctxRec = append(st.ctxRec, t.padRec[2], t.padRec[3])
+	st.ctxSuf = append(st.ctxSuf, t.padSuf[2], t.padSuf[3])
+	p1, p2 := t.start, t.start2
+	for i := range n {
+		w := words[i]
+		var tag int32
+		var name string
+		if w.fixed >= 0 {
+			tag, name = w.fixed, w.fixedName
+		} else {
+			c := t.predict(st, i, w, p1, p2)
+			if c < 0 {
+				// No feature had weights: prose's max of an empty map.
+				tag, name = t.tagID(""), ""
+			} else {
+				tag, name = c, t.names[c]
+			}
+		}
+		tags[i], names[i] = tag, name
+		p2, p1 = p1, tag
+	}
+}
+
+// rows returns the rows of token i's 14 features in prose's featurize
+// order (-1 for a feature absent from the model).
+func (t *tagger) rows(st *tagState, i int, w *wordEntry, p1, p2 int32) [14]int32 {
+	im := t.im
+	k := i + 2
+	rec := func(pos, field int) int32 {
+		if r := st.ctxRec[pos]; r >= 0 {
+			return im.wordRecs[int(r)*wordRecSize+field]
+		}
+		return -1
+	}
+	suf := func(pos, field int) int32 {
+		if r := st.ctxSuf[pos]; r >= 0 {
+			return im.sufRecs[int(r)*sufRecSize+field]
+		}
+		return -1
+	}
+	tagWord := int32(-1)
+	if r := st.ctxRec[k]; r >= 0 {
+		a, b := im.wordRecs[int(r)*wordRecSize+wrPairStart], im.wordRecs[int(r)*wordRecSize+wrPairEnd]
+		for j := a; j < b; j++ {
+			if tg := int32(im.tagWord[2*j]); tg >= p1 {
+				if tg == p1 {
+					tagWord = int32(im.tagWord[2*j+1])
+				}
+				break
+			}
+		}
+	}
+	return [14]int32{
+		t.bias,
+		w.suffix,
+		w.pref1,
+		im.tagRows[2*int(p1)],
+		im.tagRows[2*int(p2)+1],
+		im.tagPairs[int(p1)*t.nt+int(p2)],
+		rec(k, wrWord),
+		tagWord,
+		rec(k-1, wrPrev1),
+		suf(k-1, srPrev1),
+		rec(k-2, wrPrev2),
+		rec(k+1, wrNext1),
+		suf(k+1, srNext1),
+		rec(k+2, wrNext2),
+	}
+}
+
+// predict returns the class prose's averagedPerceptron.predict picks for
+// token i, or -1 when no feature has weights.
+func (t *tagger) predict(st *tagState, i int, w *wordEntry, p1, p2 int32) int32 {
+	im := t.im
+	rows := t.rows(st, i, w, p1, p2)
+	scores := &st.scores
+	var present uint64
+	for _, r := range rows {
+		if r < 0 {
+			continue
+		}
+		for _, e := range im.entries[im.rowStart[r]:im.rowStart[r+1]] {
+			c := e & 63
+			scores[c] += int32(e) >> 8
+			present |= 1 << c
+		}
+	}
+	// prose's max considers only classes that got a weight.
+	best, bestScore, tied := int32(-1), int32(math.MinInt32), uint64(0)
+	for m := present; m != 0; m &= m - 1 {
+		c := int32(bits.TrailingZeros64(m))
+		s := scores[c]
+		scores[c] = 0
+		switch {
+		case best < 0 || s > bestScore:
+			best, bestScore, tied = c, s, 1<<c
+		case s == bestScore:
+			tied |= 1 << c
+		}
+	}
+	if tied&(tied-1) != 0 {
+		best = t.breakTie(rows, tied)
+		if st.choose != nil {
+			best = st.choose(i, tied, best)
+		}
+		st.ties++
+		if st.record {
+			st.tiePos = append(st.tiePos, i)
+			st.tieClasses = append(st.tieClasses, tied)
+		}
+	}
+	return best
+}
+
+// breakTie sums the tied classes' weights in floating point, in featurize's
+// order, and returns the strictly greatest, the first listed on a tie.
+func (t *tagger) breakTie(rows [14]int32, tied uint64) int32 {
+	im := t.im
+	var sums [64]float64
+	for _, r := range rows {
+		if r < 0 {
+			continue
+		}
+		for _, e := range im.entries[im.rowStart[r]:im.rowStart[r+1]] {
+			if c := e & 63; tied&(1<<c) != 0 {
+				sums[c] += float64(int32(e)>>8) / 1000
+			}
+		}
+	}
+	best := int32(-1)
+	for m := tied; m != 0; m &= m - 1 {
+		c := int32(bits.TrailingZeros64(m))
+		if best < 0 || sums[c] > sums[best] {
+			best = c
+		}
+	}
+	return best
+}
