@@ -188,9 +188,11 @@ func buildImage() ([]byte, error) {
 // imageWriter accumulates sections in order.
 type imageWriter struct{ sections [][]byte }
 
-func (w *imageWriter) add(b []byte)          { w.sections = append(w.sections, b) }
-func (w *imageWriter) u32s(v []uint32)       { w.add(encodeU32s(v)) }
-func (w *imageWriter) i32s(v []int32)        { w.add(encodeU32s(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(v))), len(v)))) }
+func (w *imageWriter) add(b []byte)    { w.sections = append(w.sections, b) }
+func (w *imageWriter) u32s(v []uint32) { w.add(encodeU32s(v)) }
+func (w *imageWriter) i32s(v []int32) {
+	w.add(encodeU32s(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(v))), len(v))))
+}
 func (w *imageWriter) table(b *strtabBuilder) { idx, blob := b.encode(); w.u32s(idx); w.add(blob) }
 func (w *imageWriter) strings(list []string) {
 	var blob []byte

@@ -57,13 +57,13 @@ type wordEntry struct {
 // tagger holds the tagger's views into the image. Read-only after
 // newTagger; shared by an engine's documents.
 type tagger struct {
-	im                    *modelImage
-	classes, noTag, nt    int
-	bias                  int32
-	start, start2         int32 // tag ids of prose's first two histories
-	padRec                [4]int32
-	padSuf                [4]int32
-	names                 []string
+	im                     *modelImage
+	classes, noTag, nt     int
+	bias                   int32
+	start, start2          int32 // tag ids of prose's first two histories
+	padRec                 [4]int32
+	padSuf                 [4]int32
+	names                  []string
 	tagNone, tagSym, tagNN string
 }
 
