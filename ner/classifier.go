@@ -65,6 +65,7 @@ const maxCachedWords = 1 << 16
 type wordFeatures struct {
 	word, lower, suffix3, prefix3, shape, wordLen, enWordlist int32
 	prevWord, nextWord                                        int32 // this word seen from its neighbours
+	nextPosRec                                                int32 // its word+nextpos record, -1 if none
 	lowerText                                                 string
 	shapeIdx                                                  uint8 // index in shapes
 }
@@ -72,6 +73,7 @@ type wordFeatures struct {
 // tagFeatures are the feature rows that depend on a token's POS tag alone.
 type tagFeatures struct {
 	pos, prevPos, nextPos int32
+	nextTag               int32 // id of lowerTag as a word+nextpos value, -1 if none
 	lowerTag              string
 	posPrevTag            []int32 // by history index
 }
@@ -80,12 +82,12 @@ type tagFeatures struct {
 // rows and reuses its buffers, so it is not safe for concurrent use.
 type classifier struct {
 	m      *model
-	words  map[string]wordFeatures
-	tags   map[string]tagFeatures
+	words  map[string]*wordFeatures
+	tags   map[string]*tagFeatures
 	buf    []byte
 	scores []float64
-	wf     []wordFeatures // per token of the text being classified
-	tf     []tagFeatures
+	wf     []*wordFeatures // per token of the text being classified
+	tf     []*tagFeatures
 	// Token sharing (shared.go).
 	spans   map[string]int // tokens per span
 	firstOf map[string]int // span -> its first token's position, per text
@@ -100,8 +102,8 @@ type classifier struct {
 func newClassifier(m *model) *classifier {
 	return &classifier{
 		m:       m,
-		words:   make(map[string]wordFeatures),
-		tags:    make(map[string]tagFeatures),
+		words:   make(map[string]*wordFeatures),
+		tags:    make(map[string]*tagFeatures),
 		spans:   make(map[string]int),
 		firstOf: make(map[string]int),
 		scores:  make([]float64, len(m.labels)),
@@ -125,6 +127,11 @@ type model struct {
 	// entries [rowStart[r], rowStart[r+1]) of rowLabels and rowWeights:
 	// exactly the (label, weight) pairs prose's mapping has for it.
 	values     *[numFeatures]strtab
+	nextTags   *strtab  // lower-cased tag -> id, for word+nextpos
+	nextPos    *strtab  // lower-cased word -> word+nextpos record
+	nextPosRec []uint32 // record k's pairs are nextPosPr[2*a:2*b], a, b = nextPosRec[2k:2k+2]
+	nextPosPr  []uint32 // (tag id, row) pairs, by tag id
+	noneTag    int32    // id of "None", the next tag past the end
 	rowStart   []uint32
 	rowLabels  []uint32
 	rowWeights []float64
@@ -137,11 +144,16 @@ func newModel(im *modelImage) *model {
 		labels:     im.labels,
 		historyOf:  make([]int, len(im.labels)),
 		values:     &im.clFeatures,
+		nextTags:   &im.clNextTags,
+		nextPos:    &im.clNextPos,
+		nextPosRec: im.clNextPosRec,
+		nextPosPr:  im.clNextPosPairs,
 		rowStart:   im.clRowStart,
 		rowLabels:  im.clLabels,
 		rowWeights: im.clWeights,
 		basic:      &im.basic,
 	}
+	m.noneTag = m.nextTags.row(none)
 	m.histories = []string{none}
 	m.emptyLabel = m.history(simplePOS(""))
 	for l, label := range m.labels {
@@ -288,11 +300,21 @@ func (m *model) row(f int, value string) int32 {
 
 // word returns the feature rows of a token text, from the cache when it
 // can.
-func (c *classifier) word(text string) wordFeatures {
+func (c *classifier) word(text string) *wordFeatures {
 	if wf, ok := c.words[text]; ok {
 		return wf
 	}
-	m := c.m
+	wf := c.m.word(text)
+	if len(c.words) >= maxCachedWords {
+		clear(c.words)
+	}
+	// The key is cloned so the cache does not pin the article it came from.
+	c.words[strings.Clone(text)] = &wf
+	return &wf
+}
+
+// word computes the feature rows of a token text.
+func (m *model) word(text string) wordFeatures {
 	lower := strings.ToLower(text)
 	n3 := min(len(text), 3)
 	sh := shape(text)
@@ -310,38 +332,62 @@ func (c *classifier) word(text string) wordFeatures {
 		enWordlist: m.row(fEnWordlist, basic),
 		prevWord:   m.row(fPrevWord, lower),
 		nextWord:   m.row(fNextWord, lower),
+		nextPosRec: m.nextPos.row(lower),
 		lowerText:  lower,
 		shapeIdx:   shapeIndex(sh),
 	}
-	if len(c.words) >= maxCachedWords {
-		clear(c.words)
-	}
-	// The key is cloned so the cache does not pin the article it came from.
-	c.words[strings.Clone(text)] = wf
 	return wf
 }
 
 // tag returns the feature rows of a POS tag, from the cache when it can.
-func (c *classifier) tag(tag string) tagFeatures {
+func (c *classifier) tag(tag string) *tagFeatures {
 	if tf, ok := c.tags[tag]; ok {
 		return tf
 	}
+	tf := c.newTag(tag)
+	if len(c.tags) >= maxCachedWords {
+		clear(c.tags)
+	}
+	c.tags[strings.Clone(tag)] = &tf
+	return &tf
+}
+
+// newTag computes the feature rows of a POS tag.
+func (c *classifier) newTag(tag string) tagFeatures {
 	lower := strings.ToLower(tag)
 	tf := tagFeatures{
 		pos:        c.m.row(fPos, tag),
 		prevPos:    c.m.row(fPrevPos, tag),
 		nextPos:    c.m.row(fNextPos, lower),
+		nextTag:    c.m.nextTags.row(lower),
 		lowerTag:   lower,
 		posPrevTag: make([]int32, len(c.m.histories)),
 	}
 	for h, name := range c.m.histories {
 		tf.posPrevTag[h] = c.joined(fPosPrevTag, tag, name)
 	}
-	if len(c.tags) >= maxCachedWords {
-		clear(c.tags)
-	}
-	c.tags[strings.Clone(tag)] = tf
 	return tf
+}
+
+// wordNextPos returns the row of the word+nextpos value of a word (its
+// record) followed by a tag (its id). The value is the lower-cased word,
+// "+", the lower-cased tag; no tag holds a "+", so the image files each
+// value under the word and tag it splits into at its last "+", and a pair
+// is found exactly when prose's string is a key.
+func (m *model) wordNextPos(rec, tag int32) int32 {
+	if rec < 0 || tag < 0 {
+		return -1
+	}
+	a, b := m.nextPosRec[2*rec], m.nextPosRec[2*rec+1]
+	for j := a; j < b; j++ {
+		if t := int32(m.nextPosPr[2*j]); t >= tag {
+			if t == tag {
+				return int32(m.nextPosPr[2*j+1])
+			}
+			break
+		}
+	}
+	return -1
 }
 
 // joined looks up the value a+"+"+b of feature f without allocating.
@@ -357,21 +403,26 @@ func (c *classifier) joined(f int, a, b string) int32 {
 // given the same texts and tags: greedily, left to right, each token's
 // features including the label chosen for the one before it.
 func (c *classifier) classify(tokens []prose.Token) {
-	m := c.m
-	nl := len(m.labels)
 	c.wf = c.wf[:0]
 	c.tf = c.tf[:0]
 	for i := range tokens {
 		c.wf = append(c.wf, c.word(tokens[i].Text))
 		c.tf = append(c.tf, c.tag(tokens[i].Tag))
 	}
+	c.label(tokens)
+}
+
+// label is classify once c.wf and c.tf hold each token's features.
+func (c *classifier) label(tokens []prose.Token) {
+	m := c.m
+	nl := len(m.labels)
 	var rows [numFeatures]int32
 	rows[fBias] = m.row(fBias, "True")
 	prevTag := 0 // "None"
 	for i := range tokens {
 		tok := &tokens[i]
-		wf := &c.wf[i]
-		tf := &c.tf[i]
+		wf := c.wf[i]
+		tf := c.tf[i]
 
 		rows[fWord] = wf.word
 		rows[fWordLower] = wf.lower
@@ -397,16 +448,16 @@ func (c *classifier) classify(tokens []prose.Token) {
 		}
 		rows[fPrevTag] = m.prevTagRow[prevTag]
 
-		nextPos := none
+		nextTag := m.noneTag
 		if i == len(tokens)-1 {
 			rows[fNextWord] = m.row(fNextWord, none)
 			rows[fNextPos] = m.row(fNextPos, none)
 		} else {
 			rows[fNextWord] = c.wf[i+1].nextWord
 			rows[fNextPos] = c.tf[i+1].nextPos
-			nextPos = c.tf[i+1].lowerTag
+			nextTag = c.tf[i+1].nextTag
 		}
-		rows[fWordNextPos] = c.joined(fWordNextPos, wf.lowerText, nextPos)
+		rows[fWordNextPos] = m.wordNextPos(wf.nextPosRec, nextTag)
 		rows[fPosPrevTag] = tf.posPrevTag[prevTag]
 		rows[fShapePrevTag] = m.shapePrev[prevShape][prevTag]
 

@@ -10,8 +10,9 @@ import (
 // read-only model (image, tagger tables, classifier model) and caches and
 // buffers of its own. Not safe for concurrent use.
 type fastEngine struct {
-	tg  *tagger
-	cls *classifier
+	tg      *tagger
+	cls     *classifier
+	tagFeat []tagFeatures // the classifier's features of each tag id but noTag
 
 	// Caches, emptied together between documents once they hold
 	// maxCachedWords spans, so memory stays bounded on an endless stream of
@@ -44,13 +45,17 @@ type spanToken struct {
 }
 
 func newFastEngine(im *modelImage) *fastEngine {
-	return &fastEngine{
+	f := &fastEngine{
 		tg:        newTagger(im),
 		cls:       newClassifier(newModel(im)),
 		spanIDs:   make(map[string]int32),
 		wordIDs:   make(map[string]int32),
 		spanFirst: []int32{0},
 	}
+	for id := range f.tg.noTag {
+		f.tagFeat = append(f.tagFeat, f.cls.newTag(f.tg.names[id]))
+	}
+	return f
 }
 
 // reset empties the caches.
@@ -79,7 +84,9 @@ func (f *fastEngine) span(span string) int32 {
 		w, ok := f.wordIDs[text]
 		if !ok {
 			w = int32(len(f.words))
-			f.words = append(f.words, f.tg.entry(text))
+			e := f.tg.entry(text)
+			e.cls = f.cls.m.word(text)
+			f.words = append(f.words, e)
 			f.wordIDs[text] = w
 		}
 		f.spanToks = append(f.spanToks, spanToken{r[0], r[1], w})
@@ -154,10 +161,19 @@ func (f *fastEngine) run(text string) []prose.Token {
 		}
 	}
 	f.tokens = grow(f.tokens, n)
+	c := f.cls
+	c.wf, c.tf = c.wf[:0], c.tf[:0]
 	for i := range f.tokens {
-		f.tokens[i] = prose.Token{Text: f.tokText[i], Tag: f.tagNames[f.lastAt[f.obj[i]]]}
+		j := f.lastAt[f.obj[i]]
+		f.tokens[i] = prose.Token{Text: f.tokText[i], Tag: f.tagNames[j]}
+		c.wf = append(c.wf, &f.tokWords[i].cls)
+		if id := f.tagIDs[j]; int(id) < len(f.tagFeat) {
+			c.tf = append(c.tf, &f.tagFeat[id])
+		} else {
+			c.tf = append(c.tf, c.tag(f.tagNames[j]))
+		}
 	}
-	f.cls.classify(f.tokens)
+	c.label(f.tokens)
 	// And its label: a position that is the last of its object keeps its
 	// own, so overwriting in place never reads a label already overwritten.
 	for i := range f.tokens {

@@ -50,38 +50,42 @@ const (
 // imageSHA256 is the SHA-256 (of bytes 64 onwards) of the image built from
 // prose v2.0.0's model by this version of the code. Update it, as
 // TestImageIsCurrent says, whenever the derivation changes.
-const imageSHA256 = "17c4df758c78facb14292ca314cb937a3dca9eb0d53025fc2f5261ff46a7ca14"
+const imageSHA256 = "30e29d2061cecdbb764eaf28cb65f4671c53f12341b1350c150ff5a9c9727c77"
 
 // Sections, in file order.
 const (
-	secParams      = iota // uint32s: see param*
-	secTagNames           // blob: tag names, classes first
-	secTagNameOffs        // uint32s: offsets into secTagNames, count+1
-	secTagIndex           // strtab: tag name -> tag id
-	secTagBlob            //
-	secRowStart           // uint32s: tagger row r's entries are [rowStart[r], rowStart[r+1])
-	secEntries            // uint32s: class | weight in thousandths << 8
-	secPref1              // int32s: row of "i pref1" by first byte, 256
-	secTagRows            // int32s: per tag id (and noTag): i-1 tag, i-2 tag
-	secTagPairs           // int32s: "i tag+i-2 tag" row by p1*tags+p2 (tags including noTag)
-	secWordIndex          // strtab: normalised word -> word record
-	secWordBlob           //
-	secWordRecs           // int32s: wordRecSize per record
-	secTagWord            // uint32s: (tag id, row) pairs of "i-1 tag+i word"
-	secSuffixIndex        // strtab: suffix -> suffix record
-	secSuffixBlob         //
-	secSuffixRecs         // int32s: 3 per record: i suffix, i-1 suffix, i+1 suffix
-	secTagMapIndex        // strtab: word -> tag id, prose's tag dictionary
-	secTagMapBlob         //
-	secLabels             // blob: classifier labels
-	secLabelOffs          // uint32s
-	secClRowStart         // uint32s: classifier row r's entries
-	secClLabels           // uint32s: the label of each entry
-	secClWeights          // float64s: the weight of each entry
-	secBasicIndex         // strtab: prose's basic English word list
-	secBasicBlob          //
-	secClFeatures         // numFeatures strtabs (index, blob), value -> row
-	numSections    = secClFeatures + 2*numFeatures
+	secParams      = iota                          // uint32s: see param*
+	secTagNames                                    // blob: tag names, classes first
+	secTagNameOffs                                 // uint32s: offsets into secTagNames, count+1
+	secTagIndex                                    // strtab: tag name -> tag id
+	secTagBlob                                     //
+	secRowStart                                    // uint32s: tagger row r's entries are [rowStart[r], rowStart[r+1])
+	secEntries                                     // uint32s: class | weight in thousandths << 8
+	secPref1                                       // int32s: row of "i pref1" by first byte, 256
+	secTagRows                                     // int32s: per tag id (and noTag): i-1 tag, i-2 tag
+	secTagPairs                                    // int32s: "i tag+i-2 tag" row by p1*tags+p2 (tags including noTag)
+	secWordIndex                                   // strtab: normalised word -> word record
+	secWordBlob                                    //
+	secWordRecs                                    // int32s: wordRecSize per record
+	secTagWord                                     // uint32s: (tag id, row) pairs of "i-1 tag+i word"
+	secSuffixIndex                                 // strtab: suffix -> suffix record
+	secSuffixBlob                                  //
+	secSuffixRecs                                  // int32s: 3 per record: i suffix, i-1 suffix, i+1 suffix
+	secTagMapIndex                                 // strtab: word -> tag id, prose's tag dictionary
+	secTagMapBlob                                  //
+	secLabels                                      // blob: classifier labels
+	secLabelOffs                                   // uint32s
+	secClRowStart                                  // uint32s: classifier row r's entries
+	secClLabels                                    // uint32s: the label of each entry
+	secClWeights                                   // float64s: the weight of each entry
+	secBasicIndex                                  // strtab: prose's basic English word list
+	secBasicBlob                                   //
+	secClFeatures                                  // numFeatures strtabs (index, blob), value -> row
+	secClNextTags  = secClFeatures + 2*numFeatures // strtab: lower-cased tag -> id (word+nextpos)
+	secClNextPos   = secClNextTags + 2             // strtab: lower-cased word -> word+nextpos record
+	secClNextRecs  = secClNextPos + 2              // uint32s: per record, its pairs' range
+	secClNextPairs = secClNextRecs + 1             // uint32s: (tag id, row) pairs
+	numSections    = secClNextPairs + 1
 )
 
 // Params.
@@ -136,12 +140,14 @@ type modelImage struct {
 	rowStart, entries, tagWord                      []uint32
 	pref1, tagRows, tagPairs, wordRecs, sufRecs     []int32
 
-	labels      []string
-	clRowStart  []uint32
-	clLabels    []uint32
-	clWeights   []float64
-	clFeatures  [numFeatures]strtab
-	fingerprint string // hex SHA-256
+	labels                       []string
+	clRowStart                   []uint32
+	clLabels                     []uint32
+	clWeights                    []float64
+	clFeatures                   [numFeatures]strtab
+	clNextTags, clNextPos        strtab
+	clNextPosRec, clNextPosPairs []uint32
+	fingerprint                  string // hex SHA-256
 }
 
 // buildImage derives the image from prose's model assets.
@@ -523,6 +529,43 @@ func (w *imageWriter) classifier(labels []string, mapping map[string]int, weight
 	for f := range numFeatures {
 		w.table(rows.values[f])
 	}
+	// word+nextpos by (word, tag): each value split at its last "+".
+	type pair struct{ tag, row uint32 }
+	tagIDs, wordIDs := newStrtabBuilder(), newStrtabBuilder()
+	var pairs [][]pair
+	wnp := rows.values[fWordNextPos]
+	for k, v := range wnp.keys {
+		i := strings.LastIndexByte(v, '+')
+		if i < 0 {
+			continue // unreachable: every lookup has a "+"
+		}
+		word, tag := v[:i], v[i+1:]
+		if _, ok := tagIDs.seen[tag]; !ok {
+			tagIDs.set(tag, uint32(len(tagIDs.keys)))
+		}
+		if _, ok := wordIDs.seen[word]; !ok {
+			wordIDs.set(word, uint32(len(wordIDs.keys)))
+			pairs = append(pairs, nil)
+		}
+		wi := wordIDs.vals[wordIDs.seen[word]]
+		pairs[wi] = append(pairs[wi], pair{tagIDs.vals[tagIDs.seen[tag]], wnp.vals[k]})
+	}
+	if _, ok := tagIDs.seen[none]; !ok {
+		tagIDs.set(none, uint32(len(tagIDs.keys)))
+	}
+	var recs, flat []uint32
+	for _, ps := range pairs {
+		slices.SortFunc(ps, func(a, b pair) int { return int(a.tag) - int(b.tag) })
+		recs = append(recs, uint32(len(flat)/2))
+		for _, p := range ps {
+			flat = append(flat, p.tag, p.row)
+		}
+		recs = append(recs, uint32(len(flat)/2))
+	}
+	w.table(tagIDs)
+	w.table(wordIDs)
+	w.u32s(recs)
+	w.u32s(flat)
 	return nil
 }
 
@@ -605,6 +648,10 @@ func openImage(data []byte, want string) (*modelImage, error) {
 	for f := range numFeatures {
 		im.clFeatures[f] = tab(secClFeatures + 2*f)
 	}
+	im.clNextTags = tab(secClNextTags)
+	im.clNextPos = tab(secClNextPos)
+	im.clNextPosRec = u32view(secs[secClNextRecs])
+	im.clNextPosPairs = u32view(secs[secClNextPairs])
 	if bad || len(im.params) != numParams || !im.consistent() {
 		return nil, fmt.Errorf("%w: inconsistent tables", errImage)
 	}
@@ -697,6 +744,23 @@ func (im *modelImage) consistent() bool {
 		if !tabValues(&im.clFeatures[f], ncl) {
 			return false
 		}
+	}
+	nrec, npairs := len(im.clNextPosRec)/2, len(im.clNextPosPairs)/2
+	if len(im.clNextPosRec)%2 != 0 || len(im.clNextPosPairs)%2 != 0 || !tabValues(&im.clNextPos, nrec) {
+		return false
+	}
+	for i := 0; i < len(im.clNextPosRec); i += 2 {
+		if im.clNextPosRec[i] > im.clNextPosRec[i+1] || int(im.clNextPosRec[i+1]) > npairs {
+			return false
+		}
+	}
+	for i := 0; i < len(im.clNextPosPairs); i += 2 {
+		if int(im.clNextPosPairs[i+1]) >= ncl {
+			return false
+		}
+	}
+	if _, ok := lookup(&im.clNextTags, none); !ok {
+		return false
 	}
 	return true
 }
