@@ -6,6 +6,20 @@ import (
 	"github.com/jdkato/prose/v2"
 )
 
+// Token sharing. prose's tokenizer splits text into spans at white space
+// and splits each span into tokens. Within one document it caches the
+// tokens of each span by its text and, on a repeat, appends the same
+// *Token pointers again; only the text's last span bypasses the cache. A
+// word that occurs twice is therefore one Token object at two positions.
+// The tagger and the entity classifier write each position's Tag and Label
+// into that shared object, so the later occurrence overwrites the earlier
+// one, and prose's classifier and chunker read the overwritten values: an
+// entity's tag and label can come from the same word elsewhere in the
+// text. The fast engine keeps, per position, the position whose object it
+// holds (obj), and gives each position the tag, then the label, of the
+// last position holding the same object: the classifier runs after all
+// tagging, on the overwritten tags, as prose's does.
+
 // fastEngine is the fast engine's per-extractor state: the shared,
 // read-only model (image, tagger tables, classifier model) and caches and
 // buffers of its own. Not safe for concurrent use.

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,4 +50,112 @@ func TestImageIsCurrent(t *testing.T) {
 		t.Error("two builds of the image differ: the derivation is not reproducible")
 	}
 	t.Logf("image: %d bytes", len(data))
+}
+
+// TestImageFile drives the image's life in a cache directory: built and
+// written on first use, mapped afterwards, rebuilt when damaged or stale,
+// kept in the heap when the directory cannot be written.
+func TestImageFile(t *testing.T) {
+	want := builtImage(t)
+	dir := t.TempDir()
+	path := imagePath(dir)
+	load := func(wantSource imageSource) {
+		t.Helper()
+		im, src, err := loadImage(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src != wantSource {
+			t.Errorf("loaded from source %d, want %d", src, wantSource)
+		}
+		if !bytes.Equal(im.data, want) {
+			t.Error("the loaded image is not the built one")
+		}
+		if e := newFastEngine(im); len(chunk(e.run("Mayor Elena Marsh of Harbor City met officials in Brussels on Tuesday."))) == 0 {
+			t.Error("no entities from the loaded image")
+		}
+	}
+	load(imageWritten)
+	load(imageMapped)
+
+	// Damaged: one byte flipped.
+	damaged := bytes.Clone(want)
+	damaged[len(damaged)/2] ^= 1
+	replace(t, path, damaged)
+	if _, err := mapImage(path); !errors.Is(err, errImage) || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("damaged image: error %v, want one saying it is damaged", err)
+	}
+	load(imageWritten)
+
+	// Stale: intact, but not the image this binary needs (another prose
+	// model or another version of the code).
+	stale := bytes.Clone(want)
+	stale[len(stale)-1] ^= 1
+	sum := sha256.Sum256(stale[headerSize:])
+	copy(stale[24:56], sum[:])
+	replace(t, path, stale)
+	if _, err := mapImage(path); !errors.Is(err, errImage) || !strings.Contains(err.Error(), "another version") {
+		t.Errorf("stale image: error %v, want one saying it comes from another version", err)
+	}
+	load(imageWritten)
+
+	// Truncated.
+	replace(t, path, want[:len(want)/3])
+	load(imageWritten)
+
+	// No directory can be made: a file is in the way.
+	blocked := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	im, src, err := loadImage(filepath.Join(blocked, "cache"), nil)
+	if err != nil || src != imageHeap || !bytes.Equal(im.data, want) {
+		t.Errorf("unwritable directory: source %d, error %v; want the image built in the heap", src, err)
+	}
+}
+
+func replace(t *testing.T, path string, data []byte) {
+	t.Helper()
+	os.Remove(path)
+	if err := os.WriteFile(path, data, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenImageRejects(t *testing.T) {
+	want := builtImage(t)
+	badVersion := bytes.Clone(want)
+	badVersion[8]++
+	for name, data := range map[string][]byte{
+		"empty":       nil,
+		"bad magic":   append([]byte("NOTANIMG"), want[8:]...),
+		"bad version": badVersion,
+		"truncated":   want[:len(want)-8],
+	} {
+		if _, err := openImage(aligned(data), imageSHA256); !errors.Is(err, errImage) {
+			t.Errorf("%s: error %v, want errImage", name, err)
+		}
+	}
+	if _, err := openImage(aligned(want), imageSHA256); err != nil {
+		t.Errorf("the built image: %v", err)
+	}
+}
+
+// BenchmarkLoadImage measures what a worker does before it is ready:
+// map the image file, verify its checksum and bounds, set up an engine.
+func BenchmarkLoadImage(b *testing.B) {
+	dir := b.TempDir()
+	if _, _, err := loadImage(dir, nil); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		im, err := mapImage(imagePath(dir))
+		if err != nil {
+			b.Fatal(err)
+		}
+		newFastEngine(im)
+		b.StopTimer()
+		unmapFile(im.data)
+		b.StartTimer()
+	}
 }
