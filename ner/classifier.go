@@ -18,11 +18,10 @@ import (
 // prose scores a token for a label as the sum, in the order of its feature
 // list, of the weights of the joint features "name-value-label" found in its
 // mapping. Here every (name, value) pair that occurs in the mapping gets a row
-// of weights, one per label, 0 where the mapping lacks that label. Adding a
-// row in feature order performs, label by label, exactly the additions prose
-// performs, in the same order; the extra additions of 0 change no sum (a sum
-// that starts at +0 is never -0, and x+0 == x for every other float), so the
-// scores are bit-for-bit prose's, and so is the choice of label.
+// in the model image: the (label, weight) pairs the mapping has for it, and
+// no others. Adding the rows in feature order performs, label by label,
+// exactly the additions prose performs, in the same order, so the scores
+// are bit-for-bit prose's, and so is the choice of label.
 
 // Feature names, in the order prose sums them (its featureOrder). The order
 // is part of the contract: floating-point addition is not associative.
@@ -123,18 +122,16 @@ type model struct {
 	emptyLabel int       // history index of the empty label (see classify)
 	prevTagRow []int32   // by history index
 	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
-	// values[f] maps a value of feature f to its row. Row r's weights are
-	// entries [rowStart[r], rowStart[r+1]) of rowLabels and rowWeights:
-	// exactly the (label, weight) pairs prose's mapping has for it.
+	// values[f] maps a value of feature f to its row, exactly the (label,
+	// weight) pairs prose's mapping has for it: rows[r] holds their number
+	// n and labels (n | label j << 4+4j), rows[r+1:r+1+n] the weights.
 	values     *[numFeatures]strtab
 	nextTags   *strtab  // lower-cased tag -> id, for word+nextpos
 	nextPos    *strtab  // lower-cased word -> word+nextpos record
 	nextPosRec []uint32 // record k's pairs are nextPosPr[2*a:2*b], a, b = nextPosRec[2k:2k+2]
 	nextPosPr  []uint32 // (tag id, row) pairs, by tag id
 	noneTag    int32    // id of "None", the next tag past the end
-	rowStart   []uint32
-	rowLabels  []uint32
-	rowWeights []float64
+	rows       []uint64
 	basic      *strtab
 }
 
@@ -148,9 +145,7 @@ func newModel(im *modelImage) *model {
 		nextPos:    &im.clNextPos,
 		nextPosRec: im.clNextPosRec,
 		nextPosPr:  im.clNextPosPairs,
-		rowStart:   im.clRowStart,
-		rowLabels:  im.clLabels,
-		rowWeights: im.clWeights,
+		rows:       im.clRows,
 		basic:      &im.basic,
 	}
 	m.noneTag = m.nextTags.row(none)
@@ -467,10 +462,11 @@ func (c *classifier) label(tokens []prose.Token) {
 			if r < 0 {
 				continue
 			}
-			a, b := m.rowStart[r], m.rowStart[r+1]
-			labels, weights := m.rowLabels[a:b], m.rowWeights[a:b]
-			for j, l := range labels {
-				scores[l] += weights[j]
+			hdr := m.rows[r]
+			labels := hdr >> 4
+			for _, w := range m.rows[int(r)+1 : int(r)+1+int(hdr&15)] {
+				scores[labels&15] += math.Float64frombits(w)
+				labels >>= 4
 			}
 		}
 

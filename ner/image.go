@@ -50,7 +50,7 @@ const (
 // imageSHA256 is the SHA-256 (of bytes 64 onwards) of the image built from
 // prose v2.0.0's model by this version of the code. Update it, as
 // TestImageIsCurrent says, whenever the derivation changes.
-const imageSHA256 = "30e29d2061cecdbb764eaf28cb65f4671c53f12341b1350c150ff5a9c9727c77"
+const imageSHA256 = "af7c80c7d8b13bb30c1399f612ba78ec7a30dcb8c49162a10c6a22e200c1e71e"
 
 // Sections, in file order.
 const (
@@ -59,8 +59,7 @@ const (
 	secTagNameOffs                                 // uint32s: offsets into secTagNames, count+1
 	secTagIndex                                    // strtab: tag name -> tag id
 	secTagBlob                                     //
-	secRowStart                                    // uint32s: tagger row r's entries are [rowStart[r], rowStart[r+1])
-	secEntries                                     // uint32s: class | weight in thousandths << 8
+	secEntries                                     // uint32s: tagger rows; row r is entries[r] (its length n), then n entries: class | weight in thousandths << 8
 	secPref1                                       // int32s: row of "i pref1" by first byte, 256
 	secTagRows                                     // int32s: per tag id (and noTag): i-1 tag, i-2 tag
 	secTagPairs                                    // int32s: "i tag+i-2 tag" row by p1*tags+p2 (tags including noTag)
@@ -75,9 +74,7 @@ const (
 	secTagMapBlob                                  //
 	secLabels                                      // blob: classifier labels
 	secLabelOffs                                   // uint32s
-	secClRowStart                                  // uint32s: classifier row r's entries
-	secClLabels                                    // uint32s: the label of each entry
-	secClWeights                                   // float64s: the weight of each entry
+	secClRows                                      // uint64s: classifier rows; row r is clRows[r] (n | label j << 4+4j), then n weights, float64 bits
 	secBasicIndex                                  // strtab: prose's basic English word list
 	secBasicBlob                                   //
 	secClFeatures                                  // numFeatures strtabs (index, blob), value -> row
@@ -137,13 +134,11 @@ type modelImage struct {
 	tagNames []string // Go strings pointing into data
 
 	tagIndex, wordIndex, suffixIndex, tagMap, basic strtab
-	rowStart, entries, tagWord                      []uint32
+	entries, tagWord                                []uint32
 	pref1, tagRows, tagPairs, wordRecs, sufRecs     []int32
 
 	labels                       []string
-	clRowStart                   []uint32
-	clLabels                     []uint32
-	clWeights                    []float64
+	clRows                       []uint64
 	clFeatures                   [numFeatures]strtab
 	clNextTags, clNextPos        strtab
 	clNextPosRec, clNextPosPairs []uint32
@@ -329,8 +324,7 @@ func (w *imageWriter) tagger(classes []string, tagDict map[string]string, wts ma
 	nt := len(names) + 1 // + noTag
 	noTag := len(names)
 
-	// Rows.
-	rowStart := []uint32{0}
+	// Rows: a row's number is its offset in entries.
 	var entries []uint32
 	rowOf := map[string]int32{}
 	for _, f := range feats {
@@ -344,6 +338,8 @@ func (w *imageWriter) tagger(classes []string, tagDict map[string]string, wts ma
 			cls = append(cls, c)
 		}
 		slices.Sort(cls)
+		rowOf[f] = int32(len(entries))
+		entries = append(entries, uint32(len(cls)))
 		for _, c := range cls {
 			wt := m[classes[c]]
 			k := math.Round(wt * 1000)
@@ -352,8 +348,6 @@ func (w *imageWriter) tagger(classes []string, tagDict map[string]string, wts ma
 			}
 			entries = append(entries, uint32(int32(k))<<8|uint32(c))
 		}
-		rowOf[f] = int32(len(rowStart) - 1)
-		rowStart = append(rowStart, uint32(len(entries)))
 	}
 	row := func(f string) int32 {
 		if r, ok := rowOf[f]; ok {
@@ -479,7 +473,6 @@ func (w *imageWriter) tagger(classes []string, tagDict map[string]string, wts ma
 	w.u32s(params)
 	w.strings(names)
 	w.table(tagIndex)
-	w.u32s(rowStart)
 	w.u32s(entries)
 	w.i32s(pref1)
 	w.i32s(tagRows)
@@ -504,21 +497,32 @@ func (w *imageWriter) classifier(labels []string, mapping map[string]int, weight
 		return err
 	}
 	w.strings(labels)
-	rowStart := []uint32{0}
-	var cls []uint32
-	var wts []float64
-	for _, r := range rows.rows {
-		for _, e := range r {
-			cls = append(cls, uint32(e.label))
-			wts = append(wts, e.weight)
-		}
-		rowStart = append(rowStart, uint32(len(cls)))
+	// Rows, each one header word and its weights, so that a row is read
+	// from one place; a row's number becomes its offset.
+	if len(labels) > 15 {
+		return fmt.Errorf("%w: build: %d entity labels; a row header holds 15", errImage, len(labels))
 	}
-	w.u32s(rowStart)
-	w.u32s(cls)
-	wb := make([]byte, 8*len(wts))
-	for i, x := range wts {
-		le.PutUint64(wb[8*i:], math.Float64bits(x))
+	var packed []uint64
+	offs := make([]uint32, len(rows.rows))
+	for i, r := range rows.rows {
+		offs[i] = uint32(len(packed))
+		hdr := uint64(len(r))
+		for j, e := range r {
+			hdr |= uint64(e.label) << (4 + 4*j)
+		}
+		packed = append(packed, hdr)
+		for _, e := range r {
+			packed = append(packed, math.Float64bits(e.weight))
+		}
+	}
+	for _, vals := range rows.values {
+		for k, v := range vals.vals {
+			vals.vals[k] = offs[v]
+		}
+	}
+	wb := make([]byte, 8*len(packed))
+	for i, x := range packed {
+		le.PutUint64(wb[8*i:], x)
 	}
 	w.add(wb)
 	basic := newStrtabBuilder()
@@ -629,7 +633,6 @@ func openImage(data []byte, want string) (*modelImage, error) {
 	im.params = u32view(secs[secParams])
 	im.tagNames = names(secs[secTagNames], u32view(secs[secTagNameOffs]))
 	im.tagIndex = tab(secTagIndex)
-	im.rowStart = u32view(secs[secRowStart])
 	im.entries = u32view(secs[secEntries])
 	im.pref1 = i32view(secs[secPref1])
 	im.tagRows = i32view(secs[secTagRows])
@@ -641,9 +644,7 @@ func openImage(data []byte, want string) (*modelImage, error) {
 	im.sufRecs = i32view(secs[secSuffixRecs])
 	im.tagMap = tab(secTagMapIndex)
 	im.labels = names(secs[secLabels], u32view(secs[secLabelOffs]))
-	im.clRowStart = u32view(secs[secClRowStart])
-	im.clLabels = u32view(secs[secClLabels])
-	im.clWeights = unsafe.Slice((*float64)(unsafe.Pointer(unsafe.SliceData(secs[secClWeights]))), len(secs[secClWeights])/8)
+	im.clRows = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(secs[secClRows]))), len(secs[secClRows])/8)
 	im.basic = tab(secBasicIndex)
 	for f := range numFeatures {
 		im.clFeatures[f] = tab(secClFeatures + 2*f)
@@ -664,29 +665,17 @@ func (im *modelImage) consistent() bool {
 	p := im.params
 	nc, noTag := int(p[paramClasses]), int(p[paramTags])
 	nt := noTag + 1
-	nrows := len(im.rowStart) - 1
 	nl := len(im.labels)
-	okRow := func(r int32) bool { return r >= -1 && int(r) < nrows }
+	okRow := func(r int32) bool {
+		return r == -1 || (r >= 0 && int(r) < len(im.entries) && int(r)+1+int(im.entries[r]) <= len(im.entries))
+	}
 	ok := nc >= 1 && nc <= 64 && nc <= noTag && len(im.tagNames) == noTag &&
 		len(im.pref1) == 256 && len(im.tagRows) == 2*nt && len(im.tagPairs) == nt*nt &&
 		len(im.wordRecs)%wordRecSize == 0 && len(im.sufRecs)%sufRecSize == 0 &&
-		len(im.tagWord)%2 == 0 && nrows >= 0 && okRow(int32(p[paramBiasRow])) &&
-		nl >= 1 && nl <= 64 && len(im.clRowStart) >= 1 && len(im.clLabels) == len(im.clWeights)
+		len(im.tagWord)%2 == 0 && okRow(int32(p[paramBiasRow])) && len(im.tagNames) >= nc &&
+		nl >= 1 && nl <= 15
 	if !ok {
 		return false
-	}
-	for i := 1; i < len(im.rowStart); i++ {
-		if im.rowStart[i] < im.rowStart[i-1] {
-			return false
-		}
-	}
-	if int(im.rowStart[nrows]) != len(im.entries) || im.rowStart[0] != 0 {
-		return false
-	}
-	for _, e := range im.entries {
-		if int(e&0xFF) >= nc {
-			return false
-		}
 	}
 	for _, rs := range [][]int32{im.pref1, im.tagRows, im.tagPairs, im.sufRecs} {
 		for _, r := range rs {
@@ -708,7 +697,7 @@ func (im *modelImage) consistent() bool {
 		}
 	}
 	for i := 0; i < len(im.tagWord); i += 2 {
-		if int(im.tagWord[i]) >= nt || int(im.tagWord[i+1]) >= nrows {
+		if int(im.tagWord[i]) >= nt || !okRow(int32(im.tagWord[i+1])) {
 			return false
 		}
 	}
@@ -726,22 +715,33 @@ func (im *modelImage) consistent() bool {
 		!tabValues(&im.tagMap, noTag) || !tabValues(&im.tagIndex, noTag) {
 		return false
 	}
-	ncl := len(im.clRowStart) - 1
-	for i := 1; i < len(im.clRowStart); i++ {
-		if im.clRowStart[i] < im.clRowStart[i-1] {
+	// A classifier row must fit, and its labels be labels.
+	okClRow := func(r uint32) bool {
+		if int(r) >= len(im.clRows) {
 			return false
 		}
-	}
-	if im.clRowStart[0] != 0 || int(im.clRowStart[ncl]) != len(im.clLabels) {
-		return false
-	}
-	for _, l := range im.clLabels {
-		if int(l) >= nl {
+		hdr := im.clRows[r]
+		n := int(hdr & 15)
+		if int(r)+1+n > len(im.clRows) {
 			return false
 		}
+		for j := range n {
+			if int(hdr>>(4+4*j)&15) >= nl {
+				return false
+			}
+		}
+		return true
+	}
+	clTab := func(t *strtab) bool {
+		for e := 2; e < len(t.ents); e += 3 {
+			if !okClRow(t.ents[e]) {
+				return false
+			}
+		}
+		return true
 	}
 	for f := range numFeatures {
-		if !tabValues(&im.clFeatures[f], ncl) {
+		if !clTab(&im.clFeatures[f]) {
 			return false
 		}
 	}
@@ -755,7 +755,7 @@ func (im *modelImage) consistent() bool {
 		}
 	}
 	for i := 0; i < len(im.clNextPosPairs); i += 2 {
-		if int(im.clNextPosPairs[i+1]) >= ncl {
+		if !okClRow(im.clNextPosPairs[i+1]) {
 			return false
 		}
 	}

@@ -266,7 +266,7 @@ func (t *tagger) predict(st *tagState, i int, w *wordEntry, p1, p2 int32) int32 
 		if r < 0 {
 			continue
 		}
-		for _, e := range im.entries[im.rowStart[r]:im.rowStart[r+1]] {
+		for _, e := range im.entries[r+1 : r+1+int32(im.entries[r])] {
 			c := e & 63
 			scores[c] += int32(e) >> 8
 			present |= 1 << c
@@ -308,7 +308,7 @@ func (t *tagger) breakTie(rows [14]int32, tied uint64) int32 {
 		if r < 0 {
 			continue
 		}
-		for _, e := range im.entries[im.rowStart[r]:im.rowStart[r+1]] {
+		for _, e := range im.entries[r+1 : r+1+int32(im.entries[r])] {
 			if c := e & 63; tied&(1<<c) != 0 {
 				sums[c] += float64(int32(e)>>8) / 1000
 			}
