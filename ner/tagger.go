@@ -49,9 +49,33 @@ type wordEntry struct {
 	fixedName string
 	suffix    int32 // row of "i suffix" + the text's last three bytes
 	pref1     int32 // row of "i pref1" + its first byte
-	norm      int32 // word record of its normalised form, -1 if none
-	normSuf   int32 // suffix record of the normalised form's suffix, -1 if none
+	ctx       ctxFeatures
 	cls       wordFeatures
+}
+
+// ctxFeatures are the rows of a word's normalised form as context, copied
+// from its word and suffix records so that tagging reads them from the
+// token's entry (-1 where the model has none).
+type ctxFeatures struct {
+	word, prev1, prev2, next1, next2 int32 // "i word", "i-1 word", "i-2 word", "i+1 word", "i+2 word"
+	pairA, pairB                     int32 // its "i-1 tag+i word" pairs: tagWord[2*pairA:2*pairB]
+	sufPrev1, sufNext1               int32 // "i-1 suffix", "i+1 suffix" of its suffix
+}
+
+// ctxOf returns the context rows of word record rec and suffix record suf.
+func (t *tagger) ctxOf(rec, suf int32) ctxFeatures {
+	c := ctxFeatures{-1, -1, -1, -1, -1, 0, 0, -1, -1}
+	im := t.im
+	if rec >= 0 {
+		r := im.wordRecs[int(rec)*wordRecSize : int(rec+1)*wordRecSize]
+		c.word, c.prev1, c.prev2, c.next1, c.next2 = r[wrWord], r[wrPrev1], r[wrPrev2], r[wrNext1], r[wrNext2]
+		c.pairA, c.pairB = r[wrPairStart], r[wrPairEnd]
+	}
+	if suf >= 0 {
+		c.sufPrev1 = im.sufRecs[int(suf)*sufRecSize+srPrev1]
+		c.sufNext1 = im.sufRecs[int(suf)*sufRecSize+srNext1]
+	}
+	return c
 }
 
 // tagger holds the tagger's views into the image. Read-only after
@@ -60,9 +84,8 @@ type tagger struct {
 	im                     *modelImage
 	classes, noTag, nt     int
 	bias                   int32
-	start, start2          int32 // tag ids of prose's first two histories
-	padRec                 [4]int32
-	padSuf                 [4]int32
+	start, start2          int32          // tag ids of prose's first two histories
+	pads                   [4]ctxFeatures // -START-, -START2-, -END-, -END2-
 	names                  []string
 	tagNone, tagSym, tagNN string
 }
@@ -78,8 +101,7 @@ func newTagger(im *modelImage) *tagger {
 	}
 	t.nt = t.noTag + 1
 	for i := range 4 {
-		t.padRec[i] = int32(p[paramStart+i])
-		t.padSuf[i] = int32(p[paramStartSuf+i])
+		t.pads[i] = t.ctxOf(int32(p[paramStart+i]), int32(p[paramStartSuf+i]))
 	}
 	t.start = t.tagID(ctxStart)
 	t.start2 = t.tagID(ctxStart2)
@@ -142,7 +164,7 @@ func (t *tagger) entry(text string) wordEntry {
 	if e.fixedName != "" {
 		e.fixed = t.tagID(e.fixedName)
 	}
-	e.suffix, e.norm, e.normSuf = -1, -1, -1
+	e.suffix = -1
 	if v, ok := lookup(&im.suffixIndex, suffix3(text)); ok {
 		e.suffix = im.sufRecs[int(v)*sufRecSize+srOwn]
 	}
@@ -151,19 +173,21 @@ func (t *tagger) entry(text string) wordEntry {
 		e.pref1 = im.pref1[text[0]]
 	}
 	n := normalize(text)
+	rec, suf := int32(-1), int32(-1)
 	if v, ok := lookup(&im.wordIndex, n); ok {
-		e.norm = int32(v)
+		rec = int32(v)
 	}
 	if v, ok := lookup(&im.suffixIndex, suffix3(n)); ok {
-		e.normSuf = int32(v)
+		suf = int32(v)
 	}
+	e.ctx = t.ctxOf(rec, suf)
 	return e
 }
 
 // tagState is one document's tagging buffers, reused.
 type tagState struct {
-	ctxRec, ctxSuf []int32 // per context position: -2, -1, tokens..., n, n+1
-	scores         [64]int32
+	ctx    []*ctxFeatures // per context position: -2, -1, tokens..., n, n+1
+	scores [64]int32
 	// ties counts tokens whose best score two classes shared; tiePos and
 	// tieClasses record them when record is set (tests).
 	ties       int
@@ -179,14 +203,11 @@ type tagState struct {
 // prose's perceptronTagger.tag does for the same token texts.
 func (t *tagger) tag(st *tagState, words []*wordEntry, tags []int32, names []string) {
 	n := len(words)
-	st.ctxRec = append(st.ctxRec[:0], t.padRec[0], t.padRec[1])
-	st.ctxSuf = append(st.ctxSuf[:0], t.padSuf[0], t.padSuf[1])
+	st.ctx = append(st.ctx[:0], &t.pads[0], &t.pads[1])
 	for _, w := range words {
-		st.ctxRec = append(st.ctxRec, w.norm)
-		st.ctxSuf = append(st.ctxSuf, w.normSuf)
+		st.ctx = append(st.ctx, &w.ctx)
 	}
-	st.ctxRec = append(st.ctxRec, t.padRec[2], t.padRec[3])
-	st.ctxSuf = append(st.ctxSuf, t.padSuf[2], t.padSuf[3])
+	st.ctx = append(st.ctx, &t.pads[2], &t.pads[3])
 	p1, p2 := t.start, t.start2
 	for i := range n {
 		w := words[i]
@@ -213,28 +234,14 @@ func (t *tagger) tag(st *tagState, words []*wordEntry, tags []int32, names []str
 func (t *tagger) rows(st *tagState, i int, w *wordEntry, p1, p2 int32) [14]int32 {
 	im := t.im
 	k := i + 2
-	rec := func(pos, field int) int32 {
-		if r := st.ctxRec[pos]; r >= 0 {
-			return im.wordRecs[int(r)*wordRecSize+field]
-		}
-		return -1
-	}
-	suf := func(pos, field int) int32 {
-		if r := st.ctxSuf[pos]; r >= 0 {
-			return im.sufRecs[int(r)*sufRecSize+field]
-		}
-		return -1
-	}
+	cur := st.ctx[k]
 	tagWord := int32(-1)
-	if r := st.ctxRec[k]; r >= 0 {
-		a, b := im.wordRecs[int(r)*wordRecSize+wrPairStart], im.wordRecs[int(r)*wordRecSize+wrPairEnd]
-		for j := a; j < b; j++ {
-			if tg := int32(im.tagWord[2*j]); tg >= p1 {
-				if tg == p1 {
-					tagWord = int32(im.tagWord[2*j+1])
-				}
-				break
+	for j := cur.pairA; j < cur.pairB; j++ {
+		if tg := int32(im.tagWord[2*j]); tg >= p1 {
+			if tg == p1 {
+				tagWord = int32(im.tagWord[2*j+1])
 			}
+			break
 		}
 	}
 	return [14]int32{
@@ -244,14 +251,14 @@ func (t *tagger) rows(st *tagState, i int, w *wordEntry, p1, p2 int32) [14]int32
 		im.tagRows[2*int(p1)],
 		im.tagRows[2*int(p2)+1],
 		im.tagPairs[int(p1)*t.nt+int(p2)],
-		rec(k, wrWord),
+		cur.word,
 		tagWord,
-		rec(k-1, wrPrev1),
-		suf(k-1, srPrev1),
-		rec(k-2, wrPrev2),
-		rec(k+1, wrNext1),
-		suf(k+1, srNext1),
-		rec(k+2, wrNext2),
+		st.ctx[k-1].prev1,
+		st.ctx[k-1].sufPrev1,
+		st.ctx[k-2].prev2,
+		st.ctx[k+1].next1,
+		st.ctx[k+1].sufNext1,
+		st.ctx[k+2].next2,
 	}
 }
 
