@@ -71,7 +71,19 @@ func loadImage(dir string, dirErr error) (*modelImage, imageSource, error) {
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errImage) {
 			dirErr = err
 		}
-		// Missing, damaged or stale: build it again.
+		// Missing, damaged or stale: build it again, one process at a
+		// time (workers started together would otherwise each decode
+		// prose's model, a few hundred MB apiece), then look again: the
+		// process before us may have built it.
+		if dirErr == nil {
+			unlock, err := lockDir(dir)
+			if err == nil {
+				defer unlock()
+				if im, err := mapImage(path); err == nil {
+					return im, imageMapped, nil
+				}
+			}
+		}
 	}
 	data, err := buildImage()
 	if err != nil {

@@ -5,6 +5,7 @@ package ner
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -32,3 +33,20 @@ func mapFile(path string) ([]byte, error) {
 }
 
 func unmapFile(data []byte) { _ = syscall.Munmap(data) }
+
+// lockDir takes an exclusive lock on dir's lock file, waiting for it, and
+// returns its release. The kernel releases it if the process dies.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".ner-image.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
