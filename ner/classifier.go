@@ -65,15 +65,13 @@ type wordFeatures struct {
 	word, lower, suffix3, prefix3, shape, wordLen, enWordlist int32
 	prevWord, nextWord                                        int32 // this word seen from its neighbours
 	nextPosRec                                                int32 // its word+nextpos record, -1 if none
-	lowerText                                                 string
 	shapeIdx                                                  uint8 // index in shapes
 }
 
 // tagFeatures are the feature rows that depend on a token's POS tag alone.
 type tagFeatures struct {
 	pos, prevPos, nextPos int32
-	nextTag               int32 // id of lowerTag as a word+nextpos value, -1 if none
-	lowerTag              string
+	nextTag               int32   // id of the lower-cased tag as a word+nextpos value, -1 if none
 	posPrevTag            []int32 // by history index
 }
 
@@ -328,7 +326,6 @@ func (m *model) word(text string) wordFeatures {
 		prevWord:   m.row(fPrevWord, lower),
 		nextWord:   m.row(fNextWord, lower),
 		nextPosRec: m.nextPos.row(lower),
-		lowerText:  lower,
 		shapeIdx:   shapeIndex(sh),
 	}
 	return wf
@@ -355,7 +352,6 @@ func (c *classifier) newTag(tag string) tagFeatures {
 		prevPos:    c.m.row(fPrevPos, tag),
 		nextPos:    c.m.row(fNextPos, lower),
 		nextTag:    c.m.nextTags.row(lower),
-		lowerTag:   lower,
 		posPrevTag: make([]int32, len(c.m.histories)),
 	}
 	for h, name := range c.m.histories {

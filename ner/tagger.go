@@ -42,7 +42,6 @@ var (
 // wordEntry is what the engine knows of one distinct token text, computed
 // on first sight and cached.
 type wordEntry struct {
-	text string
 	// fixed >= 0: the tag is decided without the model (prose's special
 	// cases and its tag dictionary): tag id fixed, name fixedName.
 	fixed     int32
@@ -81,13 +80,12 @@ func (t *tagger) ctxOf(rec, suf int32) ctxFeatures {
 // tagger holds the tagger's views into the image. Read-only after
 // newTagger; shared by an engine's documents.
 type tagger struct {
-	im                     *modelImage
-	classes, noTag, nt     int
-	bias                   int32
-	start, start2          int32          // tag ids of prose's first two histories
-	pads                   [4]ctxFeatures // -START-, -START2-, -END-, -END2-
-	names                  []string
-	tagNone, tagSym, tagNN string
+	im                 *modelImage
+	classes, noTag, nt int
+	bias               int32
+	start, start2      int32          // tag ids of prose's first two histories
+	pads               [4]ctxFeatures // -START-, -START2-, -END-, -END2-
+	names              []string
 }
 
 func newTagger(im *modelImage) *tagger {
@@ -117,9 +115,6 @@ func (t *tagger) tagID(name string) int32 {
 	return int32(t.noTag)
 }
 
-// name returns the tag name of id (not noTag).
-func (t *tagger) name(id int32) string { return t.names[id] }
-
 // normalize mirrors prose's normalize, the form a word takes as context.
 // Quirk kept: prose takes the first character as string(word[0]), a byte
 // read as a rune, so a first byte of 0x80 or more is never "-" or a digit.
@@ -143,7 +138,7 @@ func normalize(word string) string {
 
 // entry computes what the tagger needs of a token text.
 func (t *tagger) entry(text string) wordEntry {
-	e := wordEntry{text: text, fixed: -1}
+	e := wordEntry{fixed: -1}
 	im := t.im
 	switch {
 	case text == "-":
