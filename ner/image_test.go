@@ -8,8 +8,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// TestMain makes the image tests build prose's image once, not once per
+// case: loadImage gets a copy of that build.
+func TestMain(m *testing.M) {
+	var once sync.Once
+	var data []byte
+	var err error
+	imageBuilder = func() ([]byte, error) {
+		once.Do(func() { data, err = buildImage() })
+		return bytes.Clone(data), err
+	}
+	os.Exit(m.Run())
+}
 
 var builtImage = func() func(t testing.TB) []byte {
 	var data []byte
@@ -18,7 +32,7 @@ var builtImage = func() func(t testing.TB) []byte {
 	return func(t testing.TB) []byte {
 		t.Helper()
 		if !done {
-			data, err = buildImage()
+			data, err = imageBuilder()
 			done = true
 		}
 		if err != nil {

@@ -34,6 +34,9 @@ const (
 	imageHeap                       // built now, kept in the heap
 )
 
+// imageBuilder builds the image; tests replace it with a cached build.
+var imageBuilder = buildImage
+
 // sharedImage is the process's image, loaded on first use and never
 // released: strings handed to callers (tags, labels) point into it.
 var sharedImage = sync.OnceValues(func() (*modelImage, error) {
@@ -85,7 +88,7 @@ func loadImage(dir string, dirErr error) (*modelImage, imageSource, error) {
 			}
 		}
 	}
-	data, err := buildImage()
+	data, err := imageBuilder()
 	if err != nil {
 		return nil, 0, err
 	}
