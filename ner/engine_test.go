@@ -159,3 +159,37 @@ func TestTokenizerQuirks(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheCompaction runs an engine whose caches are compacted (and
+// emptied) every few documents beside one that never is: the outputs must
+// be the same, since a cache entry is a function of its text alone.
+func TestCacheCompaction(t *testing.T) {
+	im, err := sharedImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, big := newFastEngine(im), newFastEngine(im)
+	small.maxSpans, small.keepDocs = 200, 3
+	arts, err := readArticles(fixturesPath, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compactions := 0
+	for round := range 2 {
+		for i, a := range arts {
+			before := len(small.spanIDs)
+			want := slices.Clone(big.run(a.Content))
+			got := small.run(a.Content)
+			if len(small.spanIDs) < before {
+				compactions++
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d fixture %d: tokens differ after cache compaction", round, i+1)
+			}
+		}
+	}
+	if compactions == 0 || len(big.spanIDs) <= small.maxSpans {
+		t.Errorf("%d compactions, %d spans uncompacted: the test exercised nothing", compactions, len(big.spanIDs))
+	}
+	t.Logf("%d compactions; spans cached: %d compacted, %d not", compactions, len(small.spanIDs), len(big.spanIDs))
+}

@@ -28,19 +28,23 @@ type fastEngine struct {
 	cls     *classifier
 	tagFeat []tagFeatures // the classifier's features of each tag id but noTag
 
-	// Caches, emptied together between documents once they hold
-	// maxCachedWords spans, so memory stays bounded on an endless stream of
-	// new words. A span is a run of text without a change between white
-	// space and the rest; its tokens are spanToks[spanFirst[id]:spanFirst[id+1]].
+	// Caches of what each distinct span and token text becomes. A span is
+	// a run of text without a change between white space and the rest; its
+	// tokens are spanToks[spanFirst[id]:spanFirst[id+1]]. Between
+	// documents, once they hold maxCachedSpans entries, they are compacted
+	// to what the last keepDocs documents used (compact), so memory stays
+	// bounded on an endless stream of new words and the frequent ones stay.
 	spanIDs   map[string]int32
 	spanFirst []int32
 	spanToks  []spanToken
 	wordIDs   map[string]int32
 	words     []wordEntry
 	split     [][2]int32
+	maxSpans  int    // maxCachedSpans; smaller in tests
+	keepDocs  uint32 // keepDocs; smaller in tests
 
 	// Per-document buffers.
-	seen     []uint32 // per span id: the document stamp when it was last seen
+	seen     []uint32 // per span id: the stamp of the last document that used it
 	firstAt  []int32  // per span id: its first token's position in the document
 	stamp    uint32
 	tokWords []*wordEntry
@@ -65,11 +69,85 @@ func newFastEngine(im *modelImage) *fastEngine {
 		spanIDs:   make(map[string]int32),
 		wordIDs:   make(map[string]int32),
 		spanFirst: []int32{0},
+		maxSpans:  maxCachedSpans,
+		keepDocs:  keepDocs,
 	}
 	for id := range f.tg.noTag {
 		f.tagFeat = append(f.tagFeat, f.cls.newTag(f.tg.names[id]))
 	}
 	return f
+}
+
+// Cache bounds (see fastEngine).
+const (
+	maxCachedSpans = 1 << 15
+	keepDocs       = 64
+)
+
+// compact keeps the spans used by the last keepDocs documents and the
+// words they hold, renumbered, and drops the rest. It works in place, so
+// that compacting allocates nothing: kept spans move down in id order, and
+// the words they hold, renumbered in order of first use by a kept span,
+// move down too (a word's new number is never above its old one). If what
+// is kept is still most of the bound, it empties the caches instead.
+func (f *fastEngine) compact() {
+	newSpan := f.firstAt // reused as scratch: old span id -> new id, or -1
+	for id := range newSpan {
+		newSpan[id] = -1
+	}
+	wordNew := make([]int32, len(f.words)) // old word -> new word, or -1
+	for i := range wordNew {
+		wordNew[i] = -1
+	}
+	spans, toks, words := int32(0), int32(0), int32(0)
+	for id := range len(f.seen) {
+		if f.seen[id] == 0 || f.stamp-f.seen[id] >= f.keepDocs {
+			continue
+		}
+		a, b := f.spanFirst[id], f.spanFirst[id+1]
+		f.spanFirst[spans] = toks
+		for _, tk := range f.spanToks[a:b] {
+			w := wordNew[tk.word]
+			if w < 0 {
+				w = words
+				f.words[w] = f.words[tk.word]
+				wordNew[tk.word] = w
+				words++
+			}
+			f.spanToks[toks] = spanToken{tk.start, tk.end, w}
+			toks++
+		}
+		f.seen[spans] = f.seen[id]
+		newSpan[id] = spans
+		spans++
+	}
+	f.spanFirst[spans] = toks
+	for span, id := range f.spanIDs {
+		if n := newSpan[id]; n >= 0 {
+			f.spanIDs[span] = n
+		} else {
+			delete(f.spanIDs, span)
+		}
+	}
+	for text, w := range f.wordIDs {
+		if n := wordNew[w]; n >= 0 {
+			f.wordIDs[text] = n
+		} else {
+			delete(f.wordIDs, text)
+		}
+	}
+	clear(f.words[words:]) // drop the strings the removed entries held
+	f.spanFirst = f.spanFirst[:spans+1]
+	f.spanToks = f.spanToks[:toks]
+	f.words = f.words[:words]
+	f.seen = f.seen[:spans]
+	f.firstAt = f.firstAt[:spans]
+	if int(spans) >= f.maxSpans*3/4 || int(words) >= f.maxSpans*3/4 {
+		f.reset()
+	}
+	if len(f.cls.tags) >= maxCachedWords/2 {
+		clear(f.cls.tags)
+	}
 }
 
 // reset empties the caches.
@@ -118,8 +196,8 @@ func (f *fastEngine) span(span string) int32 {
 // object (shared.go): prose caches every span but the text's last by its
 // text, within the document.
 func (f *fastEngine) tokenize(text string) {
-	if len(f.spanIDs) >= maxCachedWords || len(f.words) >= maxCachedWords {
-		f.reset()
+	if len(f.spanIDs) >= f.maxSpans || len(f.words) >= f.maxSpans {
+		f.compact()
 	}
 	f.stamp++
 	if f.stamp == 0 {
@@ -138,7 +216,9 @@ func (f *fastEngine) tokenize(text string) {
 		}
 		shared := !last && f.seen[id] == f.stamp
 		first := f.firstAt[id]
-		if !last && !shared {
+		if !shared {
+			// The text's last span is never shared (prose does not cache
+			// it), but it marks the span as used all the same.
 			f.seen[id] = f.stamp
 			f.firstAt[id] = int32(len(f.obj))
 		}
