@@ -478,6 +478,7 @@ func TestEquivalenceGenerated(t *testing.T) {
 		"\u201cQuoted\u201d", "\u2018it\u2019s", "&rsquo;", "Marsh\u2019s",
 		"300", "$38", "2019", "9,000", "3.5", "-LRB-", ":-)", "x-ray", "e-mail", "@user",
 		"http://example.com", "a@b.co", "B\xe9b\xe9", "\xff", "Ⱥ", "İstanbul", "Zürich",
+		"0", "*", "*-1", "*T*-2", "*U*", "-NONE-", "-ABC-", "www.example.org", "e.g.", "x@y", "Mr.Smith",
 	}
 	spaces := []string{" ", " ", " ", "  ", "\n", "\n\n", "\t", "\u00a0", "\u3000", "", " \n"}
 	rng := rand.New(rand.NewPCG(7, 11))

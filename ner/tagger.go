@@ -150,11 +150,16 @@ func (t *tagger) entry(text string) wordEntry {
 		e.fixedName = "-"
 	case isEmoticon(text):
 		e.fixedName = "SYM"
-	case commonregex.LinkRegex.MatchString(text) || commonregex.EmailRegex.MatchString(text) || strings.HasPrefix(text, "@"):
+	// Each regular expression runs only when the text holds a character
+	// every match must hold (a link has a ".", an e-mail address an "@",
+	// -NONE- words start with 0 or *, kept tags are 5 bytes from "-").
+	case strings.HasPrefix(text, "@") ||
+		(strings.IndexByte(text, '.') >= 0 && commonregex.LinkRegex.MatchString(text)) ||
+		(strings.IndexByte(text, '@') >= 0 && commonregex.EmailRegex.MatchString(text)):
 		e.fixedName = "NN"
-	case tagNoneRE.MatchString(text):
+	case text != "" && (text[0] == '0' || text[0] == '*') && tagNoneRE.MatchString(text):
 		e.fixedName = "-NONE-"
-	case tagKeepRE.MatchString(text):
+	case len(text) == 5 && text[0] == '-' && tagKeepRE.MatchString(text):
 		e.fixedName = text
 	default:
 		if v, ok := lookup(&im.tagMap, text); ok {
