@@ -168,28 +168,34 @@ func TestCacheCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	small, big := newFastEngine(im), newFastEngine(im)
-	small.maxSpans, small.keepDocs = 200, 3
 	arts, err := readArticles(fixturesPath, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	compactions := 0
-	for round := range 2 {
-		for i, a := range arts {
-			before := len(small.spanIDs)
-			want := slices.Clone(big.run(a.Content))
-			got := small.run(a.Content)
-			if len(small.spanIDs) < before {
-				compactions++
-			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("round %d fixture %d: tokens differ after cache compaction", round, i+1)
+	big := newFastEngine(im)
+	for _, c := range []struct {
+		maxSpans int
+		keepDocs uint32
+	}{{300, 1}, {600, 2}, {1500, 5}, {200, 3}} {
+		small := newFastEngine(im)
+		small.maxSpans, small.keepDocs = c.maxSpans, c.keepDocs
+		compactions := 0
+		for round := range 2 {
+			for i, a := range arts {
+				before := len(small.spanIDs)
+				want := slices.Clone(big.run(a.Content))
+				got := small.run(a.Content)
+				if len(small.spanIDs) < before {
+					compactions++
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("bound %d spans, keeping %d documents: round %d fixture %d: tokens differ after cache compaction",
+						c.maxSpans, c.keepDocs, round, i+1)
+				}
 			}
 		}
+		if compactions == 0 {
+			t.Errorf("bound %d spans: no compaction; the test exercised nothing", c.maxSpans)
+		}
 	}
-	if compactions == 0 || len(big.spanIDs) <= small.maxSpans {
-		t.Errorf("%d compactions, %d spans uncompacted: the test exercised nothing", compactions, len(big.spanIDs))
-	}
-	t.Logf("%d compactions; spans cached: %d compacted, %d not", compactions, len(small.spanIDs), len(big.spanIDs))
 }

@@ -86,35 +86,44 @@ const (
 
 // compact keeps the spans used by the last keepDocs documents and the
 // words they hold, renumbered, and drops the rest. It works in place, so
-// that compacting allocates nothing: kept spans move down in id order, and
-// the words they hold, renumbered in order of first use by a kept span,
-// move down too (a word's new number is never above its old one). If what
-// is kept is still most of the bound, it empties the caches instead.
+// that compacting allocates little: kept spans and kept words each move
+// down, keeping their order (a new number is never above the old one, and
+// every slot below it is already final when an entry moves). If what is
+// kept is still most of the bound, it empties the caches instead.
 func (f *fastEngine) compact() {
-	newSpan := f.firstAt // reused as scratch: old span id -> new id, or -1
-	for id := range newSpan {
-		newSpan[id] = -1
-	}
+	kept := func(id int) bool { return f.seen[id] != 0 && f.stamp-f.seen[id] < f.keepDocs }
+	// Words: mark those a kept span holds, then number them in order.
 	wordNew := make([]int32, len(f.words)) // old word -> new word, or -1
 	for i := range wordNew {
 		wordNew[i] = -1
 	}
-	spans, toks, words := int32(0), int32(0), int32(0)
 	for id := range len(f.seen) {
-		if f.seen[id] == 0 || f.stamp-f.seen[id] >= f.keepDocs {
+		if kept(id) {
+			for _, tk := range f.spanToks[f.spanFirst[id]:f.spanFirst[id+1]] {
+				wordNew[tk.word] = 0
+			}
+		}
+	}
+	words := int32(0)
+	for old := range wordNew {
+		if wordNew[old] == 0 {
+			wordNew[old] = words
+			f.words[words] = f.words[old]
+			words++
+		}
+	}
+	// Spans, in id order.
+	newSpan := f.firstAt // reused as scratch: old span id -> new id, or -1
+	spans, toks := int32(0), int32(0)
+	for id := range len(f.seen) {
+		newSpan[id] = -1
+		if !kept(id) {
 			continue
 		}
 		a, b := f.spanFirst[id], f.spanFirst[id+1]
 		f.spanFirst[spans] = toks
 		for _, tk := range f.spanToks[a:b] {
-			w := wordNew[tk.word]
-			if w < 0 {
-				w = words
-				f.words[w] = f.words[tk.word]
-				wordNew[tk.word] = w
-				words++
-			}
-			f.spanToks[toks] = spanToken{tk.start, tk.end, w}
+			f.spanToks[toks] = spanToken{tk.start, tk.end, wordNew[tk.word]}
 			toks++
 		}
 		f.seen[spans] = f.seen[id]
