@@ -198,7 +198,8 @@ func (s *sampler) sample(baseline bool) {
 		}
 		s.last[pid] = st.ticks
 		if s.ticks%memEvery == 0 && strings.HasPrefix(s.roles[pid], "worker") {
-			if m, err := readMemory(pid); err == nil {
+			// A zombie's status has no Rss lines: keep the last real reading.
+			if m, err := readMemory(pid); err == nil && m.rssAnon+m.rssFile > 0 {
 				s.mem[pid] = m
 			}
 		}
