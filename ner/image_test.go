@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -75,7 +76,7 @@ func TestImageFile(t *testing.T) {
 	path := imagePath(dir)
 	load := func(wantSource imageSource) {
 		t.Helper()
-		im, src, err := loadImage(dir, nil)
+		im, src, err := loadImage(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,9 +123,18 @@ func TestImageFile(t *testing.T) {
 	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	im, src, err := loadImage(filepath.Join(blocked, "cache"), nil)
+	im, src, err := loadImage(filepath.Join(blocked, "cache"))
 	if err != nil || src != imageHeap || !bytes.Equal(im.data, want) {
 		t.Errorf("unwritable directory: source %d, error %v; want the image built in the heap", src, err)
+	}
+	// The next directory in line takes it.
+	next := t.TempDir()
+	im, src, err = loadImage(filepath.Join(blocked, "cache"), next)
+	if err != nil || src != imageWritten || !bytes.Equal(im.data, want) {
+		t.Errorf("unwritable directory, then a writable one: source %d, error %v; want the image written to the second", src, err)
+	}
+	if _, err := os.Stat(imagePath(next)); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -159,7 +169,7 @@ func TestOpenImageRejects(t *testing.T) {
 // map the image file, verify its checksum and bounds, set up an engine.
 func BenchmarkLoadImage(b *testing.B) {
 	dir := b.TempDir()
-	if _, _, err := loadImage(dir, nil); err != nil {
+	if _, _, err := loadImage(dir); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
@@ -171,5 +181,17 @@ func BenchmarkLoadImage(b *testing.B) {
 		b.StopTimer()
 		unmapFile(im.data)
 		b.StartTimer()
+	}
+}
+
+func TestImageDirs(t *testing.T) {
+	t.Setenv(imageDirEnv, "/some/dir")
+	if got := imageDirs(); !slices.Equal(got, []string{"/some/dir"}) {
+		t.Errorf("with %s set: %q, want only it", imageDirEnv, got)
+	}
+	t.Setenv(imageDirEnv, "")
+	got := imageDirs()
+	if len(got) == 0 || !strings.HasPrefix(got[len(got)-1], os.TempDir()) {
+		t.Errorf("without %s: %q, want the temporary directory last", imageDirEnv, got)
 	}
 }

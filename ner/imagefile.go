@@ -3,7 +3,6 @@ package ner
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -19,10 +18,13 @@ import (
 //
 // The directory is $INGEST_NER_IMAGE_DIR when set, else "ingest" in the
 // user's cache directory (os.UserCacheDir: $XDG_CACHE_HOME or ~/.cache on
-// Linux). The file name carries the checksum the binary expects, so
-// binaries of different versions use different files side by side. When no
-// directory can be written, the image is built in the process's own memory
-// instead: correct, but neither shared nor quick to start.
+// Linux), else ingest-<uid> in the temporary directory (imageDirs). The
+// file name carries the checksum the binary expects, so binaries of
+// different versions use different files side by side; a file never
+// changes once written (a new one is renamed over it), so mapping it is
+// safe. When no directory can be written, the image is built in the
+// process's own memory instead: correct, but neither shared nor quick to
+// start.
 const imageDirEnv = "INGEST_NER_IMAGE_DIR"
 
 // imageSource says where an opened image came from, for tests and errors.
@@ -40,20 +42,23 @@ var imageBuilder = buildImage
 // sharedImage is the process's image, loaded on first use and never
 // released: strings handed to callers (tags, labels) point into it.
 var sharedImage = sync.OnceValues(func() (*modelImage, error) {
-	dir, err := imageDir()
-	im, _, err := loadImage(dir, err)
+	im, _, err := loadImage(imageDirs()...)
 	return im, err
 })
 
-func imageDir() (string, error) {
+// imageDirs lists where the image may live, in order of preference:
+// $INGEST_NER_IMAGE_DIR alone when it is set; else "ingest" in the user's
+// cache directory, then a directory of this user's in the temporary
+// directory (for services whose home is read-only or absent).
+func imageDirs() []string {
 	if d := os.Getenv(imageDirEnv); d != "" {
-		return d, nil
+		return []string{d}
 	}
-	d, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory (set %s): %w", imageDirEnv, err)
+	var dirs []string
+	if d, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(d, "ingest"))
 	}
-	return filepath.Join(d, "ingest"), nil
+	return append(dirs, filepath.Join(os.TempDir(), fmt.Sprintf("ingest-%d", os.Getuid())))
 }
 
 // imagePath is the file in dir for the image this binary needs.
@@ -61,45 +66,56 @@ func imagePath(dir string) string {
 	return filepath.Join(dir, "ner-"+imageSHA256[:16]+".img")
 }
 
-// loadImage maps the image in dir, building it there first when it is
-// missing or not the one this binary needs. dirErr, when set, says why
-// there is no directory: the image is then built in memory.
-func loadImage(dir string, dirErr error) (*modelImage, imageSource, error) {
-	if dirErr == nil {
+// loadImage maps the image from the first of dirs that has it, or can be
+// given it: when it is missing, damaged or stale there, it is built and
+// written, one process at a time (workers started together would
+// otherwise each decode prose's model, a few hundred MB apiece), each
+// looking again once it holds the lock, since the process before it may
+// have written it. When no directory can take it, the image is built into
+// this process's memory.
+func loadImage(dirs ...string) (*modelImage, imageSource, error) {
+	var data []byte
+	build := func() error {
+		if data != nil {
+			return nil
+		}
+		var err error
+		data, err = imageBuilder()
+		debug.FreeOSMemory() // return the decoded gob maps to the system
+		return err
+	}
+	for _, dir := range dirs {
 		path := imagePath(dir)
-		im, err := mapImage(path)
-		if err == nil {
+		if im, err := mapImage(path); err == nil {
 			return im, imageMapped, nil
 		}
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errImage) {
-			dirErr = err
-		}
-		// Missing, damaged or stale: build it again, one process at a
-		// time (workers started together would otherwise each decode
-		// prose's model, a few hundred MB apiece), then look again: the
-		// process before us may have built it.
-		if dirErr == nil {
+		im, src, err := func() (*modelImage, imageSource, error) {
 			unlock, err := lockDir(dir)
-			if err == nil {
-				defer unlock()
-				if im, err := mapImage(path); err == nil {
-					return im, imageMapped, nil
-				}
+			if err != nil {
+				return nil, 0, err
 			}
-		}
-	}
-	data, err := imageBuilder()
-	if err != nil {
-		return nil, 0, err
-	}
-	defer debug.FreeOSMemory() // return the decoded gob maps to the system
-	if dirErr == nil {
-		path := imagePath(dir)
-		if err := writeImage(path, data); err == nil {
+			defer unlock()
 			if im, err := mapImage(path); err == nil {
-				return im, imageWritten, nil
+				return im, imageMapped, nil
 			}
+			if err := build(); err != nil {
+				return nil, 0, err
+			}
+			if err := writeImage(path, data); err != nil {
+				return nil, 0, err
+			}
+			im, err := mapImage(path)
+			return im, imageWritten, err
+		}()
+		if err == nil {
+			return im, src, nil
 		}
+		if errors.Is(err, errImage) && data == nil {
+			return nil, 0, err // prose's model could not be turned into an image
+		}
+	}
+	if err := build(); err != nil {
+		return nil, 0, err
 	}
 	im, err := openImage(aligned(data), imageSHA256)
 	if err != nil {

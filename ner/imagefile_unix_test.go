@@ -17,7 +17,7 @@ func TestImageFirstStartTogether(t *testing.T) {
 	var wg sync.WaitGroup
 	for range loaders {
 		wg.Go(func() {
-			_, src, err := loadImage(dir, nil)
+			_, src, err := loadImage(dir)
 			if err != nil {
 				t.Error(err)
 			}
