@@ -58,7 +58,10 @@ func New(skip []string) *Extractor {
 
 // NewEngine loads the model of engine once. skip lists labels to ignore
 // (nil means none). An unknown engine is an error naming --ner and the
-// valid values.
+// valid values. For the fast engine, the first call in a process maps the
+// model image (imagefile.go: building it first, about a second, when this
+// machine has none for this version of ingest) and later calls share it;
+// it may be called from several goroutines.
 func NewEngine(engine Engine, skip []string) (*Extractor, error) {
 	s := make(map[string]bool, len(skip))
 	for _, l := range skip {
