@@ -1,13 +1,10 @@
 package ner
 
 import (
-	"bytes"
-	"encoding/gob"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,11 +18,10 @@ import (
 // prose scores a token for a label as the sum, in the order of its feature
 // list, of the weights of the joint features "name-value-label" found in its
 // mapping. Here every (name, value) pair that occurs in the mapping gets a row
-// of weights, one per label, 0 where the mapping lacks that label. Adding a
-// row in feature order performs, label by label, exactly the additions prose
-// performs, in the same order; the extra additions of 0 change no sum (a sum
-// that starts at +0 is never -0, and x+0 == x for every other float), so the
-// scores are bit-for-bit prose's, and so is the choice of label.
+// in the model image: the (label, weight) pairs the mapping has for it, and
+// no others. Adding the rows in feature order performs, label by label,
+// exactly the additions prose performs, in the same order, so the scores
+// are bit-for-bit prose's, and so is the choice of label.
 
 // Feature names, in the order prose sums them (its featureOrder). The order
 // is part of the contract: floating-point addition is not associative.
@@ -68,45 +64,27 @@ const maxCachedWords = 1 << 16
 type wordFeatures struct {
 	word, lower, suffix3, prefix3, shape, wordLen, enWordlist int32
 	prevWord, nextWord                                        int32 // this word seen from its neighbours
-	lowerText                                                 string
+	nextPosRec                                                int32 // its word+nextpos record, -1 if none
 	shapeIdx                                                  uint8 // index in shapes
 }
 
 // tagFeatures are the feature rows that depend on a token's POS tag alone.
 type tagFeatures struct {
 	pos, prevPos, nextPos int32
-	lowerTag              string
+	nextTag               int32   // id of the lower-cased tag as a word+nextpos value, -1 if none
 	posPrevTag            []int32 // by history index
-}
-
-// model is the classifier's immutable part, built once from prose's
-// weights. It may be shared by any number of classifiers.
-type model struct {
-	labels []string
-	// histories are the values prose's history (the prevtag feature) can
-	// take: "None" before the first token, then what it records for each
-	// label (simplePOS), deduplicated. historyOf[l] indexes labels[l]'s.
-	histories  []string
-	historyOf  []int
-	emptyLabel int       // history index of the empty label (see classify)
-	prevTagRow []int32   // by history index
-	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
-	// values[f] maps a value of feature f to its row in weights.
-	values  [numFeatures]map[string]int32
-	weights []float64 // row r, label l at r*len(labels)+l
-	basic   map[string]bool
 }
 
 // classifier labels tagged tokens. It caches per-word and per-tag feature
 // rows and reuses its buffers, so it is not safe for concurrent use.
 type classifier struct {
 	m      *model
-	words  map[string]wordFeatures
-	tags   map[string]tagFeatures
+	words  map[string]*wordFeatures
+	tags   map[string]*tagFeatures
 	buf    []byte
 	scores []float64
-	wf     []wordFeatures // per token of the text being classified
-	tf     []tagFeatures
+	wf     []*wordFeatures // per token of the text being classified
+	tf     []*tagFeatures
 	// Token sharing (shared.go).
 	spans   map[string]int // tokens per span
 	firstOf map[string]int // span -> its first token's position, per text
@@ -121,124 +99,58 @@ type classifier struct {
 func newClassifier(m *model) *classifier {
 	return &classifier{
 		m:       m,
-		words:   make(map[string]wordFeatures),
-		tags:    make(map[string]tagFeatures),
+		words:   make(map[string]*wordFeatures),
+		tags:    make(map[string]*tagFeatures),
 		spans:   make(map[string]int),
 		firstOf: make(map[string]int),
 		scores:  make([]float64, len(m.labels)),
 	}
 }
 
-// loadModel reads the entity classifier of pm through prose's public API:
-// (*prose.Model).Write puts its labels, feature mapping and weights into a
-// temporary directory as gob files, removed before returning. prose's basic
-// English word list, which its "en-wordlist" feature tests against, is the
-// asset model/Maxent/words.gob.
-func loadModel(pm *prose.Model) (m *model, err error) {
-	dir, err := os.MkdirTemp("", "ingest-ner-")
-	if err != nil {
-		return nil, fmt.Errorf("ner: load model: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	defer func() {
-		// Write panics rather than returning some errors.
-		if r := recover(); r != nil {
-			err = fmt.Errorf("ner: load model: prose panicked writing it to %s: %v", dir, r)
-		}
-	}()
-	if err := pm.Write(dir); err != nil {
-		return nil, fmt.Errorf("ner: load model: write to %s: %w", dir, err)
-	}
-	var (
-		labels  []string
-		mapping map[string]int
-		weights []float64
-		words   []string
-	)
-	for _, f := range []struct {
-		name string
-		into any
-	}{{"labels", &labels}, {"mapping", &mapping}, {"weights", &weights}} {
-		if err := decodeGob(filepath.Join(dir, "Maxent", f.name+".gob"), f.into); err != nil {
-			return nil, err
-		}
-	}
-	raw, err := prose.Asset("model/Maxent/words.gob")
-	if err != nil {
-		return nil, fmt.Errorf("ner: load model: %w", err)
-	}
-	if err := gob.NewDecoder(bytes.NewReader(raw)).Decode(&words); err != nil {
-		return nil, fmt.Errorf("ner: load model: decode words.gob: %w", err)
-	}
-	return buildModel(labels, mapping, weights, words)
+// model is the classifier's immutable part: views into the model image
+// and a few small tables derived from it. It may be shared by any number
+// of classifiers.
+type model struct {
+	labels []string
+	// histories are the values prose's history (the prevtag feature) can
+	// take: "None" before the first token, then what it records for each
+	// label (simplePOS), deduplicated. historyOf[l] indexes labels[l]'s.
+	histories  []string
+	historyOf  []int
+	emptyLabel int       // history index of the empty label (see classify)
+	prevTagRow []int32   // by history index
+	shapePrev  [][]int32 // shape+prevtag row, by shape index and history index
+	// values[f] maps a value of feature f to its row, exactly the (label,
+	// weight) pairs prose's mapping has for it: rows[r] holds their number
+	// n and labels (n | label j << 4+4j), rows[r+1:r+1+n] the weights.
+	values     *[numFeatures]strtab
+	nextTags   *strtab  // lower-cased tag -> id, for word+nextpos
+	nextPos    *strtab  // lower-cased word -> word+nextpos record
+	nextPosRec []uint32 // record k's pairs are nextPosPr[2*a:2*b], a, b = nextPosRec[2k:2k+2]
+	nextPosPr  []uint32 // (tag id, row) pairs, by tag id
+	noneTag    int32    // id of "None", the next tag past the end
+	rows       []uint64
+	basic      *strtab
 }
 
-func decodeGob(path string, into any) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("ner: load model: %w", err)
-	}
-	defer f.Close()
-	if err := gob.NewDecoder(f).Decode(into); err != nil {
-		return fmt.Errorf("ner: load model: decode %s: %w", path, err)
-	}
-	return nil
-}
-
-// buildModel turns prose's string-keyed mapping into rows of weights.
-//
-// prose looks up the key name+"-"+value+"-"+label. That string does not say
-// where the value ends (values and labels contain dashes), so rather than
-// parse each key one way, every key is filed under every (name, label) pair
-// it can be read as: a lookup of (name, value, label) then finds a row entry
-// exactly when prose's string lookup finds the key.
-func buildModel(labels []string, mapping map[string]int, weights []float64, words []string) (*model, error) {
-	if len(labels) == 0 {
-		return nil, fmt.Errorf("ner: load model: no labels")
-	}
+// newModel returns the classifier's model over im.
+func newModel(im *modelImage) *model {
 	m := &model{
-		labels:    labels,
-		historyOf: make([]int, len(labels)),
-		basic:     make(map[string]bool, len(words)),
+		labels:     im.labels,
+		historyOf:  make([]int, len(im.labels)),
+		values:     &im.clFeatures,
+		nextTags:   &im.clNextTags,
+		nextPos:    &im.clNextPos,
+		nextPosRec: im.clNextPosRec,
+		nextPosPr:  im.clNextPosPairs,
+		rows:       im.clRows,
+		basic:      &im.basic,
 	}
+	m.noneTag = m.nextTags.row(none)
 	m.histories = []string{none}
 	m.emptyLabel = m.history(simplePOS(""))
-	for l, label := range labels {
+	for l, label := range m.labels {
 		m.historyOf[l] = m.history(simplePOS(label))
-	}
-	for _, w := range words {
-		m.basic[w] = true
-	}
-	for f := range m.values {
-		m.values[f] = make(map[string]int32)
-	}
-	nl := len(labels)
-	for key, idx := range mapping {
-		if idx < 0 || idx >= len(weights) {
-			return nil, fmt.Errorf("ner: load model: mapping %q -> %d is outside the %d weights", key, idx, len(weights))
-		}
-		for f, name := range featureNames {
-			if len(key) <= len(name) || key[len(name)] != '-' || !strings.HasPrefix(key, name) {
-				continue
-			}
-			rest := key[len(name)+1:]
-			for l, label := range labels {
-				if len(rest) <= len(label) || rest[len(rest)-len(label)-1] != '-' || !strings.HasSuffix(rest, label) {
-					continue
-				}
-				value := rest[:len(rest)-len(label)-1]
-				row, ok := m.values[f][value]
-				if !ok {
-					row = int32(len(m.weights) / nl)
-					if int(row) != len(m.weights)/nl {
-						return nil, fmt.Errorf("ner: load model: too many features")
-					}
-					m.values[f][value] = row
-					m.weights = append(m.weights, make([]float64, nl)...)
-				}
-				m.weights[int(row)*nl+l] = weights[idx]
-			}
-		}
 	}
 	for _, h := range m.histories {
 		m.prevTagRow = append(m.prevTagRow, m.row(fPrevTag, h))
@@ -250,7 +162,73 @@ func buildModel(labels []string, mapping map[string]int, weights []float64, word
 		}
 		m.shapePrev = append(m.shapePrev, rows)
 	}
-	return m, nil
+	return m
+}
+
+// classifierRows is the classifier's part of the image before encoding.
+type classifierRows struct {
+	values [numFeatures]*strtabBuilder
+	rows   [][]rowEntry
+}
+
+type rowEntry struct {
+	label  int
+	weight float64
+}
+
+// buildRows turns prose's string-keyed mapping into rows of weights.
+//
+// prose looks up the key name+"-"+value+"-"+label. That string does not say
+// where the value ends (values and labels contain dashes), so rather than
+// parse each key one way, every key is filed under every (name, label) pair
+// it can be read as: a lookup of (name, value, label) then finds a row entry
+// exactly when prose's string lookup finds the key. Keys are taken in
+// sorted order so that the image is reproducible.
+func buildRows(labels []string, mapping map[string]int, weights []float64) (*classifierRows, error) {
+	if len(labels) == 0 || len(labels) > 64 {
+		return nil, fmt.Errorf("%w: build: %d entity labels, want 1 to 64", errImage, len(labels))
+	}
+	keys := make([]string, 0, len(mapping))
+	for k := range mapping {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	cr := &classifierRows{}
+	for f := range cr.values {
+		cr.values[f] = newStrtabBuilder()
+	}
+	for _, key := range keys {
+		idx := mapping[key]
+		if idx < 0 || idx >= len(weights) {
+			return nil, fmt.Errorf("%w: build: mapping %q -> %d is outside the %d weights", errImage, key, idx, len(weights))
+		}
+		for f, name := range featureNames {
+			if len(key) <= len(name) || key[len(name)] != '-' || !strings.HasPrefix(key, name) {
+				continue
+			}
+			rest := key[len(name)+1:]
+			for l, label := range labels {
+				if len(rest) <= len(label) || rest[len(rest)-len(label)-1] != '-' || !strings.HasSuffix(rest, label) {
+					continue
+				}
+				value := rest[:len(rest)-len(label)-1]
+				vals := cr.values[f]
+				var i int
+				if k, ok := vals.seen[value]; ok {
+					i = int(vals.vals[k])
+				} else {
+					i = len(cr.rows)
+					vals.set(value, uint32(i))
+					cr.rows = append(cr.rows, nil)
+				}
+				cr.rows[i] = append(cr.rows[i], rowEntry{l, weights[idx]})
+			}
+		}
+	}
+	for _, r := range cr.rows {
+		slices.SortFunc(r, func(a, b rowEntry) int { return a.label - b.label })
+	}
+	return cr, nil
 }
 
 // history returns the index of the history value h, adding it if new.
@@ -310,24 +288,31 @@ func shape(word string) string {
 }
 
 func (m *model) row(f int, value string) int32 {
-	if r, ok := m.values[f][value]; ok {
-		return r
-	}
-	return -1
+	return m.values[f].row(value)
 }
 
 // word returns the feature rows of a token text, from the cache when it
 // can.
-func (c *classifier) word(text string) wordFeatures {
+func (c *classifier) word(text string) *wordFeatures {
 	if wf, ok := c.words[text]; ok {
 		return wf
 	}
-	m := c.m
+	wf := c.m.word(text)
+	if len(c.words) >= maxCachedWords {
+		clear(c.words)
+	}
+	// The key is cloned so the cache does not pin the article it came from.
+	c.words[strings.Clone(text)] = &wf
+	return &wf
+}
+
+// word computes the feature rows of a token text.
+func (m *model) word(text string) wordFeatures {
 	lower := strings.ToLower(text)
 	n3 := min(len(text), 3)
 	sh := shape(text)
 	basic := "False"
-	if m.basic[text] {
+	if _, ok := lookup(m.basic, text); ok {
 		basic = "True"
 	}
 	wf := wordFeatures{
@@ -340,45 +325,67 @@ func (c *classifier) word(text string) wordFeatures {
 		enWordlist: m.row(fEnWordlist, basic),
 		prevWord:   m.row(fPrevWord, lower),
 		nextWord:   m.row(fNextWord, lower),
-		lowerText:  lower,
+		nextPosRec: m.nextPos.row(lower),
 		shapeIdx:   shapeIndex(sh),
 	}
-	if len(c.words) >= maxCachedWords {
-		clear(c.words)
-	}
-	// The key is cloned so the cache does not pin the article it came from.
-	c.words[strings.Clone(text)] = wf
 	return wf
 }
 
 // tag returns the feature rows of a POS tag, from the cache when it can.
-func (c *classifier) tag(tag string) tagFeatures {
+func (c *classifier) tag(tag string) *tagFeatures {
 	if tf, ok := c.tags[tag]; ok {
 		return tf
 	}
+	tf := c.newTag(tag)
+	if len(c.tags) >= maxCachedWords {
+		clear(c.tags)
+	}
+	c.tags[strings.Clone(tag)] = &tf
+	return &tf
+}
+
+// newTag computes the feature rows of a POS tag.
+func (c *classifier) newTag(tag string) tagFeatures {
 	lower := strings.ToLower(tag)
 	tf := tagFeatures{
 		pos:        c.m.row(fPos, tag),
 		prevPos:    c.m.row(fPrevPos, tag),
 		nextPos:    c.m.row(fNextPos, lower),
-		lowerTag:   lower,
+		nextTag:    c.m.nextTags.row(lower),
 		posPrevTag: make([]int32, len(c.m.histories)),
 	}
 	for h, name := range c.m.histories {
 		tf.posPrevTag[h] = c.joined(fPosPrevTag, tag, name)
 	}
-	if len(c.tags) >= maxCachedWords {
-		clear(c.tags)
-	}
-	c.tags[strings.Clone(tag)] = tf
 	return tf
+}
+
+// wordNextPos returns the row of the word+nextpos value of a word (its
+// record) followed by a tag (its id). The value is the lower-cased word,
+// "+", the lower-cased tag; no tag holds a "+", so the image files each
+// value under the word and tag it splits into at its last "+", and a pair
+// is found exactly when prose's string is a key.
+func (m *model) wordNextPos(rec, tag int32) int32 {
+	if rec < 0 || tag < 0 {
+		return -1
+	}
+	a, b := m.nextPosRec[2*rec], m.nextPosRec[2*rec+1]
+	for j := a; j < b; j++ {
+		if t := int32(m.nextPosPr[2*j]); t >= tag {
+			if t == tag {
+				return int32(m.nextPosPr[2*j+1])
+			}
+			break
+		}
+	}
+	return -1
 }
 
 // joined looks up the value a+"+"+b of feature f without allocating.
 func (c *classifier) joined(f int, a, b string) int32 {
 	c.buf = append(append(append(c.buf[:0], a...), '+'), b...)
-	if r, ok := c.m.values[f][string(c.buf)]; ok {
-		return r
+	if r, ok := lookup(&c.m.values[f], c.buf); ok {
+		return int32(r)
 	}
 	return -1
 }
@@ -387,21 +394,26 @@ func (c *classifier) joined(f int, a, b string) int32 {
 // given the same texts and tags: greedily, left to right, each token's
 // features including the label chosen for the one before it.
 func (c *classifier) classify(tokens []prose.Token) {
-	m := c.m
-	nl := len(m.labels)
 	c.wf = c.wf[:0]
 	c.tf = c.tf[:0]
 	for i := range tokens {
 		c.wf = append(c.wf, c.word(tokens[i].Text))
 		c.tf = append(c.tf, c.tag(tokens[i].Tag))
 	}
+	c.label(tokens)
+}
+
+// label is classify once c.wf and c.tf hold each token's features.
+func (c *classifier) label(tokens []prose.Token) {
+	m := c.m
+	nl := len(m.labels)
 	var rows [numFeatures]int32
 	rows[fBias] = m.row(fBias, "True")
 	prevTag := 0 // "None"
 	for i := range tokens {
 		tok := &tokens[i]
-		wf := &c.wf[i]
-		tf := &c.tf[i]
+		wf := c.wf[i]
+		tf := c.tf[i]
 
 		rows[fWord] = wf.word
 		rows[fWordLower] = wf.lower
@@ -427,16 +439,16 @@ func (c *classifier) classify(tokens []prose.Token) {
 		}
 		rows[fPrevTag] = m.prevTagRow[prevTag]
 
-		nextPos := none
+		nextTag := m.noneTag
 		if i == len(tokens)-1 {
 			rows[fNextWord] = m.row(fNextWord, none)
 			rows[fNextPos] = m.row(fNextPos, none)
 		} else {
 			rows[fNextWord] = c.wf[i+1].nextWord
 			rows[fNextPos] = c.tf[i+1].nextPos
-			nextPos = c.tf[i+1].lowerTag
+			nextTag = c.tf[i+1].nextTag
 		}
-		rows[fWordNextPos] = c.joined(fWordNextPos, wf.lowerText, nextPos)
+		rows[fWordNextPos] = m.wordNextPos(wf.nextPosRec, nextTag)
 		rows[fPosPrevTag] = tf.posPrevTag[prevTag]
 		rows[fShapePrevTag] = m.shapePrev[prevShape][prevTag]
 
@@ -446,9 +458,11 @@ func (c *classifier) classify(tokens []prose.Token) {
 			if r < 0 {
 				continue
 			}
-			w := m.weights[int(r)*nl : int(r)*nl+nl]
-			for l := range scores {
-				scores[l] += w[l]
+			hdr := m.rows[r]
+			labels := hdr >> 4
+			for _, w := range m.rows[int(r)+1 : int(r)+1+int(hdr&15)] {
+				scores[labels&15] += math.Float64frombits(w)
+				labels >>= 4
 			}
 		}
 

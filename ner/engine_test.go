@@ -101,3 +101,101 @@ func TestChunkQuirks(t *testing.T) {
 		}
 	}
 }
+
+// TestEmoticonsAreProses checks tokenize.go's emoticon list against the
+// emoticons map of prose's tokenize.go, read from prose's source in the
+// module cache.
+func TestEmoticonsAreProses(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/jdkato/prose/v2").Output()
+	if err != nil {
+		t.Skipf("cannot locate prose's source with go list: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "tokenize.go")
+	f, err := parser.ParseFile(token.NewFileSet(), src, nil, 0)
+	if err != nil {
+		t.Skipf("cannot read prose's tokenizer: %v", err)
+	}
+	var want []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		vs, ok := n.(*ast.ValueSpec)
+		if !ok || len(vs.Names) != 1 || vs.Names[0].Name != "emoticons" || len(vs.Values) != 1 {
+			return true
+		}
+		for _, el := range vs.Values[0].(*ast.CompositeLit).Elts {
+			s, err := strconv.Unquote(el.(*ast.KeyValueExpr).Key.(*ast.BasicLit).Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, s)
+		}
+		return false
+	})
+	slices.Sort(want)
+	got := slices.Sorted(slices.Values(emoticons))
+	if len(want) < 10 || !slices.Equal(got, want) {
+		t.Errorf("%d emoticons here, %d in %s: not the same set", len(got), len(want), src)
+	}
+}
+
+// TestTokenizerQuirks pins prose's tokenizer behaviours that the fast
+// tokenizer reproduces (tokenize.go), on texts of our own.
+func TestTokenizerQuirks(t *testing.T) {
+	f := engines(t).fast.fast
+	for _, c := range []struct {
+		text string
+		want []string
+	}{
+		{"Marsh's plan", []string{"Marsh", "'s", "plan"}},
+		{"they'll don't", []string{"they", "'ll", "do", "n't"}},
+		{"'sx gone", []string{"gone"}}, // a contraction at offset 0 drops the word
+		{"(Rome) $38, U.S. Mr. x", []string{"(", "Rome", ")", "$", "38", ",", "U.S.", "Mr.", "x"}},
+		{"\u201cQuoted\u201d &rsquo;s", []string{`"`, "Quoted", `"`, "'s"}},
+		{"I'm'll", []string{"I'm", "'ll"}}, // contractions tried in list order, not by position
+		{":-) (-_-)", []string{":-)", "(-_-)"}},
+	} {
+		f.tokenize(c.text)
+		if !slices.Equal(f.tokText, c.want) {
+			t.Errorf("%q: tokens %q, want %q", c.text, f.tokText, c.want)
+		}
+	}
+}
+
+// TestCacheCompaction runs an engine whose caches are compacted (and
+// emptied) every few documents beside one that never is: the outputs must
+// be the same, since a cache entry is a function of its text alone.
+func TestCacheCompaction(t *testing.T) {
+	im, err := sharedImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts, err := readArticles(fixturesPath, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := newFastEngine(im)
+	for _, c := range []struct {
+		maxSpans int
+		keepDocs uint32
+	}{{300, 1}, {600, 2}, {1500, 5}, {200, 3}} {
+		small := newFastEngine(im)
+		small.maxSpans, small.keepDocs = c.maxSpans, c.keepDocs
+		compactions := 0
+		for round := range 2 {
+			for i, a := range arts {
+				before := len(small.spanIDs)
+				want := slices.Clone(big.run(a.Content))
+				got := small.run(a.Content)
+				if len(small.spanIDs) < before {
+					compactions++
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("bound %d spans, keeping %d documents: round %d fixture %d: tokens differ after cache compaction",
+						c.maxSpans, c.keepDocs, round, i+1)
+				}
+			}
+		}
+		if compactions == 0 {
+			t.Errorf("bound %d spans: no compaction; the test exercised nothing", c.maxSpans)
+		}
+	}
+}

@@ -1,13 +1,15 @@
 // Package ner extracts the named entities that ingest counts from an
 // article's text. Two engines compute the same entities: prose
-// (github.com/jdkato/prose/v2 itself, the reference) and fast, which keeps
-// prose's tokenizer and POS tagger but replaces its entity classifier with
-// an equivalent one over integer feature ids (classifier.go), several times
-// faster.
+// (github.com/jdkato/prose/v2 itself, the reference) and fast, which
+// computes prose's output with a tokenizer (tokenize.go), a POS tagger
+// (tagger.go) and an entity classifier (classifier.go) of its own, over
+// integer feature ids and flat weights in a model image (image.go) that
+// every worker maps read-only from one file (imagefile.go).
 package ner
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jdkato/prose/v2"
@@ -22,31 +24,30 @@ var DefaultSkip = []string{"CARDINAL", "MONEY", "ORDINAL", "DATE", "TIME"}
 type Engine string
 
 const (
-	// EngineFast is the default: prose's tokenizer and tagger, and an
-	// entity classifier that computes exactly prose's labels.
+	// EngineFast is the default: a tokenizer, tagger and entity
+	// classifier that compute exactly prose's tokens, tags and labels.
 	EngineFast Engine = "fast"
 	// EngineProse is prose v2 itself, kept as the reference.
 	EngineProse Engine = "prose"
 )
 
-// Extractor finds entities in text. It holds the prose model and, for the
-// fast engine, the classifier's tables, loaded once (loading them per
-// document is several times slower than extracting). It is not safe for
-// concurrent use: a worker process owns one.
+// Extractor finds entities in text. It holds the engine's model, loaded
+// once (loading it per document is slower than extracting): for prose,
+// prose's model in the heap; for fast, the shared model image and caches
+// of its own. It is not safe for concurrent use: a worker process owns
+// one.
 type Extractor struct {
 	engine Engine
-	model  *prose.Model
-	fast   *classifier // nil for EngineProse
+	model  *prose.Model // EngineProse
+	fast   *fastEngine  // EngineFast
 	skip   map[string]bool
-	// fallbacks counts texts the fast engine handed to prose because its
-	// view of prose's tokenizer did not match (shared.go).
-	fallbacks int
 }
 
 // New returns an extractor on the fast engine. skip lists labels to ignore
-// (nil means none). It panics if the model cannot be loaded, which happens
-// only when no temporary directory can be written; NewEngine returns that
-// as an error instead.
+// (nil means none). It panics if the model cannot be loaded, which does
+// not happen with an intact binary (a missing or unwritable cache
+// directory only costs sharing); NewEngine returns that as an error
+// instead.
 func New(skip []string) *Extractor {
 	e, err := NewEngine(EngineFast, skip)
 	if err != nil {
@@ -57,7 +58,10 @@ func New(skip []string) *Extractor {
 
 // NewEngine loads the model of engine once. skip lists labels to ignore
 // (nil means none). An unknown engine is an error naming --ner and the
-// valid values.
+// valid values. For the fast engine, the first call in a process maps the
+// model image (imagefile.go: building it first, about a second, when this
+// machine has none for this version of ingest) and later calls share it;
+// it may be called from several goroutines.
 func NewEngine(engine Engine, skip []string) (*Extractor, error) {
 	s := make(map[string]bool, len(skip))
 	for _, l := range skip {
@@ -67,12 +71,11 @@ func NewEngine(engine Engine, skip []string) (*Extractor, error) {
 	case EngineProse:
 		return &Extractor{engine: engine, model: prose.ModelFromData("ingest"), skip: s}, nil
 	case EngineFast:
-		pm := prose.ModelFromData("ingest")
-		m, err := loadModel(pm)
+		im, err := sharedImage()
 		if err != nil {
 			return nil, err
 		}
-		return &Extractor{engine: engine, model: pm, fast: newClassifier(m), skip: s}, nil
+		return &Extractor{engine: engine, fast: newFastEngine(im), skip: s}, nil
 	}
 	return nil, fmt.Errorf("ner: --ner must be %q or %q (got %q)", EngineFast, EngineProse, engine)
 }
@@ -119,35 +122,28 @@ func (e *Extractor) Entities(text string) (ents []prose.Entity, err error) {
 }
 
 // extract runs the engine on text, panicking where prose does. With
-// wantTokens it also returns the labelled tokens the entities came from.
+// wantTokens it also returns the labelled tokens the entities came from
+// (a copy for the fast engine).
 func (e *Extractor) extract(text string, wantTokens bool) ([]prose.Token, []prose.Entity, error) {
+	if e.fast != nil {
+		tokens := e.fast.run(text)
+		ents := chunk(tokens)
+		if wantTokens {
+			return slices.Clone(tokens), ents, nil
+		}
+		return nil, ents, nil
+	}
 	doc, err := prose.NewDocument(text,
 		prose.UsingModel(e.model),
 		prose.WithSegmentation(false), // sentences are not used; skipping them saves time
-		prose.WithExtraction(e.fast == nil),
 	)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ner: %w", err)
 	}
-	if e.fast == nil {
-		if wantTokens {
-			return doc.Tokens(), doc.Entities(), nil
-		}
-		return nil, doc.Entities(), nil
-	}
-	tokens := doc.Tokens()
-	e.fast.classify(tokens)
-	if !e.fast.shareLabels(text, tokens) {
-		// Not expected; tests assert it never happens. prose itself is
-		// slower but right.
-		e.fallbacks++
-		doc, err := prose.NewDocument(text, prose.UsingModel(e.model), prose.WithSegmentation(false))
-		if err != nil {
-			return nil, nil, fmt.Errorf("ner: %w", err)
-		}
+	if wantTokens {
 		return doc.Tokens(), doc.Entities(), nil
 	}
-	return tokens, chunk(tokens), nil
+	return nil, doc.Entities(), nil
 }
 
 // Normalize is the form an entity or publication is counted under:

@@ -113,3 +113,15 @@ func TestTableAligns(t *testing.T) {
 		t.Fatalf("num: %s %s", num(1234567.4), num(99.44))
 	}
 }
+
+func TestParseMemory(t *testing.T) {
+	status := []byte("Name:\tingest\nVmRSS:\t   86000 kB\nRssAnon:\t   57492 kB\nRssFile:\t   28292 kB\nRssShmem:\t       0 kB\n")
+	rollup := []byte("55d0-7ffd ---p 00000000 00:00 0    [rollup]\nRss:   85784 kB\nPss:   73486 kB\nPss_Anon:   57492 kB\n")
+	got := parseMemory(status, rollup)
+	if want := (procMemory{rssAnon: 57492, rssFile: 28292, pss: 73486}); got != want {
+		t.Errorf("parseMemory = %+v, want %+v", got, want)
+	}
+	if got := parseMemory(nil, nil); got != (procMemory{}) {
+		t.Errorf("parseMemory of nothing = %+v, want zeros", got)
+	}
+}

@@ -45,7 +45,14 @@ type pipelineResult struct {
 	clientCPU float64 // ingest-load, whole run
 	retries   int64
 	stored    int64
-	err       error
+	// ready is the parent's start until /readyz answered 200: every child
+	// spawned, its model loaded, its handshake done.
+	ready time.Duration
+	// workerMem is a worker's memory on average, as last read before it
+	// exited (after nearly all its posts); memWorkers is how many were read.
+	workerMem  procMemory
+	memWorkers int
+	err        error
 }
 
 func (p pipelineResult) postsPerSec() float64 { return float64(p.posts) / p.elapsed.Seconds() }
@@ -62,11 +69,12 @@ func (p pipelineResult) overhead() float64 {
 
 // server is an ingest parent benchtool started.
 type server struct {
-	cmd  *exec.Cmd
-	url  string
-	log  string
-	done chan struct{}
-	err  error
+	cmd   *exec.Cmd
+	url   string
+	log   string
+	ready time.Duration // start until /readyz answered 200
+	done  chan struct{}
+	err   error
 }
 
 // startServer starts ingest on a free loopback port with args and waits
@@ -85,6 +93,7 @@ func startServer(o options, procs *running, name string, args ...string) (*serve
 	}
 	s.cmd = exec.Command(o.ingest, append([]string{"--listen=" + addr}, args...)...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	start := time.Now()
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", o.ingest, err)
@@ -103,6 +112,7 @@ func startServer(o options, procs *running, name string, args ...string) (*serve
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
+				s.ready = time.Since(start)
 				return s, nil
 			}
 		}
@@ -211,6 +221,7 @@ func pipelineRun(o options, procs *running, w, n, queue int, words int64, logf f
 		return res
 	}
 	pid := s.cmd.Process.Pid
+	res.ready = s.ready
 	smp := newSampler(pid, sampleInterval)
 	busy0, t0 := machineBusy(), time.Now()
 	out, clientCPU, err := runLoad(o, procs, "-url", s.url, "-c", "8", "-n", strconv.Itoa(n), "-repeat", o.dataset)
@@ -231,6 +242,7 @@ func pipelineRun(o options, procs *running, w, n, queue int, words int64, logf f
 	res.elapsed = time.Since(t0)
 	busy := machineBusy() - busy0
 	byRole, baseline := smp.finish()
+	res.workerMem, res.memWorkers = smp.workerMemory()
 	for r, sec := range byRole {
 		switch {
 		case r == "parent":

@@ -145,6 +145,10 @@ type sampler struct {
 	base  map[int]uint64
 	last  map[int]uint64
 	roles map[int]string
+	// mem is each worker's last memory reading, taken every memEvery
+	// samples (smaps_rollup costs more than stat).
+	mem   map[int]procMemory
+	ticks int
 
 	stop chan struct{}
 	done chan struct{}
@@ -153,7 +157,7 @@ type sampler struct {
 func newSampler(root int, interval time.Duration) *sampler {
 	s := &sampler{
 		root: root, interval: interval,
-		base: map[int]uint64{}, last: map[int]uint64{}, roles: map[int]string{},
+		base: map[int]uint64{}, last: map[int]uint64{}, roles: map[int]string{}, mem: map[int]procMemory{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	s.sample(true)
@@ -173,10 +177,14 @@ func newSampler(root int, interval time.Duration) *sampler {
 	return s
 }
 
+// memEvery is how many samples apart workers' memory is read.
+const memEvery = 10
+
 func (s *sampler) sample(baseline bool) {
 	pids := append([]int{s.root}, children(s.root)...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.ticks++
 	for _, pid := range pids {
 		st, err := readStat(pid)
 		if err != nil {
@@ -189,7 +197,31 @@ func (s *sampler) sample(baseline bool) {
 			}
 		}
 		s.last[pid] = st.ticks
+		if s.ticks%memEvery == 0 && strings.HasPrefix(s.roles[pid], "worker") {
+			// A zombie's status has no Rss lines: keep the last real reading.
+			if m, err := readMemory(pid); err == nil && m.rssAnon+m.rssFile > 0 {
+				s.mem[pid] = m
+			}
+		}
 	}
+}
+
+// workerMemory averages each worker's last memory reading: taken at most
+// memEvery samples before it exited, so after nearly all of its posts.
+func (s *sampler) workerMemory() (procMemory, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum procMemory
+	for _, m := range s.mem {
+		sum.rssAnon += m.rssAnon
+		sum.rssFile += m.rssFile
+		sum.pss += m.pss
+	}
+	n := int64(len(s.mem))
+	if n == 0 {
+		return procMemory{}, 0
+	}
+	return procMemory{sum.rssAnon / n, sum.rssFile / n, sum.pss / n}, int(n)
 }
 
 // finish stops sampling and returns CPU seconds by process ("parent",
@@ -232,4 +264,42 @@ func gone(pid int) bool {
 		return b[i+2] == 'Z'
 	}
 	return false
+}
+
+// procMemory is what a process holds resident, in KiB, from /proc: its
+// private anonymous pages (RssAnon: heap, stacks), its file-backed pages
+// (RssFile: the executable and mapped files, such as the NER model image,
+// which every worker shares) and its proportional set size (Pss: shared
+// pages divided among the processes sharing them).
+type procMemory struct{ rssAnon, rssFile, pss int64 }
+
+// parseMemory reads RssAnon and RssFile from a /proc/<pid>/status and Pss
+// from a /proc/<pid>/smaps_rollup; a field it cannot find stays 0.
+func parseMemory(status, smapsRollup []byte) procMemory {
+	field := func(b []byte, key string) int64 {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, key+":"); ok {
+				f := strings.Fields(v)
+				if len(f) > 0 {
+					n, _ := strconv.ParseInt(f[0], 10, 64)
+					return n
+				}
+			}
+		}
+		return 0
+	}
+	return procMemory{
+		rssAnon: field(status, "RssAnon"),
+		rssFile: field(status, "RssFile"),
+		pss:     field(smapsRollup, "Pss"),
+	}
+}
+
+func readMemory(pid int) (procMemory, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procMemory{}, err
+	}
+	rollup, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid)) // Linux 4.14+; Pss 0 without it
+	return parseMemory(status, rollup), nil
 }

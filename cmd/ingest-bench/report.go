@@ -231,7 +231,7 @@ func (r *report) markdown() string {
 			"(model loading before it excluded); \"tree\" is wait4's exact total for the parent and its children, " +
 			"the roles miss at most each process's last 20 ms. The client (ingest-load) ran on the same machine.")
 		p("")
-		var rows, cpuRows [][]string
+		var rows, cpuRows, memRows [][]string
 		var base float64
 		for _, x := range r.pipeline {
 			if x.err != nil {
@@ -258,6 +258,13 @@ func (r *report) markdown() string {
 				fmt.Sprintf("%.0f%%", 100*x.cpu.workers/(x.elapsed.Seconds()*float64(x.workers))),
 				fmt.Sprintf("%.2f", x.cpu.others/x.elapsed.Seconds()),
 			})
+			if x.memWorkers > 0 {
+				mib := func(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+				memRows = append(memRows, []string{
+					strconv.Itoa(x.workers), fmt.Sprintf("%d", x.ready.Milliseconds()),
+					mib(x.workerMem.rssAnon), mib(x.workerMem.rssFile), mib(x.workerMem.pss),
+				})
+			}
 		}
 		p("%s", table([]string{"W", "posts", "seconds", "posts/s", "words/s", "speedup", "speedup/W"}, rows))
 		p("CPU seconds by role over the same span. \"workers busy\" is worker CPU ÷ (seconds × W). " +
@@ -265,6 +272,14 @@ func (r *report) markdown() string {
 		p("")
 		p("%s", table([]string{"W", "parent", "workers", "savers", "tree", "client", "(parent+savers)/workers",
 			"worker CPU ms/post", "workers busy", "others (cores)"}, cpuRows))
+		if len(memRows) > 0 {
+			p("Start-up and worker memory. \"ready ms\": the parent's start until /readyz answered (every child spawned, " +
+				"its model loaded, its handshake done). Memory per worker, on average, from /proc/<pid>/status and smaps_rollup " +
+				"as last read (every 200 ms) before it exited, so after nearly all its posts: RssAnon is private (heap), RssFile file pages (the executable and " +
+				"the mapped NER model image, shared by all workers), Pss the worker's share of all its pages.")
+			p("")
+			p("%s", table([]string{"W", "ready ms", "worker RssAnon MiB", "worker RssFile MiB", "worker Pss MiB"}, memRows))
+		}
 	}
 
 	if b := r.backpressure; b != nil {
