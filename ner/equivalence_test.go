@@ -383,6 +383,9 @@ func TestEquivalenceFixtures(t *testing.T) {
 }
 
 func TestEquivalenceDataset(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the dataset comparison is slow under -race; scripts/test runs it in a pass of its own without -race")
+	}
 	limit := defaultDatasetArticles
 	if os.Getenv(fullEnv) == "1" {
 		limit = -1
