@@ -153,7 +153,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
 	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
 	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted")
-	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: fast (ours: prose's model and output, several times faster) or prose (the library itself, the reference)")
+	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: fast (ours: prose's model and exactly its output, tens of times faster, the model mapped once and shared by every worker) or prose (the library itself, the reference)")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
 	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, body included (30s: 1 MiB at 40 KB/s); a slower one is cut off")
