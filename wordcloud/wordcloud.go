@@ -29,12 +29,12 @@ import (
 const (
 	Width   = 800 // canvas width
 	Height  = 450 // canvas height
-	MinFont = 10  // smallest font size drawn
+	MinFont = 12  // smallest font size drawn
 	MaxFont = 60  // font size of the most frequent word, when the words fit
 	// fill is the share of the canvas the words' boxes may cover before
 	// every size is scaled down: beyond about half, a spiral finds no room
 	// for the small words.
-	fill = 0.45
+	fill = 0.6
 	// MaxRunes is the longest word drawn; a longer one is cut and ends
 	// in "…", so one long entity cannot take the whole canvas.
 	MaxRunes = 32
@@ -172,15 +172,17 @@ func extent(s string, size float64) (w, h int) {
 	return int(math.Ceil(em*size)) + 2*gap, int(math.Ceil(1.2*size)) + gap
 }
 
-// runeWidth is a generous advance width of r in em.
+// runeWidth is a generous advance width of r in em: at least that of
+// DejaVu Sans Bold (Linux's usual system-ui, and wider than most), so a
+// box holds the word whichever sans-serif font draws it.
 func runeWidth(r rune) float64 {
 	switch {
 	case r == ' ' || strings.ContainsRune("iljtf.,;:!'|()[]", r):
-		return 0.4
+		return 0.5
 	case r < 0x80 && (unicode.IsUpper(r) || r == 'm' || r == 'w' || r == '@' || r == '%'):
-		return 0.9
+		return 1.05
 	case r < 0x80:
-		return 0.62
+		return 0.74
 	case r >= 0x1100 && (unicode.Is(unicode.Han, r) || unicode.Is(unicode.Hangul, r) ||
 		unicode.Is(unicode.Hiragana, r) || unicode.Is(unicode.Katakana, r) || r >= 0x1F000 ||
 		(r >= 0x2600 && r < 0x2800) || (r >= 0xFF00 && r < 0xFF61)):
@@ -188,7 +190,7 @@ func runeWidth(r rune) float64 {
 	case unicode.Is(unicode.Mn, r) || r == 0x200D || (r >= 0xFE00 && r <= 0xFE0F):
 		return 0 // combining marks, joiners, variation selectors
 	default:
-		return 0.75 // other scripts: Latin with diacritics, Cyrillic, Arabic, Hebrew…
+		return 0.8 // other scripts: Latin with diacritics, Cyrillic, Arabic, Hebrew…
 	}
 }
 

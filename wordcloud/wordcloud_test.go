@@ -184,5 +184,5 @@ func ExampleLayout() {
 	}
 	// Output:
 	// paris 60
-	// berlin 14
+	// berlin 17
 }
