@@ -87,6 +87,9 @@ func TestCloud(t *testing.T) {
 	if csp := r.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
 		t.Errorf("Content-Security-Policy %q: want default-src 'none' and no script source", csp)
 	}
+	if !strings.Contains(r.body, "<title>Word cloud: the 33 most frequent entities of the harbor gazette</title>") {
+		t.Errorf("SVG title missing or cut:\n%.300s", r.body)
+	}
 	texts := svgTexts(t, r.body)
 	ents := f.entities[keyGazette]
 	if len(texts) != len(ents) { // 33 entities: all fit

@@ -135,8 +135,18 @@ func Layout(words []Word, limit int) []Placed {
 	return out
 }
 
-// clean makes s valid UTF-8 without control characters, cut at MaxRunes.
+// clean is text for the SVG, cut at MaxRunes.
 func clean(s string) string {
+	s = text(s)
+	if utf8.RuneCountInString(s) > MaxRunes {
+		s = string([]rune(s)[:MaxRunes-1]) + "…"
+	}
+	return s
+}
+
+// text makes s valid UTF-8 without control characters, which XML 1.0
+// cannot carry.
+func text(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -144,11 +154,7 @@ func clean(s string) string {
 		}
 		return r
 	}, s)
-	s = strings.TrimSpace(s)
-	if utf8.RuneCountInString(s) > MaxRunes {
-		s = string([]rune(s)[:MaxRunes-1]) + "…"
-	}
-	return s
+	return strings.TrimSpace(s)
 }
 
 // fontSize scales by the square root of count, so area grows about with
@@ -252,7 +258,7 @@ func SVG(title string, placed []Placed) []byte {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" class="cloud-svg" data-words="%d">`,
 		Width, Height, Width, Height, len(placed))
 	b.WriteString("<title>")
-	escape(&b, clean(title))
+	escape(&b, text(title))
 	b.WriteString("</title>\n")
 	b.WriteString(`<g font-family="system-ui, -apple-system, 'Segoe UI', Roboto, 'Noto Sans', 'Liberation Sans', Arial, sans-serif" font-weight="600" text-anchor="middle">` + "\n")
 	for _, p := range placed {

@@ -170,6 +170,40 @@ func TestLongWordCut(t *testing.T) {
 	}
 }
 
+// FuzzSVG: any words give well-formed SVG of the expected elements with
+// no two boxes overlapping.
+func FuzzSVG(f *testing.F) {
+	f.Add("<script>", int64(3), "\xff&\"'", int64(1), "🎉 עברית")
+	f.Add("", int64(0), "a", int64(-5), strings.Repeat("W", 100))
+	f.Fuzz(func(t *testing.T, a string, ca int64, b string, cb int64, title string) {
+		placed := wordcloud.Layout([]wordcloud.Word{{a, ca}, {b, cb}, {a + b, 2}}, 0)
+		for i, p := range placed {
+			for _, q := range placed[:i] {
+				if p.Box.Overlaps(q.Box) {
+					t.Fatalf("%q overlaps %q", p.Text, q.Text)
+				}
+			}
+		}
+		dec := xml.NewDecoder(bytes.NewReader(wordcloud.SVG(title, placed)))
+		for {
+			tok, err := dec.Token()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatalf("not well-formed: %v", err)
+			}
+			if el, ok := tok.(xml.StartElement); ok {
+				switch el.Name.Local {
+				case "svg", "title", "g", "text":
+				default:
+					t.Fatalf("element %s", el.Name.Local)
+				}
+			}
+		}
+	})
+}
+
 func BenchmarkLayout100(b *testing.B) {
 	ws := manyWords(100)
 	for b.Loop() {
