@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +54,9 @@ type Config struct {
 	SpillDir      string
 	LogLevel      string
 	LogFormat     string
+	// CORSOrigins (--cors-origin, repeatable) may read the read API and
+	// /status from pages of their own: each "*" or scheme://host[:port].
+	CORSOrigins []string
 
 	MaxRestarts      int
 	RestartWindow    time.Duration
@@ -174,6 +178,10 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.WorkerMaxRSS, "worker-max-rss", "retire a worker (a fresh one first, then a clean STOP) once its resident memory exceeds this, e.g. 1GiB; 0 = never")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "trace, debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+	fs.Func("cors-origin", "an origin (scheme://host[:port]) whose web pages may read the read API, /status and the cloud SVG with a token of their own (CORS); repeat it for more, or * for any; default none: no CORS headers", func(v string) error {
+		c.CORSOrigins = append(c.CORSOrigins, v)
+		return nil
+	})
 	fs.BoolVar(&c.Version, "version", c.Version, "print the version, VCS revision, commit time and Go version, and exit")
 }
 
@@ -350,6 +358,11 @@ func (c *Config) Validate() error {
 	default:
 		bad("--log-format must be text or json (got %q)", c.LogFormat)
 	}
+	for _, o := range c.CORSOrigins {
+		if err := checkOrigin(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Role == wire.RoleParent && c.Input == "" && c.Replay == "" {
 		if err := checkListen(c.Listen, c.Token != ""); err != nil {
 			errs = append(errs, err)
@@ -373,6 +386,37 @@ func checkListen(addr string, haveToken bool) error {
 		return nil
 	}
 	return fmt.Errorf("--listen %s is not a loopback address and no token is set: set --token-file or INGEST_TOKEN, or listen on 127.0.0.1", addr)
+}
+
+// checkOrigin accepts "*" or an origin as browsers send it in Origin:
+// http or https, a host, an optional port, nothing else.
+func checkOrigin(o string) error {
+	if o == "*" {
+		return nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("--cors-origin %q %s: give an origin such as https://example.org or http://localhost:3000 (scheme://host[:port], no path), or *", o, why)
+	}
+	u, err := url.Parse(o)
+	switch {
+	case err != nil:
+		return bad("cannot be parsed (" + err.Error() + ")")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("has no http or https scheme")
+	case u.Host == "" || u.Hostname() == "":
+		return bad("has no host")
+	case u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" ||
+		strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#"):
+		return bad("has more than scheme://host[:port]")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return bad("has a bad port")
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return bad("has an empty port")
+	}
+	return nil
 }
 
 // SpillDirectory is where unstored work is written when a drain runs out

@@ -33,6 +33,16 @@ func TestParseRejectsBadValuesNamingTheFlag(t *testing.T) {
 		{[]string{"--listen=0.0.0.0:8000"}, "--listen"},
 		{[]string{"--listen=nonsense"}, "--listen"},
 		{[]string{"--token-file=/does/not/exist"}, "--token-file"},
+		{[]string{"--cors-origin=example.org"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://example.org/"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://example.org/app"}, "--cors-origin"},
+		{[]string{"--cors-origin=ftp://example.org"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://u@example.org"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://example.org?x"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://example.org:99999"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://example.org:"}, "--cors-origin"},
+		{[]string{"--cors-origin=https://a.org", "--cors-origin=**"}, "--cors-origin"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -51,6 +61,21 @@ func TestDefaultsValidate(t *testing.T) {
 	}
 	if c.Workers < 1 || c.Savers != 1 || c.CacheSize != 25000 || c.TopN != 2000 || c.Listen != "127.0.0.1:8000" {
 		t.Fatalf("unexpected defaults %+v", c)
+	}
+}
+
+func TestCORSOrigins(t *testing.T) {
+	c, err := Parse("ingest", nil, noEnv)
+	if err != nil || c.CORSOrigins != nil {
+		t.Fatalf("default: %v, %v; want no origins", c.CORSOrigins, err)
+	}
+	args := []string{"--cors-origin=https://example.org", "--cors-origin=http://localhost:3000", "--cors-origin=*", "--cors-origin=http://[::1]:8080"}
+	c, err = Parse("ingest", args, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.CORSOrigins, " "); got != "https://example.org http://localhost:3000 * http://[::1]:8080" {
+		t.Fatalf("origins %q", got)
 	}
 }
 

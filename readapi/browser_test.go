@@ -11,6 +11,7 @@ import (
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/readapi/browsertest"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wordcloud"
 )
 
 // TestPageInBrowser loads the results page in headless Chromium against a
@@ -25,7 +26,7 @@ func TestPageInBrowser(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	dom := b.DumpDOM(srv.URL + "/#pub=" + jsEncodeURIComponent(keyGazette))
-	loaded(t, dom, "publications", "entities", "status")
+	loaded(t, dom, "publications", "entities", "status", "cloud")
 
 	// Every publication, in the API's order, with its article count.
 	var at int
@@ -94,6 +95,29 @@ func TestPageInBrowser(t *testing.T) {
 		}
 	}
 
+	// The word cloud beside the chart: the server's SVG in the DOM, one
+	// <text> per word its layout placed, in the same order.
+	cloud := cloudSVG(t, dom)
+	var words []wordcloud.Word
+	for _, e := range ents {
+		words = append(words, wordcloud.Word{Text: e.Word, Count: e.Count})
+	}
+	placed := wordcloud.Layout(words, readapi.DefaultCloudWords)
+	if n := strings.Count(cloud, "<text "); n != len(placed) || n != len(ents) {
+		t.Errorf("cloud has %d text elements, want %d (every entity of the gazette)", n, len(placed))
+	}
+	at = 0
+	for _, p := range placed {
+		j := strings.Index(cloud[at:], ">"+html.EscapeString(p.Text)+"</text>")
+		if j < 0 {
+			t.Fatalf("cloud lacks word %q after position %d", p.Text, at)
+		}
+		at += j
+	}
+	if !strings.Contains(dom, "Word cloud of the 33 most frequent entities") {
+		t.Errorf("cloud caption missing")
+	}
+
 	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results.png", 1280, 900)
 	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results-narrow.png", 420, 1100)
 }
@@ -136,6 +160,41 @@ func TestPageInBrowserWithToken(t *testing.T) {
 	if !strings.Contains(dom, "missing or wrong read token") {
 		t.Errorf("without a token: the API's error is not shown")
 	}
+}
+
+// TestCloudInBrowserHostile: a publication whose entities hold markup
+// gets a cloud whose words are text, not elements.
+func TestCloudInBrowserHostile(t *testing.T) {
+	b := browsertest.Chromium(t)
+	store, f := openStore(t)
+	srv := httptest.NewServer(readapi.New(readapi.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
+	t.Cleanup(srv.Close)
+	dom := b.DumpDOM(srv.URL + "/#pub=" + jsEncodeURIComponent(keyMarkup))
+	loaded(t, dom, "publications", "entities", "cloud")
+	cloud := cloudSVG(t, dom)
+	if n := strings.Count(cloud, "<text "); n != len(f.entities[keyMarkup]) {
+		t.Errorf("cloud has %d words, want %d", n, len(f.entities[keyMarkup]))
+	}
+	if !strings.Contains(cloud, "&lt;script&gt;alert(1)&lt;/script&gt;</text>") || strings.Contains(dom, "<script>alert") {
+		t.Errorf("the cloud's markup word is not text:\n%s", cloud)
+	}
+	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyMarkup), "cloud-markup.png", 1280, 900)
+}
+
+// cloudSVG returns the word cloud's <svg> element in dom, failing t when
+// there is none.
+func cloudSVG(t *testing.T, dom string) string {
+	t.Helper()
+	i := strings.Index(dom, `id="cloud-box"`)
+	if i < 0 {
+		t.Fatalf("no cloud box in the DOM")
+	}
+	j := strings.Index(dom[i:], "<svg ")
+	k := strings.Index(dom[i:], "</svg>")
+	if j < 0 || k < j || strings.Contains(dom[i:i+j], "</figure>") {
+		t.Fatalf("no SVG in the cloud box:\n%.2000s", dom[i:])
+	}
+	return dom[i+j : i+k+len("</svg>")]
 }
 
 // loaded fails t unless the page's script marked each part as loaded on

@@ -7,7 +7,11 @@
 //
 // The page, its script and its style sheet are embedded in the binary
 // (go:embed): no CDN, no build step, nothing fetched from elsewhere, so it
-// works offline. The chart is SVG drawn by the page's own script.
+// works offline. The chart is SVG drawn by the page's own script; the
+// word cloud beside it is GET /publications/{key}/cloud.svg, which the
+// script fetches with the token and imports into the page (DOMParser,
+// importNode), so the layout exists once, in Go (package wordcloud), and
+// the page's Content-Security-Policy needs no blob: or data: images.
 //
 // # Routes
 //
@@ -16,11 +20,13 @@
 //	GET /publications                            [{"key","name","articles"}]
 //	GET /publications/{key}/entities?limit=N&after=CURSOR
 //	                                             {"entities":[{"word","count"}],"next":CURSOR|null}
+//	GET /publications/{key}/cloud.svg?limit=N    the top entities as a word cloud (image/svg+xml)
 //	GET /status                                  the live strip's data (Status as JSON)
+//	OPTIONS on the four routes above             CORS preflight, only with Config.CORSOrigins
 //
 // The read API and /status need the read token (Config.ReadToken); the
 // page and its files do not. HEAD is answered wherever GET is. Every
-// response of the read API and /status is JSON (internal/httpjson:
+// response of the read API and /status, but a cloud's SVG, is JSON (internal/httpjson:
 // Content-Type: application/json, Cache-Control: no-store); errors are
 // {"error": "..."} saying what was wrong and what to send instead, as on
 // the write API (package writeapi). Unknown paths get 404 and other
@@ -65,6 +71,28 @@
 //	404  no publication has that key
 //	500  the store could not be read (logged; retry)
 //	200  the page
+//
+// # GET /publications/{key}/cloud.svg
+//
+// The publication's top limit entities (DefaultCloudWords, at most
+// MaxCloudWords) laid out by wordcloud.Layout and written by wordcloud.SVG:
+// deterministic, no overlaps, only svg, title, g and text elements, every
+// word XML-escaped. Served as image/svg+xml with nosniff, no-store and a
+// Content-Security-Policy that allows nothing (cloudPolicy). Statuses and
+// their order are those of the entities route; errors are JSON.
+//
+// # CORS
+//
+// Off unless Config.CORSOrigins lists origins (--cors-origin). Then GET
+// and HEAD of the read API and /status add Vary: Origin, and
+// Access-Control-Allow-Origin when the request's Origin is listed (its
+// value echoed, or "*" when "*" is listed), on errors too, so the other
+// page can read a 401. OPTIONS on those routes (CORSPatterns, registered
+// to ServePreflight) answers a preflight without a token: 204 with
+// Access-Control-Allow-Methods GET, HEAD, Allow-Headers Authorization,
+// access_token and Max-Age 600 for a listed origin, 403 for another.
+// Access-Control-Allow-Credentials is never sent: tokens are headers, not
+// cookies. The page, its files and every other route stay same-origin.
 //
 // # Tokens and the page
 //

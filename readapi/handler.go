@@ -86,6 +86,14 @@ type Config struct {
 	// Logger receives a debug line per refused request and an error line
 	// per failed read. nil means no logging.
 	Logger hclog.Logger
+	// CORSOrigins (--cors-origin) are the origins, scheme://host[:port],
+	// whose pages may read the read API and /status: their requests get
+	// Access-Control-Allow-Origin with their origin (and Vary: Origin),
+	// and preflights (OPTIONS, routes from CORSPatterns) are answered.
+	// "*" allows every origin, answered as "*". Empty, the default, sends
+	// no CORS header at all and leaves OPTIONS unrouted. The config
+	// package validates them; here they are compared case-insensitively.
+	CORSOrigins []string
 }
 
 //go:embed static
@@ -111,6 +119,9 @@ type Handler struct {
 	log    hclog.Logger
 	page   asset
 	assets map[string]asset // by path under /static/
+
+	corsOrigins []string // lower-cased; empty: CORS off
+	corsAny     bool     // "*" among them
 }
 
 // New returns a handler for cfg. It panics if the embedded files are
@@ -121,6 +132,10 @@ func New(cfg Config) *Handler {
 		status: cfg.Status,
 		log:    cfg.Logger,
 		assets: map[string]asset{},
+	}
+	for _, o := range cfg.CORSOrigins {
+		h.corsAny = h.corsAny || o == "*"
+		h.corsOrigins = append(h.corsOrigins, strings.ToLower(o))
 	}
 	h.tokens = cfg.ReadTokens
 	if h.tokens == nil {
@@ -164,6 +179,10 @@ func New(cfg Config) *Handler {
 	h.mux.HandleFunc("GET /status", h.ServeStatus)
 	h.mux.HandleFunc("GET /publications", h.ServePublications)
 	h.mux.HandleFunc("GET /publications/{key}/entities", h.ServeEntities)
+	h.mux.HandleFunc("GET /publications/{key}/cloud.svg", h.ServeCloud)
+	for _, p := range h.CORSPatterns() {
+		h.mux.HandleFunc(p, h.ServePreflight)
+	}
 	return h
 }
 
@@ -178,9 +197,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // key.
 func NoRoute(r *http.Request) string {
 	if strings.HasPrefix(r.URL.Path, "/publications/") {
-		return fmt.Sprintf("no route %s: GET /publications/{key}/entities, with the key path-escaped (a '/' in a key as %%2F)", r.URL.Path)
+		return fmt.Sprintf("no route %s: GET /publications/{key}/entities or /publications/{key}/cloud.svg, with the key path-escaped (a '/' in a key as %%2F)", r.URL.Path)
 	}
-	return fmt.Sprintf("no route %s: GET / for the results page; GET /publications, /publications/{key}/entities or /status for JSON", r.URL.Path)
+	return fmt.Sprintf("no route %s: GET / for the results page; GET /publications, /publications/{key}/entities or /status for JSON, /publications/{key}/cloud.svg for a word cloud", r.URL.Path)
 }
 
 // RequireToken returns next guarded by the read token: a request that
@@ -230,6 +249,7 @@ func (h *Handler) ServeStatic(w http.ResponseWriter, r *http.Request) {
 // ServeStatus serves GET /status, after the read token. Register it as
 // "GET /status".
 func (h *Handler) ServeStatus(w http.ResponseWriter, r *http.Request) {
+	h.cors(w, r)
 	if !h.authorized(w, r) {
 		return
 	}
@@ -247,6 +267,7 @@ func (h *Handler) ServeStatus(w http.ResponseWriter, r *http.Request) {
 // ServePublications serves GET /publications, after the read token.
 // Register it as "GET /publications".
 func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
+	h.cors(w, r)
 	if !h.authorized(w, r) || !h.haveReader(w, r) {
 		return
 	}
@@ -279,6 +300,7 @@ type entitiesPage struct {
 // that wildcard, which ServeMux matches as one segment of the escaped path
 // (so %2F stays in the key) and unescapes.
 func (h *Handler) ServeEntities(w http.ResponseWriter, r *http.Request) {
+	h.cors(w, r)
 	if !h.authorized(w, r) || !h.haveReader(w, r) {
 		return
 	}

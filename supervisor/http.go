@@ -38,7 +38,8 @@ type httpDeps struct {
 	// is then the only protection, and this check is what keeps a web page
 	// from reaching the service by DNS rebinding.
 	LoopbackOnly bool
-	Listen       string // --listen, for LoopbackOnly
+	Listen       string   // --listen, for LoopbackOnly
+	CORSOrigins  []string // --cors-origin: readapi.Config.CORSOrigins (nil: no CORS)
 }
 
 // newHTTPHandler returns the parent's whole HTTP handler (every route in
@@ -53,7 +54,7 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 		d.Log = hclog.NewNullLogger()
 	}
 	write := writeapi.New(writeapi.Config{Queue: d.Queue, Token: d.Token, Tokens: d.Tokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
-	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, ReadTokens: d.ReadTokens, Logger: d.Log.Named("read")})
+	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, ReadTokens: d.ReadTokens, Logger: d.Log.Named("read"), CORSOrigins: d.CORSOrigins})
 	metrics := read.RequireToken(promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
 
 	mux := httpjson.NewMux(d.Log, noRoute)
@@ -65,8 +66,14 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	mux.HandleFunc("GET /status", read.ServeStatus)                        // read
 	mux.HandleFunc("GET /publications", read.ServePublications)            // read
 	mux.HandleFunc("GET /publications/{key}/entities", read.ServeEntities) // read
+	mux.HandleFunc("GET /publications/{key}/cloud.svg", read.ServeCloud)   // read
 	mux.HandleFunc("GET /{$}", read.ServePage)                             // none: the page holds no data
 	mux.HandleFunc("GET /static/{file}", read.ServeStatic)                 // none
+	// CORS preflights of the read routes, only with --cors-origin; none:
+	// browsers send no token on a preflight.
+	for _, p := range read.CORSPatterns() {
+		mux.HandleFunc(p, read.ServePreflight)
+	}
 	if d.LoopbackOnly {
 		return httpjson.LoopbackHost(mux, d.Listen), write
 	}
@@ -80,5 +87,5 @@ func noRoute(r *http.Request) string {
 		return readapi.NoRoute(r) // how to escape a key
 	}
 	return fmt.Sprintf("no route %s: POST posts to /post/enqueue; GET / for the results page; "+
-		"GET /publications, /publications/{key}/entities or /status for JSON; GET /healthz, /readyz or /metrics for operators", r.URL.Path)
+		"GET /publications, /publications/{key}/entities or /status for JSON, /publications/{key}/cloud.svg for a word cloud; GET /healthz, /readyz or /metrics for operators", r.URL.Path)
 }

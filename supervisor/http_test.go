@@ -75,6 +75,7 @@ var guardedRoutes = []guardedRoute{
 	{http.MethodPost, "/post/enqueue", writeToken},
 	{http.MethodGet, "/publications", readToken},
 	{http.MethodGet, "/publications/news%2Fwire/entities", readToken},
+	{http.MethodGet, "/publications/news%2Fwire/cloud.svg", readToken},
 	{http.MethodGet, "/status", readToken},
 	{http.MethodGet, "/metrics", readToken},
 }
@@ -175,6 +176,38 @@ func TestTokensDoNotCross(t *testing.T) {
 	}
 }
 
+// TestCORSRoutes: with --cors-origin the parent's table answers preflights
+// of the read routes, in loopback mode too (CORS is about Origin, not
+// Host), and adds the headers to GETs; the write API gets none.
+func TestCORSRoutes(t *testing.T) {
+	h, _ := newHTTPHandler(httpDeps{
+		Queue: queue.New[wire.Post](10), ReadToken: readToken, Reader: fakeReader{},
+		Status:       func() readapi.Status { return readapi.Status{} },
+		Metrics:      prometheus.NewRegistry(),
+		LoopbackOnly: true, Listen: "127.0.0.1:0",
+		CORSOrigins: []string{"http://localhost:3000"},
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	origin := []string{"Origin", "http://localhost:3000", "Access-Control-Request-Method", "GET"}
+	for _, path := range []string{"/status", "/publications", "/publications/news%2Fwire/entities", "/publications/news%2Fwire/cloud.svg"} {
+		status, hdr, body := send(t, http.MethodOptions, srv.URL+path, origin)
+		if status != http.StatusNoContent || hdr.Get("Access-Control-Allow-Origin") != "http://localhost:3000" || hdr.Get("Access-Control-Allow-Methods") != "GET, HEAD" {
+			t.Errorf("OPTIONS %s: %d %v %s", path, status, hdr, body)
+		}
+		status, hdr, body = send(t, http.MethodGet, srv.URL+path, []string{"Origin", "http://localhost:3000", "Authorization", "Bearer " + readToken})
+		if status != http.StatusOK || hdr.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+			t.Errorf("GET %s: %d %v %s", path, status, hdr, body)
+		}
+	}
+	for _, path := range []string{"/post/enqueue", "/metrics", "/healthz"} {
+		status, hdr, _ := send(t, http.MethodOptions, srv.URL+path, origin)
+		if status != http.StatusMethodNotAllowed || hdr.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("OPTIONS %s: %d %v, want 405 without CORS", path, status, hdr)
+		}
+	}
+}
+
 // TestRouteTable: the parent's one table routes every path, HEAD where
 // GET, and answers the rest with JSON 404 or 405.
 func TestRouteTable(t *testing.T) {
@@ -198,6 +231,9 @@ func TestRouteTable(t *testing.T) {
 		{"GET", "/publications/news%2Fwire/entities", read, 200, "", "elena marsh"},
 		{"GET", "/publications/news/wire/entities", read, 404, "", "%2F"},
 		{"GET", "/publications/nope/entities", read, 404, "", `no publication with key \"nope\"`},
+		{"GET", "/publications/news%2Fwire/cloud.svg", read, 200, "", "elena marsh"},
+		{"GET", "/publications/nope/cloud.svg", read, 404, "", `no publication with key \"nope\"`},
+		{"OPTIONS", "/publications", nil, 405, "GET, HEAD", "use GET"}, // no --cors-origin: no preflights
 		{"GET", "/nope", nil, 404, "", "/post/enqueue"},
 		{"GET", "/static/nope.js", nil, 404, "", "/static/app.js"},
 		{"GET", "/post/enqueue", nil, 405, "POST", "use POST"},

@@ -1,6 +1,10 @@
 // ingest results page: plain JavaScript, no dependencies, served from the
-// binary. It reads the JSON read API of the same server (see package web)
-// and draws the chart as SVG itself.
+// binary. It reads the JSON read API of the same server (see package
+// readapi) and draws the chart as SVG itself. The word cloud is the
+// server's SVG (GET /publications/{key}/cloud.svg, laid out in Go by
+// package wordcloud): fetched with the token like the JSON, parsed as XML
+// and imported into the page, so there is one layout and the page's
+// Content-Security-Policy needs no blob: or data: images.
 //
 // The URL fragment carries the view: #pub=KEY selects a publication on
 // load (and on back/forward); #token=TOKEN hands the page a read token,
@@ -29,6 +33,7 @@
     top: 0,            // count of the publication's most frequent entity: the chart's scale
     entities: [],
     seq: 0,            // discards answers to superseded entity requests
+    cloudSeq: 0,       // the same for the word cloud
     childrenSig: '',
     chartBox: 0,       // width of the chart's box when last drawn
   };
@@ -77,8 +82,9 @@
     }
   }
 
-  async function api(path) {
-    const headers = { Accept: 'application/json' };
+  // request fetches path with the token; accept is the type wanted.
+  async function request(path, accept) {
+    const headers = { Accept: accept };
     const t = token() || memoryToken;
     if (t) headers.Authorization = 'Bearer ' + t;
     let res;
@@ -87,14 +93,23 @@
     } catch (e) {
       throw new APIError(0, 'cannot reach the service (' + e.message + ')');
     }
-    let body = null;
-    try { body = await res.json(); } catch { /* not JSON: use the status */ }
     if (!res.ok) {
+      let body = null;
+      try { body = await res.json(); } catch { /* not JSON: use the status */ }
       if (res.status === 401) showAuth();
       throw new APIError(res.status, (body && body.error) || (res.status + ' ' + res.statusText));
     }
     hideAuth();
-    return body;
+    return res;
+  }
+
+  async function api(path) {
+    const res = await request(path, 'application/json');
+    try {
+      return await res.json();
+    } catch (e) {
+      throw new APIError(res.status, 'the answer is not JSON (' + e.message + ')');
+    }
   }
 
   function showAuth() {
@@ -217,6 +232,7 @@
     markSelected();
     renderHeading();
     loadEntities();
+    loadCloud();
   }
 
   async function loadEntities() {
@@ -320,7 +336,7 @@
     // Labels first, to measure the widest and size the label column.
     const labels = ents.map((e, i) => {
       const t = svg('text', { class: 'label', y: padTop + i * rowH + rowH / 2, 'dominant-baseline': 'central', 'text-anchor': 'end' },
-        clip(e.word, 28));
+        clip(e.word, width < 500 ? 18 : 28));
       root.append(t);
       return t;
     });
@@ -350,6 +366,41 @@
       root.append(svg('text', { class: 'value', x: x0 + w + 6, y: y + rowH / 2, 'dominant-baseline': 'central' }, intFmt.format(e.count)));
     });
     setText($('chart-caption'), `Bars are scaled to the most frequent entity (${intFmt.format(top)}); the list below has the same data.`);
+  }
+
+  // ---- word cloud: the server's SVG, imported as DOM nodes ----
+
+  async function loadCloud() {
+    const seq = ++state.cloudSeq;
+    const box = $('cloud-box');
+    try {
+      const res = await request('/publications/' + encodeURIComponent(state.key) + '/cloud.svg', 'image/svg+xml');
+      const text = await res.text();
+      if (seq !== state.cloudSeq) return;
+      // Parsed as XML, never as HTML: the server escaped every word, and
+      // importNode runs nothing (the SVG has no script in any case).
+      const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+      const root = doc.documentElement;
+      if (doc.getElementsByTagName('parsererror').length || root.namespaceURI !== SVG_NS || root.localName !== 'svg') {
+        throw new APIError(res.status, 'the word cloud is not SVG');
+      }
+      const node = document.importNode(root, true);
+      node.removeAttribute('width');
+      node.removeAttribute('height');
+      box.replaceChildren(node);
+      const n = node.querySelectorAll('text').length;
+      setText($('cloud-caption'), n
+        ? `Word cloud of the ${intFmt.format(n)} most frequent entities: size by count.`
+        : '');
+      box.hidden = n === 0;
+      document.body.dataset.cloud = 'loaded';
+    } catch (e) {
+      if (seq !== state.cloudSeq) return;
+      box.replaceChildren();
+      box.hidden = true;
+      setText($('cloud-caption'), e.status === 404 ? '' : 'Could not load the word cloud: ' + e.message);
+      document.body.dataset.cloud = 'error';
+    }
   }
 
   // ---- live strip ----
