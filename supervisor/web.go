@@ -32,6 +32,7 @@ func (p *parent) httpServer() *http.Server {
 		// Host names (DNS rebinding) and non-JSON bodies (cross-site posts).
 		LoopbackOnly: p.cfg.Token == "",
 		Listen:       p.cfg.Listen,
+		CORSOrigins:  p.cfg.CORSOrigins,
 	})
 	p.http = write
 	p.metrics.registerWriteAPI(write)
