@@ -52,7 +52,22 @@ CREATE TABLE IF NOT EXISTS ingest_meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS entities_by_count ON entities (publication, count DESC, word);
+CREATE INDEX IF NOT EXISTS publications_by_articles ON publications (articles DESC, key);
 `
+
+// SchemaVersion is what Open records as ingest_meta 'schema_version'.
+// 1 was the schema before the indexes (files written then have no
+// version recorded); 2 adds entities_by_count and publications_by_articles.
+const SchemaVersion = 2
+
+// migrations are the indexes a file from an earlier version gains on open,
+// by table: they make a page of TopEntities or Publications cost the same
+// whatever the table's size.
+var migrations = []struct{ index, table string }{
+	{"entities_by_count", "entities"},
+	{"publications_by_articles", "publications"},
+}
 
 // openedSQL records the open in ingest_meta. It is a real write, in the
 // same transaction as the schema, so that a file that can be read but not
@@ -228,16 +243,87 @@ func (s *SQLite) open(ctx context.Context) error {
 }
 
 // createSchema runs Schema in one transaction, so that two processes
-// opening a new file at once create it once.
+// opening a new file at once create it once. That is also the migration
+// of a file written before entities_by_count: Schema creates the index,
+// over every stored row, inside the transaction (SQLite DDL is
+// transactional), so an open interrupted while it builds leaves the file
+// as it was and the next open starts over; once built, Schema's IF NOT
+// EXISTS makes later opens skip it. Only a build over an existing
+// entities table is logged, with its duration; a new file is not a
+// migration.
 func (s *SQLite) createSchema(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: a concurrent open waits here
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	// Which indexes Schema will build over an existing table.
+	var build []int
+	for i, m := range migrations {
+		var table, index bool
+		if err := tx.QueryRowContext(ctx, `SELECT
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?2)`, m.table, m.index).Scan(&table, &index); err != nil {
+			return err
+		}
+		if table && !index {
+			build = append(build, i)
+		}
+	}
+	for _, i := range build {
+		// One index at a time, so each one's duration is its own; Schema
+		// then finds them built.
+		m := migrations[i]
+		start := time.Now()
+		if _, err := tx.ExecContext(ctx, indexDDL(m.index)); err != nil {
+			return fmt.Errorf("migration: create index %s: %w", m.index, err)
+		}
+		took := time.Since(start)
+		var rows int64
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+m.table).Scan(&rows); err != nil {
+			return err
+		}
+		s.log.Info(fmt.Sprintf("migration: created index %s over %d rows in %v", m.index, rows, took.Round(time.Millisecond)),
+			"db", s.path, "index", m.index, "rows", rows, "duration", took)
+	}
 	if _, err := tx.ExecContext(ctx, Schema); err != nil {
 		return err
 	}
+	var recorded string
+	err = tx.QueryRowContext(ctx, `SELECT value FROM ingest_meta WHERE key = 'schema_version'`).Scan(&recorded)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if v, perr := strconv.Atoi(recorded); perr != nil || v > SchemaVersion {
+			// A newer ingest wrote the file: its extra structures are
+			// kept (Schema only adds what is missing), and the version it
+			// recorded stays.
+			s.log.Warn("database has a newer schema version than this build knows; opening it anyway",
+				"db", s.path, "schema_version", recorded, "known", SchemaVersion)
+			return commitOpen(ctx, tx)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ingest_meta (key, value) VALUES ('schema_version', ?1)
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(SchemaVersion)); err != nil {
+		return err
+	}
+	return commitOpen(ctx, tx)
+}
+
+// indexDDL is the statement of Schema that creates the index name.
+func indexDDL(name string) string {
+	for line := range strings.Lines(Schema) {
+		if strings.HasPrefix(line, "CREATE INDEX IF NOT EXISTS "+name+" ") {
+			return line
+		}
+	}
+	panic("sink: index " + name + " is not in Schema")
+}
+
+// commitOpen records the open (openedSQL) and commits tx.
+func commitOpen(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, openedSQL); err != nil {
 		return err
 	}
