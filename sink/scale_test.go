@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -221,9 +222,10 @@ func TestMigration(t *testing.T) {
 		return out
 	}
 	first := migrated()
-	if len(first) != 2 ||
+	if len(first) != 3 ||
 		!strings.Contains(first[0], "migration: created index entities_by_count over 1000 rows in ") ||
-		!strings.Contains(first[1], "migration: created index publications_by_articles over 1 rows in ") {
+		!strings.Contains(first[1], "migration: created index publications_by_articles over 1 rows in ") ||
+		!strings.Contains(first[2], "migration: created index applied_batches_by_time over 0 rows in ") {
 		t.Errorf("first open logged %q, want one migration line per index", first)
 	}
 	if again := migrated(); len(again) != 0 {
@@ -241,5 +243,57 @@ func TestMigration(t *testing.T) {
 		if strings.Contains(l, "migration") {
 			t.Errorf("new file logged %q", l)
 		}
+	}
+}
+
+// TestPrune: applied_batches rows older than ReplayHorizon go, on open and
+// while applying; newer ones stay, so a replay within the horizon still
+// counts once.
+func TestPrune(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ingest.db")
+	s := openAt(t, path)
+	apply(t, s, wire.Batch{ID: "recent", Publications: []wire.PubCount{{Key: "p", Articles: 1}}})
+	now := time.Now()
+	age := func(id string, d time.Duration) {
+		if _, err := s.w.ExecContext(t.Context(), `INSERT INTO applied_batches (id, applied_at) VALUES (?1, ?2)`,
+			id, now.Add(-d).Unix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	age("old", ReplayHorizon+time.Hour)
+	age("edge", ReplayHorizon-time.Hour)
+	ids := func() []string {
+		var out []string
+		query(t, s.w, `SELECT id FROM applied_batches ORDER BY id`, func(r *sql.Rows) error {
+			var id string
+			err := r.Scan(&id)
+			out = append(out, id)
+			return err
+		})
+		return out
+	}
+	// While applying: not before the next prune is due, then at once.
+	apply(t, s, wire.Batch{ID: "b2"})
+	if got := ids(); !slices.Equal(got, []string{"b2", "edge", "old", "recent"}) {
+		t.Fatalf("before the hourly prune: %v", got)
+	}
+	s.nextPrune.Store(0)
+	apply(t, s, wire.Batch{ID: "b3"})
+	if got := ids(); !slices.Equal(got, []string{"b2", "b3", "edge", "recent"}) {
+		t.Fatalf("after the prune: %v, want old gone", got)
+	}
+	// A replay within the horizon is still recognised.
+	if dup, err := s.Apply(t.Context(), &wire.Batch{ID: "recent", Publications: []wire.PubCount{{Key: "p", Articles: 1}}}); err != nil || !dup {
+		t.Fatalf("replay of a recent batch: duplicate %v, %v", dup, err)
+	}
+	// On open, in chunks: more rows than one chunk.
+	if _, err := s.w.ExecContext(t.Context(), `WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < ?1)
+INSERT INTO applied_batches SELECT 'x' || i, ?2 FROM r`, pruneChunk+5, now.Add(-2*ReplayHorizon).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	again := openAt(t, path)
+	var n int
+	if err := again.r.QueryRowContext(t.Context(), `SELECT count(*) FROM applied_batches`).Scan(&n); err != nil || n != 4 {
+		t.Fatalf("after open: %d rows, %v; want the 4 within the horizon", n, err)
 	}
 }

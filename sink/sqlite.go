@@ -54,11 +54,13 @@ CREATE TABLE IF NOT EXISTS ingest_meta (
 );
 CREATE INDEX IF NOT EXISTS entities_by_count ON entities (publication, count DESC, word);
 CREATE INDEX IF NOT EXISTS publications_by_articles ON publications (articles DESC, key);
+CREATE INDEX IF NOT EXISTS applied_batches_by_time ON applied_batches (applied_at);
 `
 
 // SchemaVersion is what Open records as ingest_meta 'schema_version'.
 // 1 was the schema before the indexes (files written then have no
-// version recorded); 2 adds entities_by_count and publications_by_articles.
+// version recorded); 2 adds entities_by_count, publications_by_articles and
+// applied_batches_by_time.
 const SchemaVersion = 2
 
 // migrations are the indexes a file from an earlier version gains on open,
@@ -67,7 +69,26 @@ const SchemaVersion = 2
 var migrations = []struct{ index, table string }{
 	{"entities_by_count", "entities"},
 	{"publications_by_articles", "publications"},
+	{"applied_batches_by_time", "applied_batches"},
 }
+
+// ReplayHorizon is how long a batch part's PartID is remembered after it
+// was applied: applied_batches rows older than this are pruned (on open,
+// then hourly while applying), as Firestore's markers expire after
+// MarkerTTL. A part comes again only while the parent that made it runs
+// (a saver died before its acknowledgement: seconds to minutes later) or
+// from a spill file (--replay), which refuses files older than
+// ReplayHorizon less a day (see supervisor.Replay); so a week forgets
+// nothing that can still come.
+const ReplayHorizon = MarkerTTL
+
+const (
+	// pruneEvery is how often a long-running writer prunes applied_batches.
+	pruneEvery = time.Hour
+	// pruneChunk bounds the rows one prune transaction deletes, so that
+	// the write lock is held briefly even for a first prune of millions.
+	pruneChunk = 10_000
+)
 
 // openedSQL records the open in ingest_meta. It is a real write, in the
 // same transaction as the schema, so that a file that can be read but not
@@ -144,6 +165,7 @@ type SQLite struct {
 	closeErr  error
 
 	commits, writes atomic.Int64 // applied (Counts)
+	nextPrune       atomic.Int64 // unix nanoseconds of the next prune (Apply)
 }
 
 var (
@@ -227,6 +249,10 @@ func (s *SQLite) open(ctx context.Context) error {
 			return err
 		}
 		s.ents = append(s.ents, st)
+	}
+
+	if err := s.prune(ctx, time.Now()); err != nil {
+		return err
 	}
 
 	if s.r, err = sql.Open("sqlite", dsn(s.path, s.lock.busy, "_pragma=query_only(1)")); err != nil {
@@ -397,6 +423,12 @@ func (s *SQLite) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err 
 			if dup {
 				s.log.Debug("batch part applied before, skipped", "batch", id)
 			}
+			if now := time.Now(); now.UnixNano() >= s.nextPrune.Load() {
+				// The batch is stored: a failed prune is retried next time.
+				if err := s.prune(ctx, now); err != nil {
+					s.log.Warn("cannot prune applied_batches; will retry", "db", s.path, "error", err)
+				}
+			}
 			return dup, nil
 		case ctx.Err() != nil:
 			return false, fmt.Errorf("sqlite: apply batch %s: %w (%v)", id, ctx.Err(), err)
@@ -523,6 +555,35 @@ func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, ents [][]w
 	s.commits.Add(1)
 	s.writes.Add(int64(rows))
 	return false, nil
+}
+
+// prune deletes the applied_batches rows older than ReplayHorizon at now,
+// in transactions of at most pruneChunk rows, and logs how many when
+// there were any. It sets when the next prune is due.
+func (s *SQLite) prune(ctx context.Context, now time.Time) error {
+	s.nextPrune.Store(now.Add(pruneEvery).UnixNano())
+	cutoff := now.Add(-ReplayHorizon).Unix()
+	var total int64
+	for {
+		res, err := s.w.ExecContext(ctx, `DELETE FROM applied_batches WHERE rowid IN
+	(SELECT rowid FROM applied_batches WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
+		if err != nil {
+			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+		}
+		total += n
+		if n < pruneChunk {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("pruned applied_batches older than the replay horizon", "db", s.path, "rows", total,
+			"horizon", ReplayHorizon, "before", time.Unix(cutoff, 0).UTC())
+	}
+	return nil
 }
 
 // Ping checks that the file can still be read.
