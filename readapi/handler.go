@@ -270,13 +270,26 @@ func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	paged := q.Has("limit") || q.Has("after")
-	limit := MaxPublications
+	var (
+		pubs  []sink.Publication
+		next  string
+		err   error
+		limit = MaxLimit // of the page the Link header names
+	)
 	if paged {
 		if limit, ok = h.limitParam(w, r, q); !ok {
 			return
 		}
+		pubs, next, err = h.reader.PublicationsPage(r.Context(), limit, q.Get("after"))
+	} else {
+		// The list as before paging existed (on Firestore it needs no
+		// composite index), cut at MaxPublications.
+		pubs, err = h.reader.Publications(r.Context())
+		if len(pubs) > MaxPublications {
+			pubs = pubs[:MaxPublications]
+			next = sink.PublicationCursor(pubs[MaxPublications-1])
+		}
 	}
-	pubs, next, err := h.reader.PublicationsPage(r.Context(), limit, q.Get("after"))
 	switch {
 	case errors.Is(err, sink.ErrBadCursor):
 		h.refuse(w, r, http.StatusBadRequest,
@@ -290,7 +303,7 @@ func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
 		pubs = []sink.Publication{} // [] rather than null: clients iterate it
 	}
 	if next != "" {
-		w.Header().Set("Link", fmt.Sprintf(`</publications?limit=%d&after=%s>; rel="next"`, min(limit, MaxLimit), url.QueryEscape(next)))
+		w.Header().Set("Link", fmt.Sprintf(`</publications?limit=%d&after=%s>; rel="next"`, limit, url.QueryEscape(next)))
 	}
 	if !paged {
 		h.writeValue(w, r, pubs)

@@ -141,6 +141,12 @@ func (s *SQLite) PublicationsPage(ctx context.Context, limit int, after string) 
 	return pubs, next, nil
 }
 
+// PublicationCursor is the PublicationsPage cursor of the page that
+// follows p: for a caller that cut a Publications list after p.
+func PublicationCursor(p Publication) string {
+	return encodePubCursor(cursor{count: p.Articles, word: p.Key})
+}
+
 // pageQueryLimit is the LIMIT that fetches a page of limit rows and tells
 // whether another follows: one more.
 func pageQueryLimit(limit int) int64 {
@@ -159,7 +165,7 @@ func pubsPage(pubs []Publication, limit int) ([]Publication, string) {
 	}
 	pubs = pubs[:limit]
 	last := pubs[limit-1]
-	return pubs, encodePubCursor(cursor{count: last.Articles, word: last.Key})
+	return pubs, PublicationCursor(last)
 }
 
 // TopEntities implements Reader: see topEntitiesSQL for its cost.
