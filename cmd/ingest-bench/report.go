@@ -125,6 +125,7 @@ type report struct {
 	backpressure  *pipelineResult
 	edge          []edgeResult
 	edgeNote      string
+	scale         []scaleResult
 }
 
 // table renders rows as a markdown table with aligned columns, readable
@@ -339,6 +340,55 @@ func (r *report) markdown() string {
 				num(e.postsPerSec()), fmtDur(e.p99), strconv.FormatInt(e.requests, 10), strconv.FormatInt(e.refused, 10), target})
 		}
 		p("%s", table([]string{"request", "post size", "client", "posts/s", "p99 latency", "requests 2xx", "refused/errors", "target ≥ 30,000/s (single, 3 KB)"}, rows))
+	}
+	if sc := r.scaleMarkdown(); sc != "" {
+		p("")
+		b.WriteString(sc)
+	}
+	return b.String()
+}
+
+// scaleMarkdown is the scale part's section, "" without one.
+func (r *report) scaleMarkdown() string {
+	if len(r.scale) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("## Reads at scale")
+	p("")
+	p("One synthetic publication per size (invented names, 1,000 a post, a few popular), built with `ingest --input --top-n 0`, "+
+		"then served by ingest (--workers 1) and read over HTTP with %d requests in flight from the same machine: the first page "+
+		"of its entities (limit 50), a page halfway down (limit 50, after the cursor there) and `GET /publications`. "+
+		"Target: entity pages within 2× of each other across sizes and within 2× of the publication list.", scaleConns)
+	p("")
+	var rows [][]string
+	best, worst := time.Duration(0), time.Duration(0)
+	var list time.Duration
+	for _, s := range r.scale {
+		if s.err != nil {
+			rows = append(rows, []string{strconv.Itoa(s.size), "failed: " + s.err.Error(), "", "", "", "", "", "", ""})
+			continue
+		}
+		row := []string{strconv.Itoa(s.size), strconv.Itoa(s.entities), fmt.Sprintf("%.1f s", s.build.Seconds())}
+		for i, rr := range s.reads {
+			row = append(row, fmt.Sprintf("%s / %s", fmtDur(rr.p50), fmtDur(rr.p99)), num(rr.perSec()))
+			if i < 2 {
+				if best == 0 || rr.p50 < best {
+					best = rr.p50
+				}
+				worst = max(worst, rr.p50)
+			} else {
+				list = max(list, rr.p50)
+			}
+		}
+		rows = append(rows, row)
+	}
+	p("%s", table([]string{"entities asked", "stored", "built in", "first page p50 / p99", "/s", "deep page p50 / p99", "/s",
+		"/publications p50 / p99", "/s"}, rows))
+	if best > 0 && list > 0 {
+		p("Entity pages: slowest p50 %.1f× the fastest (target ≤ 2: %s); slowest %.1f× the publication list's (target ≤ 2: %s).",
+			float64(worst)/float64(best), yesNo(worst <= 2*best), float64(worst)/float64(list), yesNo(worst <= 2*list))
 	}
 	return b.String()
 }
