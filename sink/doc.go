@@ -12,7 +12,8 @@
 // # SQLite schema
 //
 // The SQLite file is a public contract: other tools read it directly. Open
-// creates the tables when they are missing and never alters existing ones.
+// creates the tables when they are missing, adds the indexes of
+// SchemaVersion (a migration, below) and never alters a table.
 // The DDL is Schema:
 //
 //	publications(key TEXT PRIMARY KEY, name TEXT NOT NULL, articles INTEGER NOT NULL)
