@@ -51,6 +51,7 @@ type Config struct {
 	DrainTimeout  time.Duration
 	Input         string
 	Replay        string
+	ReplayStale   bool
 	SpillDir      string
 	LogLevel      string
 	LogFormat     string
@@ -168,6 +169,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
+	fs.BoolVar(&c.ReplayStale, "replay-stale", c.ReplayStale, "with --replay, apply a spill file older than the sink remembers applied batches (6 days) anyway: a batch stored before the spill then counts twice")
 	fs.StringVar(&c.SpillDir, "spill-dir", c.SpillDir, "where a shutdown that runs out of --drain-timeout writes what it could not store (default: the directory of --db)")
 	fs.IntVar(&c.MaxRestarts, "max-restarts", c.MaxRestarts, "child restarts allowed per role within --restart-window; one more and ingest drains and exits non-zero, for systemd or a human to take over")
 	fs.DurationVar(&c.RestartWindow, "restart-window", c.RestartWindow, "the window --max-restarts counts restarts in")

@@ -17,7 +17,8 @@
 //
 //	GET /                                        the results page (HTML)
 //	GET /static/{file}                           its script and style sheet
-//	GET /publications                            [{"key","name","articles"}]
+//	GET /publications                            [{"key","name","articles"}] (at most MaxPublications)
+//	GET /publications?limit=N&after=CURSOR       {"publications":[...],"next":CURSOR|null}
 //	GET /publications/{key}/entities?limit=N&after=CURSOR
 //	                                             {"entities":[{"word","count"}],"next":CURSOR|null}
 //	GET /publications/{key}/cloud.svg?limit=N    the top entities as a word cloud (image/svg+xml)
@@ -38,6 +39,16 @@
 // storage key (the publication trimmed and lower-cased), name the
 // publication as first stored, articles how many articles were counted.
 // An empty store gives [].
+//
+// Without limit and after the answer is that array, cut at
+// MaxPublications (10,000); when there are more, a Link header
+// (rel="next") gives the rest's first page. With limit (1 and up, capped
+// at MaxLimit; default DefaultLimit) or after (the "next" of the previous
+// page, an opaque position (articles, key) like the entities cursor) the
+// answer is one page: {"publications": [...], "next": CURSOR or null},
+// with the same Link header. A bad limit or after is a 400 naming it. A
+// page costs the same whatever the number of publications (an index on
+// articles, key).
 //
 // # GET /publications/{key}/entities
 //

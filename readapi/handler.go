@@ -40,6 +40,13 @@ const (
 	MaxLimit = 1000
 )
 
+// MaxPublications caps GET /publications without limit or after: the first
+// MaxPublications publications, as a plain array as before paging existed,
+// with a Link header (rel="next") to the rest when there are more. Paged
+// (with limit or after), the list is served like entities, up to MaxLimit
+// a page.
+const MaxPublications = 10_000
+
 // noReadPath is the error of every read route when Config.Reader is nil.
 const noReadPath = "no read path: --sink none stores nothing"
 
@@ -264,22 +271,96 @@ func (h *Handler) ServeStatus(w http.ResponseWriter, r *http.Request) {
 	h.writeValue(w, r, st)
 }
 
+// publicationsPage is GET /publications with limit or after.
+type publicationsPage struct {
+	Publications []sink.Publication `json:"publications"`
+	Next         *string            `json:"next"`
+}
+
 // ServePublications serves GET /publications, after the read token.
-// Register it as "GET /publications".
+// Register it as "GET /publications". Without limit and after the answer
+// is an array of at most MaxPublications; with either, an object
+// {"publications": [...], "next": CURSOR or null}.
 func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
 	h.cors(w, r)
 	if !h.authorized(w, r) || !h.haveReader(w, r) {
 		return
 	}
-	pubs, err := h.reader.Publications(r.Context())
-	if err != nil {
+	q, ok := h.pageQuery(w, r)
+	if !ok {
+		return
+	}
+	paged := q.Has("limit") || q.Has("after")
+	var (
+		pubs  []sink.Publication
+		next  string
+		err   error
+		limit = MaxLimit // of the page the Link header names
+	)
+	if paged {
+		if limit, ok = h.limitParam(w, r, q); !ok {
+			return
+		}
+		pubs, next, err = h.reader.PublicationsPage(r.Context(), limit, q.Get("after"))
+	} else {
+		// The list as before paging existed (on Firestore it needs no
+		// composite index), cut at MaxPublications.
+		pubs, err = h.reader.Publications(r.Context())
+		if len(pubs) > MaxPublications {
+			pubs = pubs[:MaxPublications]
+			next = sink.PublicationCursor(pubs[MaxPublications-1])
+		}
+	}
+	switch {
+	case errors.Is(err, sink.ErrBadCursor):
+		h.refuse(w, r, http.StatusBadRequest,
+			`after is not a cursor this API returned for /publications: pass the "next" of the previous page, or omit after to start from the top`)
+		return
+	case err != nil:
 		h.readFailed(w, r, err)
 		return
 	}
 	if pubs == nil {
 		pubs = []sink.Publication{} // [] rather than null: clients iterate it
 	}
-	h.writeValue(w, r, pubs)
+	if next != "" {
+		w.Header().Set("Link", fmt.Sprintf(`</publications?limit=%d&after=%s>; rel="next"`, limit, url.QueryEscape(next)))
+	}
+	if !paged {
+		h.writeValue(w, r, pubs)
+		return
+	}
+	page := publicationsPage{Publications: pubs}
+	if next != "" {
+		page.Next = &next
+	}
+	h.writeValue(w, r, page)
+}
+
+// pageQuery parses the query string of a paged route, answering 400 if it
+// cannot be parsed.
+func (h *Handler) pageQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("query string cannot be parsed (%v): send limit=N&after=CURSOR, URL-encoded", err))
+		return nil, false
+	}
+	return q, true
+}
+
+// limitParam is the page size of a paged route: DefaultLimit without a
+// limit parameter; a bad one is answered 400 naming it.
+func (h *Handler) limitParam(w http.ResponseWriter, r *http.Request, q url.Values) (int, bool) {
+	if !q.Has("limit") {
+		return DefaultLimit, true
+	}
+	limit, ok := parseLimit(q.Get("limit"))
+	if !ok {
+		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf(
+			"limit must be an integer of at least 1 (got %q): omit it for %d; values above %d are served as %d",
+			q.Get("limit"), DefaultLimit, MaxLimit, MaxLimit))
+	}
+	return limit, ok
 }
 
 func (h *Handler) haveReader(w http.ResponseWriter, r *http.Request) bool {

@@ -12,13 +12,19 @@
 // # SQLite schema
 //
 // The SQLite file is a public contract: other tools read it directly. Open
-// creates the tables when they are missing and never alters existing ones.
+// creates the tables when they are missing, adds the indexes of
+// SchemaVersion (a migration, below) and never alters a table.
 // The DDL is Schema:
 //
 //	publications(key TEXT PRIMARY KEY, name TEXT NOT NULL, articles INTEGER NOT NULL)
 //	entities(publication TEXT NOT NULL, word TEXT NOT NULL, count INTEGER NOT NULL,
 //	         PRIMARY KEY(publication, word))
 //	applied_batches(id TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)
+//	dead_letters(publication, content, error TEXT, attempts, at INTEGER)
+//	ingest_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)
+//	INDEX entities_by_count ON entities(publication, count DESC, word)
+//	INDEX publications_by_articles ON publications(articles DESC, key)
+//	INDEX applied_batches_by_time ON applied_batches(applied_at)
 //
 // publications.key is wire.PubCount.Key (trimmed, lower-cased) and name is
 // the first non-empty wire.PubCount.Name seen for it; articles is the sum
@@ -26,7 +32,16 @@
 // publications.key and count is the sum of every applied part's count for
 // that word. applied_batches holds the PartID of every applied part and
 // when it was applied (unix seconds); it is what makes Apply idempotent and
-// must not be pruned while a part with that ID could still be replayed.
+// must not be pruned while a part with that ID could still be replayed:
+// rows older than ReplayHorizon are, on open and hourly while applying.
+// ingest_meta holds 'schema_version' (SchemaVersion) and 'last_open'.
+//
+// The indexes make a page of TopEntities or PublicationsPage one range of
+// an index, whatever the table's size (ReadPlans shows the plans). A file
+// written before them (no schema_version) gains them on open: built inside
+// the transaction that opens the file, so an interrupted open changes
+// nothing, and logged as "migration: created index NAME over N rows in T"
+// only when actually built.
 //
 // # Several processes, one file
 //
@@ -79,5 +94,7 @@
 // the README); they must outlive any replay of their batch.
 //
 // TopEntities' queries need one composite index on Cloud Firestore: the
-// ent collection group, count descending then word ascending.
+// ent collection group, count descending then word ascending;
+// PublicationsPage's another: the publications collection, count
+// descending then key ascending.
 package sink

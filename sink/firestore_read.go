@@ -57,6 +57,77 @@ func (s *Firestore) Publications(ctx context.Context) ([]Publication, error) {
 	return pubs, nil
 }
 
+// PublicationsPage implements Reader with queries over the key and count
+// fields, in the same form as TopEntities (filters, not StartAfter): the
+// first page ordered by count descending, key ascending; a later page the
+// rest of the cursor's count (count == c, key > k, by key) then what
+// follows it (count < c). On Cloud Firestore they need the composite index
+// (count descending, key ascending) on the publications collection that
+// the README gives. Unlike Publications, a document without a key field
+// (not written by ingest) is not listed: Firestore leaves a document out
+// of a query ordered by a field it lacks.
+func (s *Firestore) PublicationsPage(ctx context.Context, limit int, after string) ([]Publication, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("sink: list publications: limit must be at least 1 (got %d)", limit)
+	}
+	var c cursor
+	if after != "" {
+		var err error
+		if c, err = decodePubCursor(after); err != nil {
+			return nil, "", err
+		}
+	}
+	if s.closed.Load() {
+		return nil, "", errors.New("firestore: list publications: the sink is closed")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timing.call)
+	defer cancel()
+	n := min(limit, math.MaxInt32-1) + 1
+	col := s.client.Collection(pubsCollection)
+	var (
+		page []Publication
+		err  error
+	)
+	if after == "" {
+		page, err = s.publications(ctx, col.OrderBy("count", firestore.Desc).OrderBy("key", firestore.Asc).Limit(n), nil)
+	} else {
+		page, err = s.publications(ctx, col.Where("count", "==", c.count).Where("key", ">", c.word).
+			OrderBy("key", firestore.Asc).Limit(n), nil)
+		if err == nil && len(page) < n {
+			page, err = s.publications(ctx, col.Where("count", "<", c.count).
+				OrderBy("count", firestore.Desc).OrderBy("key", firestore.Asc).Limit(n-len(page)), page)
+		}
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("firestore: list publications: %w: %s", err, s.hint(err))
+	}
+	page, next := pubsPage(page, limit)
+	return page, next, nil
+}
+
+// publications appends the publications q returns to page.
+func (s *Firestore) publications(ctx context.Context, q firestore.Query, page []Publication) ([]Publication, error) {
+	it := q.Select("key", "name", "count").Documents(ctx)
+	defer it.Stop()
+	for {
+		doc, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return page, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		data := doc.Data()
+		p := Publication{Key: doc.Ref.ID}
+		if k, ok := data["key"].(string); ok {
+			p.Key = k
+		}
+		p.Name, _ = data["name"].(string)
+		p.Articles = integer(data["count"])
+		page = append(page, p)
+	}
+}
+
 // TopEntities implements Reader over publications/{pubID}/ent. The first
 // page is one query ordered by count descending, word ascending; a later
 // page is two, which together are "start after (count, word)" in that

@@ -669,3 +669,46 @@ func BenchmarkFirestoreApply(b *testing.B) {
 		})
 	}
 }
+
+// TestFirestorePublicationsPage pages through publications with ties on
+// articles and gets Publications' list, each once, in order; the cursors
+// of the two lists are not interchangeable.
+func TestFirestorePublicationsPage(t *testing.T) {
+	needEmulator(t)
+	s := openFirestoreTest(t, newProject(t))
+	if pubs, next, err := s.PublicationsPage(t.Context(), 10, ""); err != nil || len(pubs) != 0 || next != "" {
+		t.Fatalf("PublicationsPage of an empty project = %v, %q, %v", pubs, next, err)
+	}
+	var in []wire.PubCount
+	for i := range 23 {
+		in = append(in, wire.PubCount{Key: fmt.Sprintf("k%02d/x", (i*7)%23), Name: "N", Articles: int64(i % 3)})
+	}
+	if _, err := s.Apply(t.Context(), &wire.Batch{ID: "a", Publications: in}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := s.Publications(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 4, 22, 23, 24} {
+		var got []Publication
+		after := ""
+		for {
+			page, next, err := s.PublicationsPage(t.Context(), limit, after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("limit %d: paged %v, want %v", limit, got, want)
+		}
+	}
+	if _, _, err := s.PublicationsPage(t.Context(), 1, encodeCursor(cursor{1, "k"})); !errors.Is(err, ErrBadCursor) {
+		t.Errorf("PublicationsPage with an entities cursor: %v, want ErrBadCursor", err)
+	}
+}

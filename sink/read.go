@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -35,6 +36,12 @@ type Reader interface {
 	// Publications returns every publication, ordered by articles
 	// descending, then key ascending.
 	Publications(ctx context.Context) ([]Publication, error)
+	// PublicationsPage returns up to limit (>= 1) publications in
+	// Publications' order, starting after the cursor after ("" = from the
+	// top); next is the cursor of the following page, "" when there is no
+	// more. Cursors are opaque, URL-safe, hold a position (articles, key)
+	// and are not interchangeable with TopEntities' (ErrBadCursor).
+	PublicationsPage(ctx context.Context, limit int, after string) (pubs []Publication, next string, err error)
 	// TopEntities returns up to limit (>= 1) entities of the publication
 	// key, ordered by count descending, then word ascending, starting after
 	// the cursor after ("" = from the top). next is the cursor of the
@@ -68,9 +75,100 @@ func (s *SQLite) Publications(ctx context.Context) ([]Publication, error) {
 	return pubs, nil
 }
 
-// TopEntities implements Reader. Without an index on count it sorts the
-// publication's entities for each page (a top-N sort, so memory stays at
-// the page size): its cost grows with the publication's entity count.
+// Queries of the SQLite read path. Each one reads a range of an index in
+// order (entities_by_count, publications_by_articles) and stops after the
+// page: no sort, so a page costs the same whatever the table's size. A
+// later page is the rest of the cursor's count (count = c AND word > w, a
+// range of the index) followed by what comes after it (count < c):
+// written as one "count < c OR (count = c AND word > w)" SQLite would seek
+// to count <= c and then step over every word of count c before w, which
+// for the long tail of count 1 is most of the publication. The plans are
+// checked by TestQueryPlans.
+const (
+	topEntitiesSQL = `SELECT word, count FROM entities WHERE publication = ?1
+ORDER BY count DESC, word ASC LIMIT ?2`
+	topEntitiesAfterSQL = `SELECT word, count FROM (SELECT word, count FROM entities
+	WHERE publication = ?1 AND count = ?2 AND word > ?3 ORDER BY count DESC, word ASC LIMIT ?4)
+UNION ALL
+SELECT word, count FROM (SELECT word, count FROM entities
+	WHERE publication = ?1 AND count < ?2 ORDER BY count DESC, word ASC LIMIT ?4)
+LIMIT ?4`
+	publicationsSQL = `SELECT key, name, articles FROM publications
+ORDER BY articles DESC, key ASC LIMIT ?1`
+	publicationsAfterSQL = `SELECT key, name, articles FROM (SELECT key, name, articles FROM publications
+	WHERE articles = ?1 AND key > ?2 ORDER BY articles DESC, key ASC LIMIT ?3)
+UNION ALL
+SELECT key, name, articles FROM (SELECT key, name, articles FROM publications
+	WHERE articles < ?1 ORDER BY articles DESC, key ASC LIMIT ?3)
+LIMIT ?3`
+)
+
+// PublicationsPage implements Reader.
+func (s *SQLite) PublicationsPage(ctx context.Context, limit int, after string) ([]Publication, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("sink: list publications: limit must be at least 1 (got %d)", limit)
+	}
+	n := pageQueryLimit(limit)
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if after == "" {
+		rows, err = s.r.QueryContext(ctx, publicationsSQL, n)
+	} else {
+		c, cerr := decodePubCursor(after)
+		if cerr != nil {
+			return nil, "", cerr
+		}
+		rows, err = s.r.QueryContext(ctx, publicationsAfterSQL, c.count, c.word, n)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("sqlite: list publications: %w", err)
+	}
+	defer rows.Close()
+	pubs := make([]Publication, 0, min(n, 1024))
+	for rows.Next() {
+		var p Publication
+		if err := rows.Scan(&p.Key, &p.Name, &p.Articles); err != nil {
+			return nil, "", fmt.Errorf("sqlite: list publications: %w", err)
+		}
+		pubs = append(pubs, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("sqlite: list publications: %w", err)
+	}
+	pubs, next := pubsPage(pubs, limit)
+	return pubs, next, nil
+}
+
+// PublicationCursor is the PublicationsPage cursor of the page that
+// follows p: for a caller that cut a Publications list after p.
+func PublicationCursor(p Publication) string {
+	return encodePubCursor(cursor{count: p.Articles, word: p.Key})
+}
+
+// pageQueryLimit is the LIMIT that fetches a page of limit rows and tells
+// whether another follows: one more.
+func pageQueryLimit(limit int) int64 {
+	n := int64(limit)
+	if n < math.MaxInt64 {
+		n++
+	}
+	return n
+}
+
+// pubsPage cuts pubs, fetched with one more than limit, to the page and
+// returns the next page's cursor ("" for none).
+func pubsPage(pubs []Publication, limit int) ([]Publication, string) {
+	if len(pubs) <= limit {
+		return pubs, ""
+	}
+	pubs = pubs[:limit]
+	last := pubs[limit-1]
+	return pubs, PublicationCursor(last)
+}
+
+// TopEntities implements Reader: see topEntitiesSQL for its cost.
 func (s *SQLite) TopEntities(ctx context.Context, key string, limit int, after string) ([]wire.EntityCount, string, error) {
 	if limit < 1 {
 		return nil, "", fmt.Errorf("sink: top entities of %q: limit must be at least 1 (got %d)", key, limit)
@@ -80,21 +178,15 @@ func (s *SQLite) TopEntities(ctx context.Context, key string, limit int, after s
 		err  error
 	)
 	// One more than asked tells whether there is a next page.
-	n := int64(limit)
-	if n < math.MaxInt64 {
-		n++
-	}
+	n := pageQueryLimit(limit)
 	if after == "" {
-		rows, err = s.r.QueryContext(ctx, `SELECT word, count FROM entities WHERE publication = ?1
-ORDER BY count DESC, word ASC LIMIT ?2`, key, n)
+		rows, err = s.r.QueryContext(ctx, topEntitiesSQL, key, n)
 	} else {
 		c, cerr := decodeCursor(after)
 		if cerr != nil {
 			return nil, "", cerr
 		}
-		rows, err = s.r.QueryContext(ctx, `SELECT word, count FROM entities WHERE publication = ?1
-AND (count < ?2 OR (count = ?2 AND word > ?3))
-ORDER BY count DESC, word ASC LIMIT ?4`, key, c.count, c.word, n)
+		rows, err = s.r.QueryContext(ctx, topEntitiesAfterSQL, key, c.count, c.word, n)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("sqlite: top entities of %q: %w", key, err)
@@ -139,4 +231,45 @@ func (s *SQLite) checkPublication(ctx context.Context, key string) error {
 		return fmt.Errorf("sqlite: top entities of %q: %w", key, err)
 	}
 	return nil
+}
+
+// ReadPlans returns SQLite's plan (EXPLAIN QUERY PLAN, one step a line)
+// of each query of the read path, by name: "top entities", "top entities
+// after", "publications", "publications after". Each should read one
+// index range and sort nothing (no "USE TEMP B-TREE"): tests and
+// operators check that with it on a real file, whose statistics may steer
+// the planner. Safe for concurrent use.
+func (s *SQLite) ReadPlans(ctx context.Context) (map[string]string, error) {
+	plans := map[string]string{}
+	for _, q := range []struct {
+		name, sql string
+		args      []any
+	}{
+		{"top entities", topEntitiesSQL, []any{"p", 51}},
+		{"top entities after", topEntitiesAfterSQL, []any{"p", 1, "w", 51}},
+		{"publications", publicationsSQL, []any{51}},
+		{"publications after", publicationsAfterSQL, []any{1, "k", 51}},
+	} {
+		rows, err := s.r.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q.sql, q.args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: plan of %s: %w", q.name, err)
+		}
+		var steps []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: plan of %s: %w", q.name, err)
+			}
+			steps = append(steps, detail)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: plan of %s: %w", q.name, err)
+		}
+		plans[q.name] = strings.Join(steps, "\n")
+	}
+	return plans, nil
 }

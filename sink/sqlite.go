@@ -52,7 +52,43 @@ CREATE TABLE IF NOT EXISTS ingest_meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS entities_by_count ON entities (publication, count DESC, word);
+CREATE INDEX IF NOT EXISTS publications_by_articles ON publications (articles DESC, key);
+CREATE INDEX IF NOT EXISTS applied_batches_by_time ON applied_batches (applied_at);
 `
+
+// SchemaVersion is what Open records as ingest_meta 'schema_version'.
+// 1 was the schema before the indexes (files written then have no
+// version recorded); 2 adds entities_by_count, publications_by_articles and
+// applied_batches_by_time.
+const SchemaVersion = 2
+
+// migrations are the indexes a file from an earlier version gains on open,
+// by table: they make a page of TopEntities or Publications cost the same
+// whatever the table's size.
+var migrations = []struct{ index, table string }{
+	{"entities_by_count", "entities"},
+	{"publications_by_articles", "publications"},
+	{"applied_batches_by_time", "applied_batches"},
+}
+
+// ReplayHorizon is how long a batch part's PartID is remembered after it
+// was applied: applied_batches rows older than this are pruned (on open,
+// then hourly while applying), as Firestore's markers expire after
+// MarkerTTL. A part comes again only while the parent that made it runs
+// (a saver died before its acknowledgement: seconds to minutes later) or
+// from a spill file (--replay), which refuses files older than
+// ReplayHorizon less a day (see supervisor.Replay); so a week forgets
+// nothing that can still come.
+const ReplayHorizon = MarkerTTL
+
+const (
+	// pruneEvery is how often a long-running writer prunes applied_batches.
+	pruneEvery = time.Hour
+	// pruneChunk bounds the rows one prune transaction deletes, so that
+	// the write lock is held briefly even for a first prune of millions.
+	pruneChunk = 10_000
+)
 
 // openedSQL records the open in ingest_meta. It is a real write, in the
 // same transaction as the schema, so that a file that can be read but not
@@ -129,6 +165,7 @@ type SQLite struct {
 	closeErr  error
 
 	commits, writes atomic.Int64 // applied (Counts)
+	nextPrune       atomic.Int64 // unix nanoseconds of the next prune (Apply)
 }
 
 var (
@@ -214,6 +251,10 @@ func (s *SQLite) open(ctx context.Context) error {
 		s.ents = append(s.ents, st)
 	}
 
+	if err := s.prune(ctx, time.Now()); err != nil {
+		return err
+	}
+
 	if s.r, err = sql.Open("sqlite", dsn(s.path, s.lock.busy, "_pragma=query_only(1)")); err != nil {
 		return err
 	}
@@ -228,16 +269,87 @@ func (s *SQLite) open(ctx context.Context) error {
 }
 
 // createSchema runs Schema in one transaction, so that two processes
-// opening a new file at once create it once.
+// opening a new file at once create it once. That is also the migration
+// of a file written before entities_by_count: Schema creates the index,
+// over every stored row, inside the transaction (SQLite DDL is
+// transactional), so an open interrupted while it builds leaves the file
+// as it was and the next open starts over; once built, Schema's IF NOT
+// EXISTS makes later opens skip it. Only a build over an existing
+// entities table is logged, with its duration; a new file is not a
+// migration.
 func (s *SQLite) createSchema(ctx context.Context) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: a concurrent open waits here
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	// Which indexes Schema will build over an existing table.
+	var build []int
+	for i, m := range migrations {
+		var table, index bool
+		if err := tx.QueryRowContext(ctx, `SELECT
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1),
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?2)`, m.table, m.index).Scan(&table, &index); err != nil {
+			return err
+		}
+		if table && !index {
+			build = append(build, i)
+		}
+	}
+	for _, i := range build {
+		// One index at a time, so each one's duration is its own; Schema
+		// then finds them built.
+		m := migrations[i]
+		start := time.Now()
+		if _, err := tx.ExecContext(ctx, indexDDL(m.index)); err != nil {
+			return fmt.Errorf("migration: create index %s: %w", m.index, err)
+		}
+		took := time.Since(start)
+		var rows int64
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM `+m.table).Scan(&rows); err != nil {
+			return err
+		}
+		s.log.Info(fmt.Sprintf("migration: created index %s over %d rows in %v", m.index, rows, took.Round(time.Millisecond)),
+			"db", s.path, "index", m.index, "rows", rows, "duration", took)
+	}
 	if _, err := tx.ExecContext(ctx, Schema); err != nil {
 		return err
 	}
+	var recorded string
+	err = tx.QueryRowContext(ctx, `SELECT value FROM ingest_meta WHERE key = 'schema_version'`).Scan(&recorded)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return err
+	default:
+		if v, perr := strconv.Atoi(recorded); perr != nil || v > SchemaVersion {
+			// A newer ingest wrote the file: its extra structures are
+			// kept (Schema only adds what is missing), and the version it
+			// recorded stays.
+			s.log.Warn("database has a newer schema version than this build knows; opening it anyway",
+				"db", s.path, "schema_version", recorded, "known", SchemaVersion)
+			return commitOpen(ctx, tx)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO ingest_meta (key, value) VALUES ('schema_version', ?1)
+	ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(SchemaVersion)); err != nil {
+		return err
+	}
+	return commitOpen(ctx, tx)
+}
+
+// indexDDL is the statement of Schema that creates the index name.
+func indexDDL(name string) string {
+	for line := range strings.Lines(Schema) {
+		if strings.HasPrefix(line, "CREATE INDEX IF NOT EXISTS "+name+" ") {
+			return line
+		}
+	}
+	panic("sink: index " + name + " is not in Schema")
+}
+
+// commitOpen records the open (openedSQL) and commits tx.
+func commitOpen(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, openedSQL); err != nil {
 		return err
 	}
@@ -310,6 +422,12 @@ func (s *SQLite) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err 
 		case err == nil:
 			if dup {
 				s.log.Debug("batch part applied before, skipped", "batch", id)
+			}
+			if now := time.Now(); now.UnixNano() >= s.nextPrune.Load() {
+				// The batch is stored: a failed prune is retried next time.
+				if err := s.prune(ctx, now); err != nil {
+					s.log.Warn("cannot prune applied_batches; will retry", "db", s.path, "error", err)
+				}
 			}
 			return dup, nil
 		case ctx.Err() != nil:
@@ -437,6 +555,35 @@ func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, ents [][]w
 	s.commits.Add(1)
 	s.writes.Add(int64(rows))
 	return false, nil
+}
+
+// prune deletes the applied_batches rows older than ReplayHorizon at now,
+// in transactions of at most pruneChunk rows, and logs how many when
+// there were any. It sets when the next prune is due.
+func (s *SQLite) prune(ctx context.Context, now time.Time) error {
+	s.nextPrune.Store(now.Add(pruneEvery).UnixNano())
+	cutoff := now.Add(-ReplayHorizon).Unix()
+	var total int64
+	for {
+		res, err := s.w.ExecContext(ctx, `DELETE FROM applied_batches WHERE rowid IN
+	(SELECT rowid FROM applied_batches WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
+		if err != nil {
+			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+		}
+		total += n
+		if n < pruneChunk {
+			break
+		}
+	}
+	if total > 0 {
+		s.log.Info("pruned applied_batches older than the replay horizon", "db", s.path, "rows", total,
+			"horizon", ReplayHorizon, "before", time.Unix(cutoff, 0).UTC())
+	}
+	return nil
 }
 
 // Ping checks that the file can still be read.

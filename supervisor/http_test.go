@@ -36,6 +36,11 @@ func (fakeReader) Publications(context.Context) ([]sink.Publication, error) {
 	return []sink.Publication{{Key: fakeKey, Name: "News/Wire", Articles: 1}}, nil
 }
 
+func (r fakeReader) PublicationsPage(ctx context.Context, _ int, _ string) ([]sink.Publication, string, error) {
+	pubs, err := r.Publications(ctx)
+	return pubs, "", err
+}
+
 func (fakeReader) TopEntities(_ context.Context, key string, _ int, _ string) ([]wire.EntityCount, string, error) {
 	if key != fakeKey {
 		return nil, "", sink.ErrNotFound

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ingest-dev/ingest/config"
@@ -25,6 +26,9 @@ import (
 //   - ingest-spill-<time>-posts.ndjson: accepted posts no batch covered
 //     yet, as {"publication", "content"} lines. None of them was counted,
 //     so `ingest --input FILE` ingests them exactly once.
+
+// spillStamp is the layout of the time in a spill file's name.
+const spillStamp = "20060102T150405Z"
 
 // spill writes whatever is left in the queues after the run ended, and
 // returns the files written ("" if nothing was left). Batches and posts are
@@ -45,7 +49,7 @@ func (p *parent) spill() (string, error) {
 	if tmp := os.TempDir(); filepath.Clean(tmp) != filepath.Clean(dirs[0]) {
 		dirs = append(dirs, tmp)
 	}
-	stamp := time.Now().UTC().Format("20060102T150405Z")
+	stamp := time.Now().UTC().Format(spillStamp)
 	var written []string
 	var failed error
 	if len(batches) > 0 {
@@ -162,15 +166,39 @@ func checkSpillDir(cfg config.Config) error {
 	return nil
 }
 
+// replayWithin is the oldest spill file Replay applies without
+// --replay-stale: a day inside the sink's replay horizon, so that every
+// batch of the file that was stored before the spill (a saver that
+// committed but was killed before its acknowledgement) is still
+// remembered by the sink.
+const replayWithin = sink.ReplayHorizon - 24*time.Hour
+
 // Replay applies the batches of a spill file (--replay) to the sink. Each
 // batch is applied idempotently, so a file replayed twice, or a batch that
-// was in fact stored before the spill, counts once.
+// was in fact stored before the spill, counts once — as long as the sink
+// still remembers the batches stored around the spill (sink.ReplayHorizon):
+// a file spilled more than replayWithin ago is refused unless
+// --replay-stale.
 func Replay(cfg config.Config, opts Options) error {
 	f, err := os.Open(cfg.Replay)
 	if err != nil {
 		return fmt.Errorf("--replay: %w: give the path of an ingest-spill-…-batches.ndjson file", err)
 	}
 	defer f.Close()
+	spilled, err := spillTime(f)
+	if err != nil {
+		return fmt.Errorf("--replay %s: %w", cfg.Replay, err)
+	}
+	if age := time.Since(spilled); age > replayWithin {
+		if !cfg.ReplayStale {
+			return fmt.Errorf("--replay %s: spilled %s ago (%s), and the sink forgets applied batches after %s: "+
+				"a batch of this file that was stored before the spill would count twice; "+
+				"add --replay-stale to apply it anyway, or leave it out",
+				cfg.Replay, age.Round(time.Hour), spilled.UTC().Format(time.RFC3339), sink.ReplayHorizon)
+		}
+		opts.Log.Warn("replaying a spill file older than the replay horizon (--replay-stale): a batch stored before the spill counts twice",
+			"file", cfg.Replay, "spilled", spilled.UTC(), "horizon", sink.ReplayHorizon)
+	}
 	ctx := context.Background()
 	s, err := sink.Open(ctx, sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, Logger: opts.Log.Named("sink")})
 	if err != nil {
@@ -204,4 +232,21 @@ func Replay(cfg config.Config, opts Options) error {
 	}
 	opts.Log.Info("replayed", "file", cfg.Replay, "applied", applied, "already_stored", duplicate, "posts", posts, "sink", cfg.Sink)
 	return nil
+}
+
+// spillTime is when the spill file f was written: the time in its name
+// (ingest-spill-<time>-batches.ndjson), which a copy keeps, else its
+// modification time.
+func spillTime(f *os.File) (time.Time, error) {
+	name := filepath.Base(f.Name())
+	if rest, ok := strings.CutPrefix(name, "ingest-spill-"); ok && len(rest) >= len(spillStamp) {
+		if t, err := time.Parse(spillStamp, rest[:len(spillStamp)]); err == nil {
+			return t, nil
+		}
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/ingest-dev/ingest/ner"
 	"io"
 	"os"
 	"os/signal"
@@ -22,28 +21,32 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ingest-dev/ingest/ner"
 )
 
 type options struct {
-	ingest, load string // binaries
-	dataset      string
-	posts        int // posts per worker in each pipeline run; the raw NER run uses this many; 0: calibrate
-	runSeconds   float64
-	maxWorkers   int
-	workerList   []int
-	edgeClient   string
-	edgeDuration time.Duration
-	edgeConns    int
-	backpressure int // --queue-size of the backpressure run; 0 skips it
-	out          string
-	tmp          string
-	cpuProfile   string
-	note         string // free text for the report (commit, load, …)
-	engine       string // --ner for ingest and the raw run; "" is ingest's default
-	skipRaw      bool
-	skipEngines  bool
-	skipPipeline bool
-	skipEdge     bool
+	ingest, load  string // binaries
+	dataset       string
+	posts         int // posts per worker in each pipeline run; the raw NER run uses this many; 0: calibrate
+	runSeconds    float64
+	maxWorkers    int
+	workerList    []int
+	edgeClient    string
+	edgeDuration  time.Duration
+	edgeConns     int
+	backpressure  int // --queue-size of the backpressure run; 0 skips it
+	out           string
+	tmp           string
+	cpuProfile    string
+	note          string // free text for the report (commit, load, …)
+	engine        string // --ner for ingest and the raw run; "" is ingest's default
+	skipRaw       bool
+	skipEngines   bool
+	skipPipeline  bool
+	skipEdge      bool
+	scaleSizes    []int         // entities of the scale part's publications; none skips it
+	scaleDuration time.Duration // of each kind of read in the scale part
 }
 
 func main() {
@@ -75,11 +78,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.skipEngines, "no-engines", false, "skip the side-by-side run of both NER engines (fast and prose) on the same posts")
 	fs.BoolVar(&o.skipPipeline, "no-pipeline", false, "skip the pipeline runs")
 	fs.BoolVar(&o.skipEdge, "no-edge", false, "skip the edge runs")
+	var scaleSizes string
+	fs.StringVar(&scaleSizes, "scale", "10000,100000,1000000", "the scale part: comma-separated distinct-entity counts of a synthetic publication built through ingest --input --top-n 0, then read over HTTP (first page, deep page, publication list); empty skips it")
+	fs.DurationVar(&o.scaleDuration, "scale-duration", 3*time.Second, "length of each kind of read in the scale part")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	for _, f := range strings.Split(scaleSizes, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1000 {
+			fmt.Fprintf(stderr, "benchtool: -scale: %q is not an entity count of 1000 or more\n", f)
+			return 2
+		}
+		o.scaleSizes = append(o.scaleSizes, n)
 	}
 	if err := o.validate(workers); err != nil {
 		fmt.Fprintf(stderr, "benchtool: %v\n", err)
@@ -203,6 +220,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 				rep.edge = append(rep.edge, e)
 			}
 		}
+	}
+	for _, n := range o.scaleSizes {
+		logf("scale: a publication of %d entities through ingest --input, then reads", n)
+		sr := scaleRun(o, procs, n, logf)
+		if sr.err != nil {
+			logf("scale %d failed: %v", n, sr.err)
+			failed = true
+		}
+		rep.scale = append(rep.scale, sr)
 	}
 	rep.finished = time.Now()
 	rep.machine.loadEnd = loadAverage()

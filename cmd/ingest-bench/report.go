@@ -125,6 +125,7 @@ type report struct {
 	backpressure  *pipelineResult
 	edge          []edgeResult
 	edgeNote      string
+	scale         []scaleResult
 }
 
 // table renders rows as a markdown table with aligned columns, readable
@@ -354,6 +355,54 @@ func (r *report) markdown() string {
 				num(e.postsPerSec()), fmtDur(e.p99), strconv.FormatInt(e.requests, 10), strconv.FormatInt(e.refused, 10), target})
 		}
 		p("%s", table([]string{"request", "post size", "client", "posts/s", "p99 latency", "requests 2xx", "refused/errors", "target ≥ 30,000/s (single, 3 KB)"}, rows))
+	}
+	if sc := r.scaleMarkdown(); sc != "" {
+		p("")
+		b.WriteString(sc)
+	}
+	return b.String()
+}
+
+// scaleMarkdown is the scale part's section, "" without one.
+func (r *report) scaleMarkdown() string {
+	if len(r.scale) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("## Reads at scale")
+	p("")
+	p("One synthetic publication per size (invented names, 1,000 a post, a few popular), built with `ingest --input --top-n 0`, "+
+		"then served by ingest (--workers 1) and read over HTTP with %d requests in flight from the same machine: the first page "+
+		"of its entities (limit 50), a page halfway down (limit 50, after the cursor there) and `GET /publications`. "+
+		"Target: entity pages within 2× of each other across sizes and within 2× of the publication list.", scaleConns)
+	p("")
+	var rows [][]string
+	// p50 range of each kind of read across the sizes.
+	lo, hi := [3]time.Duration{}, [3]time.Duration{}
+	for _, s := range r.scale {
+		if s.err != nil {
+			rows = append(rows, []string{strconv.Itoa(s.size), "failed: " + s.err.Error(), "", "", "", "", "", "", ""})
+			continue
+		}
+		row := []string{strconv.Itoa(s.size), strconv.Itoa(s.entities), fmt.Sprintf("%.1f s", s.build.Seconds())}
+		for i, rr := range s.reads {
+			row = append(row, fmt.Sprintf("%s / %s", fmtDur(rr.p50), fmtDur(rr.p99)), num(rr.perSec()))
+			if lo[i] == 0 || rr.p50 < lo[i] {
+				lo[i] = rr.p50
+			}
+			hi[i] = max(hi[i], rr.p50)
+		}
+		rows = append(rows, row)
+	}
+	p("%s", table([]string{"entities asked", "stored", "built in", "first page p50 / p99", "/s", "deep page p50 / p99", "/s",
+		"/publications p50 / p99", "/s"}, rows))
+	if lo[0] > 0 && lo[1] > 0 && lo[2] > 0 {
+		ratio := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
+		p("Across sizes, p50 of the slowest over the fastest: first page %.1f×, deep page %.1f× (target ≤ 2: %s). "+
+			"Slowest entity page over the slowest publication list: %.1f× (target ≤ 2: %s; the list here holds one publication).",
+			ratio(hi[0], lo[0]), ratio(hi[1], lo[1]), yesNo(hi[0] <= 2*lo[0] && hi[1] <= 2*lo[1]),
+			ratio(max(hi[0], hi[1]), hi[2]), yesNo(max(hi[0], hi[1]) <= 2*hi[2]))
 	}
 	return b.String()
 }
