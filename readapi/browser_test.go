@@ -11,6 +11,7 @@ import (
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/readapi/browsertest"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/wordcloud"
 )
 
@@ -210,5 +211,39 @@ func loaded(t *testing.T, dom string, parts ...string) {
 		if !strings.Contains(body, fmt.Sprintf(`data-%s="loaded"`, p)) {
 			t.Errorf("page did not finish loading %s (<body> is %s); DOM:\n%s", p, body, dom)
 		}
+	}
+}
+
+// TestPageWithManyPublications: with 5,000 publications the page stays
+// usable: it draws at most 200 rows, says how many there are, and offers
+// the filter box.
+func TestPageWithManyPublications(t *testing.T) {
+	b := browsertest.Chromium(t)
+	store, err := sink.OpenSQLite(t.Context(), t.TempDir()+"/many.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	batch := wire.Batch{ID: "many", Parts: 1, Posts: 5000}
+	for i := range 5000 {
+		batch.Publications = append(batch.Publications, wire.PubCount{
+			Key: fmt.Sprintf("paper %04d", i), Name: fmt.Sprintf("Paper %04d", i), Articles: 1,
+			Entities: []wire.EntityCount{{Word: "alpha", Count: 1}}})
+	}
+	if _, err := store.Apply(t.Context(), &batch); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(readapi.New(readapi.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
+	t.Cleanup(srv.Close)
+	dom := b.DumpDOM(srv.URL + "/")
+	loaded(t, dom, "publications")
+	if n := strings.Count(dom, `<button type="button" class="pub"`); n != 200 {
+		t.Errorf("%d publication rows drawn, want 200", n)
+	}
+	if !strings.Contains(dom, "5,000 publications, 5,000 articles. 5,000 match; the first 200 are shown: narrow the filter.") {
+		t.Errorf("the note does not say how many publications there are and how many are shown")
+	}
+	if !strings.Contains(dom, `id="pub-filter"`) || strings.Contains(dom, `id="pub-filter" class="pub-filter" placeholder="Filter publications" aria-label="Filter publications by name or key" autocomplete="off" hidden`) {
+		t.Errorf("the filter box is missing or hidden")
 	}
 }

@@ -26,6 +26,7 @@
   const state = {
     pubs: [],
     pubsJSON: '',
+    filter: '',        // the publications filter box, lower-cased
     key: null,         // selected publication key
     cursors: [''],     // cursors[i] is the "after" of page i
     page: 0,
@@ -172,13 +173,21 @@
     }
   }
 
+  // MAX_PUB_ROWS bounds the rows drawn at once: with tens of thousands of
+  // publications the filter box narrows the list instead.
+  const MAX_PUB_ROWS = 200;
+
   function renderPublications() {
     const rows = $('pub-rows');
     const focusedKey = document.activeElement && document.activeElement.dataset
       ? document.activeElement.dataset.key : undefined;
     const max = state.pubs.reduce((m, p) => Math.max(m, p.articles), 0) || 1;
     const total = state.pubs.reduce((m, p) => m + p.articles, 0);
-    rows.replaceChildren(...state.pubs.map((p) => {
+    const f = state.filter;
+    const matching = f === '' ? state.pubs
+      : state.pubs.filter((p) => p.key.includes(f) || (p.name || '').toLowerCase().includes(f));
+    const shown = matching.slice(0, MAX_PUB_ROWS);
+    rows.replaceChildren(...shown.map((p) => {
       const fill = el('span', { class: 'pub-fill' });
       fill.style.width = (100 * p.articles / max).toFixed(1) + '%';
       const button = el('button', {
@@ -190,10 +199,16 @@
         el('td', {}, button),
         el('td', { class: 'num', text: intFmt.format(p.articles) }));
     }));
-    $('pubs-table').hidden = state.pubs.length === 0;
-    setText($('pubs-note'), state.pubs.length === 0
-      ? 'Nothing stored yet. Post articles to /post/enqueue; results appear after the workers flush.'
-      : `${intFmt.format(state.pubs.length)} publications, ${intFmt.format(total)} articles.`);
+    $('pubs-table').hidden = shown.length === 0;
+    $('pub-filter').hidden = state.pubs.length <= 10;
+    let note = `${intFmt.format(state.pubs.length)} publications, ${intFmt.format(total)} articles.`;
+    if (state.pubs.length === 0) {
+      note = 'Nothing stored yet. Post articles to /post/enqueue; results appear after the workers flush.';
+    } else if (f !== '' || matching.length > shown.length) {
+      note += ` ${intFmt.format(matching.length)} match` +
+        (matching.length > shown.length ? `; the first ${intFmt.format(shown.length)} are shown: narrow the filter.` : '.');
+    }
+    setText($('pubs-note'), note);
     markSelected();
     if (focusedKey !== undefined) {
       const again = [...rows.querySelectorAll('button.pub')].find((b) => b.dataset.key === focusedKey);
@@ -462,6 +477,10 @@
   // ---- start ----
 
   function wire() {
+    $('pub-filter').addEventListener('input', (ev) => {
+      state.filter = ev.target.value.trim().toLowerCase();
+      renderPublications();
+    });
     const busy = () => $('detail').hasAttribute('aria-busy');
     $('prev').addEventListener('click', () => {
       if (state.page > 0 && !busy()) {
