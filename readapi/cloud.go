@@ -1,13 +1,10 @@
 package readapi
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 
-	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wordcloud"
 )
 
@@ -30,37 +27,12 @@ const cloudPolicy = "default-src 'none'; frame-ancestors 'none'; sandbox"
 // "GET /publications/{key}/cloud.svg". Statuses are those of
 // ServeEntities; errors are JSON.
 func (h *Handler) ServeCloud(w http.ResponseWriter, r *http.Request) {
-	h.cors(w, r)
-	if !h.authorized(w, r) || !h.haveReader(w, r) {
+	ents, _, ok := h.topEntities(w, r, cloudQuery)
+	if !ok {
 		return
 	}
 	key := r.PathValue("key")
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("query string cannot be parsed (%v): send limit=N, URL-encoded", err))
-		return
-	}
-	limit := DefaultCloudWords
-	if q.Has("limit") {
-		var ok bool
-		if limit, ok = parseLimit(q.Get("limit")); !ok {
-			h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf(
-				"limit must be an integer of at least 1 (got %q): omit it for %d words; values above %d are served as %d",
-				q.Get("limit"), DefaultCloudWords, MaxCloudWords, MaxCloudWords))
-			return
-		}
-		limit = min(limit, MaxCloudWords)
-	}
-	ents, _, err := h.reader.TopEntities(r.Context(), key, limit, "")
-	switch {
-	case errors.Is(err, sink.ErrNotFound):
-		h.refuse(w, r, http.StatusNotFound, fmt.Sprintf(
-			"no publication with key %q: GET /publications lists the keys (trimmed, lower-cased)", key))
-		return
-	case err != nil:
-		h.readFailed(w, r, err)
-		return
-	}
+	limit := len(ents)
 	words := make([]wordcloud.Word, len(ents))
 	for i, e := range ents {
 		words[i] = wordcloud.Word{Text: e.Word, Count: e.Count}

@@ -381,38 +381,8 @@ type entitiesPage struct {
 // that wildcard, which ServeMux matches as one segment of the escaped path
 // (so %2F stays in the key) and unescapes.
 func (h *Handler) ServeEntities(w http.ResponseWriter, r *http.Request) {
-	h.cors(w, r)
-	if !h.authorized(w, r) || !h.haveReader(w, r) {
-		return
-	}
-	key := r.PathValue("key")
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("query string cannot be parsed (%v): send limit=N&after=CURSOR, URL-encoded", err))
-		return
-	}
-	limit := DefaultLimit
-	if q.Has("limit") {
-		var ok bool
-		if limit, ok = parseLimit(q.Get("limit")); !ok {
-			h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf(
-				"limit must be an integer of at least 1 (got %q): omit it for %d; values above %d are served as %d",
-				q.Get("limit"), DefaultLimit, MaxLimit, MaxLimit))
-			return
-		}
-	}
-	ents, next, err := h.reader.TopEntities(r.Context(), key, limit, q.Get("after"))
-	switch {
-	case errors.Is(err, sink.ErrBadCursor):
-		h.refuse(w, r, http.StatusBadRequest,
-			`after is not a cursor this API returned: pass the "next" of the previous page, or omit after to start from the top`)
-		return
-	case errors.Is(err, sink.ErrNotFound):
-		h.refuse(w, r, http.StatusNotFound, fmt.Sprintf(
-			"no publication with key %q: GET /publications lists the keys (trimmed, lower-cased)", key))
-		return
-	case err != nil:
-		h.readFailed(w, r, err)
+	ents, next, ok := h.topEntities(w, r, entitiesQuery)
+	if !ok {
 		return
 	}
 	page := entitiesPage{Entities: ents}
@@ -423,6 +393,66 @@ func (h *Handler) ServeEntities(w http.ResponseWriter, r *http.Request) {
 		page.Next = &next
 	}
 	h.writeValue(w, r, page)
+}
+
+// entityQuery describes a route that reads a publication's top entities:
+// its limit's default and cap, and whether it pages with after.
+type entityQuery struct {
+	defLimit, maxLimit int
+	paged              bool
+	what               string // the query the route takes, for errors
+}
+
+var (
+	entitiesQuery = entityQuery{defLimit: DefaultLimit, maxLimit: MaxLimit, paged: true, what: "limit=N&after=CURSOR"}
+	cloudQuery    = entityQuery{defLimit: DefaultCloudWords, maxLimit: MaxCloudWords, what: "limit=N"}
+)
+
+// topEntities is the common part of the routes under
+// /publications/{key}/: CORS, the read token, the read path, the query, and
+// the read itself with its errors answered. ok is false when an answer was
+// written.
+func (h *Handler) topEntities(w http.ResponseWriter, r *http.Request, eq entityQuery) (ents []wire.EntityCount, next string, ok bool) {
+	h.cors(w, r)
+	if !h.authorized(w, r) || !h.haveReader(w, r) {
+		return nil, "", false
+	}
+	key := r.PathValue("key")
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("query string cannot be parsed (%v): send %s, URL-encoded", err, eq.what))
+		return nil, "", false
+	}
+	limit := eq.defLimit
+	if q.Has("limit") {
+		var valid bool
+		if limit, valid = parseLimit(q.Get("limit")); !valid {
+			h.refuse(w, r, http.StatusBadRequest, fmt.Sprintf(
+				"limit must be an integer of at least 1 (got %q): omit it for %d; values above %d are served as %d",
+				q.Get("limit"), eq.defLimit, eq.maxLimit, eq.maxLimit))
+			return nil, "", false
+		}
+		limit = min(limit, eq.maxLimit)
+	}
+	after := ""
+	if eq.paged {
+		after = q.Get("after")
+	}
+	ents, next, err = h.reader.TopEntities(r.Context(), key, limit, after)
+	switch {
+	case errors.Is(err, sink.ErrBadCursor):
+		h.refuse(w, r, http.StatusBadRequest,
+			`after is not a cursor this API returned: pass the "next" of the previous page, or omit after to start from the top`)
+		return nil, "", false
+	case errors.Is(err, sink.ErrNotFound):
+		h.refuse(w, r, http.StatusNotFound, fmt.Sprintf(
+			"no publication with key %q: GET /publications lists the keys (trimmed, lower-cased)", key))
+		return nil, "", false
+	case err != nil:
+		h.readFailed(w, r, err)
+		return nil, "", false
+	}
+	return ents, next, true
 }
 
 // parseLimit reads the limit parameter: an integer of at least 1, capped
