@@ -84,20 +84,7 @@ func (s *Firestore) PublicationsPage(ctx context.Context, limit int, after strin
 	defer cancel()
 	n := min(limit, math.MaxInt32-1) + 1
 	col := s.client.Collection(pubsCollection)
-	var (
-		page []Publication
-		err  error
-	)
-	if after == "" {
-		page, err = s.publications(ctx, col.OrderBy("count", firestore.Desc).OrderBy("key", firestore.Asc).Limit(n), nil)
-	} else {
-		page, err = s.publications(ctx, col.Where("count", "==", c.count).Where("key", ">", c.word).
-			OrderBy("key", firestore.Asc).Limit(n), nil)
-		if err == nil && len(page) < n {
-			page, err = s.publications(ctx, col.Where("count", "<", c.count).
-				OrderBy("count", firestore.Desc).OrderBy("key", firestore.Asc).Limit(n-len(page)), page)
-		}
-	}
+	page, err := keysetPage(ctx, col.Query, "key", after != "", c, n, s.publications)
 	if err != nil {
 		return nil, "", fmt.Errorf("firestore: list publications: %w: %s", err, s.hint(err))
 	}
@@ -159,20 +146,7 @@ func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, afte
 	n := min(limit, math.MaxInt32-1) + 1
 	pub := s.client.Collection(pubsCollection).Doc(pubID(key))
 	ents := pub.Collection(entsCollection)
-	var (
-		page []wire.EntityCount
-		err  error
-	)
-	if after == "" {
-		page, err = s.entities(ctx, ents.OrderBy("count", firestore.Desc).OrderBy("word", firestore.Asc).Limit(n), nil)
-	} else {
-		page, err = s.entities(ctx, ents.Where("count", "==", c.count).Where("word", ">", c.word).
-			OrderBy("word", firestore.Asc).Limit(n), nil)
-		if err == nil && len(page) < n {
-			page, err = s.entities(ctx, ents.Where("count", "<", c.count).
-				OrderBy("count", firestore.Desc).OrderBy("word", firestore.Asc).Limit(n-len(page)), page)
-		}
-	}
+	page, err := keysetPage(ctx, ents.Query, "word", after != "", c, n, s.entities)
 	if err != nil {
 		return nil, "", fmt.Errorf("firestore: top entities of %q: %w: %s", key, err, s.hint(err))
 	}
@@ -222,4 +196,22 @@ func integer(v any) int64 {
 		return int64(n)
 	}
 	return 0
+}
+
+// keysetPage reads up to n documents of q ordered by count descending,
+// then by field ascending, after the cursor c when paged: the rest of c's
+// count (count == c, field > c.word) and then the lower counts, with
+// filters rather than StartAfter, which the emulator ignores. read runs
+// one query and appends to page.
+func keysetPage[T any](ctx context.Context, q firestore.Query, field string, paged bool, c cursor, n int,
+	read func(context.Context, firestore.Query, []T) ([]T, error)) ([]T, error) {
+	if !paged {
+		return read(ctx, q.OrderBy("count", firestore.Desc).OrderBy(field, firestore.Asc).Limit(n), nil)
+	}
+	page, err := read(ctx, q.Where("count", "==", c.count).Where(field, ">", c.word).OrderBy(field, firestore.Asc).Limit(n), nil)
+	if err == nil && len(page) < n {
+		page, err = read(ctx, q.Where("count", "<", c.count).
+			OrderBy("count", firestore.Desc).OrderBy(field, firestore.Asc).Limit(n-len(page)), page)
+	}
+	return page, err
 }
