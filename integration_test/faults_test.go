@@ -214,12 +214,23 @@ func TestWorkerRecycling(t *testing.T) {
 	assertCounts(t, stored(t, p.db), expected(arts))
 }
 
-// TestOverload floods the edge: it answers 503 with Retry-After, the
-// parent's memory stays bounded, and every post that got 201 is stored.
+// TestOverload floods the edge while the worker cannot keep up: it answers
+// 503 with Retry-After, the parent's memory stays bounded, and every post
+// that got 201 is stored.
 func TestOverload(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=200")
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=200", "--heartbeat-timeout=60s")
 	pid := p.cmd.Process.Pid
+	// The worker is stopped during the flood: the NER is faster than
+	// eight HTTP clients on two cores, and the point is what the edge does
+	// when the queue is full. It goes on afterwards.
+	worker := childPIDs(t, pid, "worker", 0)
+	if len(worker) != 1 {
+		t.Fatalf("worker 0: %v", worker)
+	}
+	if err := syscall.Kill(worker[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
 	var mu sync.Mutex
 	accepted, refused := 0, 0
 	var clients sync.WaitGroup
@@ -252,6 +263,9 @@ func TestOverload(t *testing.T) {
 		})
 	}
 	clients.Wait()
+	if err := syscall.Kill(worker[0], syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 	peak := vmHWM(t, pid)
 	t.Logf("overload: %d accepted, %d refused with 503, parent peak RSS %d MiB", accepted, refused, peak>>20)
 	if refused == 0 {

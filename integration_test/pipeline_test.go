@@ -298,7 +298,15 @@ func keys(m map[int][]string) []int {
 func TestDrainTimeoutKills(t *testing.T) {
 	arts := fixtures(t)
 	p := startParent(t, nil, "--workers=1", "--flush-interval=1m", "--drain-timeout=1s")
-	// Ten rounds of the fixtures: far more than one worker finishes in 1s.
+	// The worker is stopped, so it cannot finish within 1s however fast
+	// the NER is (--heartbeat-timeout, 10s, is longer than the drain).
+	worker := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
+	if len(worker) != 1 {
+		t.Fatalf("worker 0: %v", worker)
+	}
+	if err := syscall.Kill(worker[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
 	var nd strings.Builder
 	for range 10 {
 		for _, a := range arts {

@@ -33,6 +33,19 @@ func TestFullDiskSpillLosesNothing(t *testing.T) {
 	fallback := t.TempDir()
 	p := startParent(t, []string{"TMPDIR=" + fallback}, "--db="+filepath.Join(full, "ingest.db"),
 		"--workers=1", "--top-n=0", "--flush-interval=200ms", "--drain-timeout=3s")
+	// Fill what the database left free, so that storing fails whatever
+	// the volume of the posts.
+	filler, err := os.Create(filepath.Join(full, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			break
+		}
+	}
+	filler.Close()
 	accepted := 0
 	for i := range 400 {
 		body := fmt.Sprintf(`{"publication":"Gazette %d","content":"Mayor Alvaro Quintessa%d met Senator Brigid Holloway%d and Dr. Casimir Ondraatje%d in Port Ashby%d on Tuesday."}`, i%5, i, i, i, i)
