@@ -94,25 +94,15 @@ func (s *Firestore) PublicationsPage(ctx context.Context, limit int, after strin
 
 // publications appends the publications q returns to page.
 func (s *Firestore) publications(ctx context.Context, q firestore.Query, page []Publication) ([]Publication, error) {
-	it := q.Select("key", "name", "count").Documents(ctx)
-	defer it.Stop()
-	for {
-		doc, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			return page, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		data := doc.Data()
-		p := Publication{Key: doc.Ref.ID}
+	return appendDocs(q.Select("key", "name", "count").Documents(ctx), page, func(data map[string]any, id string) Publication {
+		p := Publication{Key: id}
 		if k, ok := data["key"].(string); ok {
 			p.Key = k
 		}
 		p.Name, _ = data["name"].(string)
 		p.Articles = integer(data["count"])
-		page = append(page, p)
-	}
+		return p
+	})
 }
 
 // TopEntities implements Reader over publications/{pubID}/ent. The first
@@ -170,7 +160,15 @@ func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, afte
 
 // entities appends the entities q returns to page.
 func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []wire.EntityCount) ([]wire.EntityCount, error) {
-	it := q.Documents(ctx)
+	return appendDocs(q.Documents(ctx), page, func(data map[string]any, _ string) wire.EntityCount {
+		w, _ := data["word"].(string)
+		return wire.EntityCount{Word: w, Count: integer(data["count"])}
+	})
+}
+
+// appendDocs appends what conv makes of each document of it (its data and
+// id) to page, and stops it.
+func appendDocs[T any](it *firestore.DocumentIterator, page []T, conv func(data map[string]any, id string) T) ([]T, error) {
 	defer it.Stop()
 	for {
 		doc, err := it.Next()
@@ -180,9 +178,7 @@ func (s *Firestore) entities(ctx context.Context, q firestore.Query, page []wire
 		if err != nil {
 			return nil, err
 		}
-		data := doc.Data()
-		w, _ := data["word"].(string)
-		page = append(page, wire.EntityCount{Word: w, Count: integer(data["count"])})
+		page = append(page, conv(doc.Data(), doc.Ref.ID))
 	}
 }
 
