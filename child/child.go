@@ -69,8 +69,11 @@ func MainWith(cfg config.Config, hooks Hooks) int {
 	// "finish what you have" (see each role).
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
 	term := make(chan os.Signal, 1)
+	// The handler stays until the process exits: the parent sends STOP and
+	// then SIGTERM, and a child that finished on STOP must not be killed
+	// by a SIGTERM arriving after its loop returned (signal.Stop would
+	// restore the default action, and the parent would see a crash).
 	signal.Notify(term, syscall.SIGTERM)
-	defer signal.Stop(term)
 
 	if err := runRole(cfg, hooks, log, frames, term); err != nil {
 		log.Error("exiting", "error", err)
