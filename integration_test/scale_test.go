@@ -15,22 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/synthetic"
 	"github.com/ingest-dev/ingest/sink"
 )
-
-// inventedName is the i-th of 16^5 distinct capitalised names that are no
-// word of any language, which the NER tags one entity each when listed as
-// "A, B, C and D met." (checked: 1,000 of 1,000 per post).
-func inventedName(i int) string {
-	syllables := []string{"ka", "lo", "vi", "ren", "tor", "mab", "sel", "quin", "dar", "fe", "gus", "hol", "jin", "pra", "zet", "wol"}
-	var b strings.Builder
-	for range 5 {
-		b.WriteString(syllables[i%16])
-		i /= 16
-	}
-	s := b.String()
-	return strings.ToUpper(s[:1]) + s[1:]
-}
 
 // scalePosts writes posts posts of one publication, each naming 1,000
 // distinct entities (of which the NER tags about nine in ten): most once, and a few dozen popular ones
@@ -49,11 +36,11 @@ func scalePosts(t *testing.T, path, publication string, posts int) {
 		var names []string
 		for k := range 40 { // popular: entity k in the posts where p % (k+1) == 0
 			if p%(k+1) == 0 {
-				names = append(names, inventedName(900_000+k))
+				names = append(names, synthetic.Name(900_000+k))
 			}
 		}
 		for len(names) < 1000 {
-			names = append(names, inventedName(next))
+			names = append(names, synthetic.Name(next))
 			next++
 		}
 		var b strings.Builder

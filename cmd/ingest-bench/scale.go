@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/synthetic"
 )
 
 // The scale part: one synthetic publication of n distinct entities per
@@ -41,19 +43,6 @@ type readResult struct {
 
 func (r readResult) perSec() float64 { return float64(r.requests) / r.elapsed.Seconds() }
 
-// scaleName is the i-th of 16^5 distinct capitalised invented names; the
-// NER tags about nine in ten of them when listed as "A, B, C and D met."
-func scaleName(i int) string {
-	syllables := []string{"ka", "lo", "vi", "ren", "tor", "mab", "sel", "quin", "dar", "fe", "gus", "hol", "jin", "pra", "zet", "wol"}
-	var b strings.Builder
-	for range 5 {
-		b.WriteString(syllables[i%16])
-		i /= 16
-	}
-	s := b.String()
-	return strings.ToUpper(s[:1]) + s[1:]
-}
-
 // writeScalePosts writes posts of publication "Scale" naming at least n
 // distinct entities: 1,000 names a post, 12% more posts than n/1000 for
 // the names the NER does not tag, and 40 popular names in a varying share
@@ -70,11 +59,11 @@ func writeScalePosts(path string, n int) error {
 		var names []string
 		for k := range 40 {
 			if p%(k+1) == 0 {
-				names = append(names, scaleName(1<<20-1-k))
+				names = append(names, synthetic.Name(1<<20-1-k))
 			}
 		}
 		for len(names) < 1000 {
-			names = append(names, scaleName(next))
+			names = append(names, synthetic.Name(next))
 			next++
 		}
 		var b strings.Builder
