@@ -33,9 +33,12 @@ type Hello struct {
 // parent when it sends the post, per worker incarnation, starting at 1 and
 // increasing by one. Attempts counts the workers that died while this post
 // was the one they were processing; the worker copies it into a dead
-// letter. Spill files (JSON) carry the publication and content only.
+// letter. Spool is the post's sequence number in the parent's spool (0
+// when it is not spooled); it stays in the parent. Spill files (JSON)
+// carry the publication and content only.
 type Post struct {
 	Seq         uint64 `json:"-"`
+	Spool       uint64 `json:"-" msgpack:"-"`
 	Publication string `json:"publication"`
 	Content     string `json:"content"`
 	Attempts    int    `json:"-"`
