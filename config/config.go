@@ -53,6 +53,9 @@ type Config struct {
 	Replay        string
 	ReplayStale   bool
 	SpillDir      string
+	DataDir       string
+	Durability    string
+	SpoolMax      ByteSize
 	LogLevel      string
 	LogFormat     string
 	// CORSOrigins (--cors-origin, repeatable) may read the read API and
@@ -127,6 +130,8 @@ func Default() Config {
 		Skip:          strings.Join(ner.DefaultSkip, ","),
 		NER:           string(ner.EngineFast),
 		QueueSize:     1024,
+		Durability:    DurabilityFsync,
+		SpoolMax:      1 << 30,
 		MaxBody:       1 << 20,
 		MaxConns:      1024,
 		ReadTimeout:   30 * time.Second,
@@ -170,6 +175,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
 	fs.BoolVar(&c.ReplayStale, "replay-stale", c.ReplayStale, "with --replay, apply a spill file older than the sink remembers applied batches (6 days) anyway: a batch stored before the spill then counts twice")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "where the spool of accepted posts lives (a subdirectory ingest-spool, locked: one ingest per data directory); default: the directory of --db, or ./ingest-data with other sinks")
+	fs.StringVar(&c.Durability, "durability", c.Durability, "fsync: a post is on disk (the spool, fsynced, shared by concurrent requests) before its 201, and survives the parent's death; none: posts wait in memory only, as before the spool, and a crash of the parent loses them")
+	fs.Var(&c.SpoolMax, "spool-max", "bytes of accepted posts the spool may hold on disk before clients get 503 (1GiB); with --durability none, --queue-size bounds them in memory instead")
 	fs.StringVar(&c.SpillDir, "spill-dir", c.SpillDir, "where a shutdown that runs out of --drain-timeout writes what it could not store (default: the directory of --db)")
 	fs.IntVar(&c.MaxRestarts, "max-restarts", c.MaxRestarts, "child restarts allowed per role within --restart-window; one more and ingest drains and exits non-zero, for systemd or a human to take over")
 	fs.DurationVar(&c.RestartWindow, "restart-window", c.RestartWindow, "the window --max-restarts counts restarts in")
@@ -314,6 +322,14 @@ func (c *Config) Validate() error {
 	default:
 		bad("--ner must be fast or prose (got %q)", c.NER)
 	}
+	switch c.Durability {
+	case DurabilityFsync, DurabilityNone:
+	default:
+		bad("--durability must be fsync or none (got %q)", c.Durability)
+	}
+	if c.Durability == DurabilityFsync && c.SpoolMax < 1<<20 {
+		bad("--spool-max must be at least 1MiB (got %s): it bounds the accepted posts kept on disk", &c.SpoolMax)
+	}
 	if c.QueueSize < 1 {
 		bad("--queue-size must be at least 1 (got %d)", c.QueueSize)
 	}
@@ -420,6 +436,32 @@ func checkOrigin(o string) error {
 	}
 	return nil
 }
+
+// The --durability modes.
+const (
+	DurabilityFsync = "fsync"
+	DurabilityNone  = "none"
+)
+
+// Spooled reports whether accepted posts go through the on-disk spool.
+func (c *Config) Spooled() bool { return c.Durability == DurabilityFsync }
+
+// DataDirectory is --data-dir, else the directory of the SQLite file, else
+// ./ingest-data.
+func (c *Config) DataDirectory() string {
+	switch {
+	case c.DataDir != "":
+		return c.DataDir
+	case c.Sink == sink.KindSQLite && c.DB != "":
+		return filepath.Dir(c.DB)
+	default:
+		return "ingest-data"
+	}
+}
+
+// SpoolDirectory is where the spool's files are: ingest-spool in the data
+// directory.
+func (c *Config) SpoolDirectory() string { return filepath.Join(c.DataDirectory(), "ingest-spool") }
 
 // SpillDirectory is where unstored work is written when a drain runs out
 // of time: --spill-dir, else the directory of the SQLite file, else ".".

@@ -53,12 +53,14 @@ const noReadPath = "no read path: --sink none stores nothing"
 // Status is what the page's live strip shows; GET /status serves it as
 // JSON.
 type Status struct {
-	Build          version.Info `json:"build"`            // which build serves
-	AcceptedPerSec float64      `json:"accepted_per_sec"` // posts accepted per second, recently
-	QueueDepth     int          `json:"queue_depth"`      // posts waiting for a worker
-	QueueCapacity  int          `json:"queue_capacity"`   // --queue-size
-	Draining       bool         `json:"draining"`         // shutting down: no new posts
-	Children       []Child      `json:"children"`         // in the order to show them
+	Build          version.Info `json:"build"`                 // which build serves
+	AcceptedPerSec float64      `json:"accepted_per_sec"`      // posts accepted per second, recently
+	QueueDepth     int          `json:"queue_depth"`           // posts waiting for a worker
+	QueueCapacity  int          `json:"queue_capacity"`        // --queue-size
+	SpoolBytes     int64        `json:"spool_bytes,omitempty"` // accepted posts and batches on disk (--durability fsync)
+	SpoolMax       int64        `json:"spool_max,omitempty"`   // --spool-max
+	Draining       bool         `json:"draining"`              // shutting down: no new posts
+	Children       []Child      `json:"children"`              // in the order to show them
 }
 
 // Child is one child process as the live strip shows it.

@@ -14,6 +14,8 @@ type batchItem struct {
 	// entities and docs size the batch: entity rows, and documents the
 	// original application wrote one RPC each (publications + entities).
 	entities, docs int
+	// group, for a batch in the spool, counts its parts still to store.
+	group *batchGroup
 }
 
 // batchQueue holds complete batch parts until a saver takes them. Unlike

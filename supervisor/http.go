@@ -11,16 +11,14 @@ import (
 
 	"github.com/ingest-dev/ingest/internal/httpjson"
 	"github.com/ingest-dev/ingest/internal/token"
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
-	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // httpDeps is what the parent's HTTP server needs from the rest of the parent.
 type httpDeps struct {
-	Queue     *queue.Queue[wire.Post]
+	Queue     writeapi.Intake
 	Token     string // write token ("" = none)
 	ReadToken string // read token ("" = none)
 	// Tokens and ReadTokens, when not nil, hold the tokens instead, so

@@ -59,12 +59,27 @@ func newMetrics(p *parent) *metrics {
 			func() float64 { return float64(p.posts.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_capacity", Help: "--queue-size."},
 			func() float64 { return float64(p.posts.Cap()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_spool_bytes", Help: "Bytes of accepted posts and batches in the spool on disk (0 with --durability none)."},
+			func() float64 {
+				if p.spool == nil {
+					return 0
+				}
+				b, _ := p.spool.Backlog()
+				return float64(b)
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_spool_syncs_total", Help: "fdatasync calls that made accepted posts durable; each covers every request waiting for it."},
+			func() float64 {
+				if p.spool == nil {
+					return 0
+				}
+				return float64(p.spool.Stats().Syncs)
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver."},
 			func() float64 { return float64(p.batches.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
 			func() float64 { return b2f(p.draining.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_accepted_total", Help: "Posts accepted over HTTP or from --input."},
-			func() float64 { return float64(p.posts.Accepted()) }),
+			func() float64 { return float64(p.accepted()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_stored_total", Help: "Posts whose counts the sink acknowledged."},
 			func() float64 { return float64(p.stored.Load()) }),
 		&childCollector{p: p},

@@ -66,7 +66,11 @@ func (p *parent) launch(role wire.Role, id int, onFrame func(wire.Frame) error) 
 	if p.aborted() {
 		return nil, fmt.Errorf("not starting a %s: the parent is shutting down", role)
 	}
-	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, onFrame)
+	var inherit []*os.File
+	if p.lock != nil {
+		inherit = append(inherit, p.lock.File())
+	}
+	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, onFrame, inherit...)
 }
 
 // startProcess re-execs exe as a child with args, waits for its Hello and
@@ -75,8 +79,12 @@ func (p *parent) launch(role wire.Role, id int, onFrame func(wire.Frame) error) 
 // goroutine (record, push to a non-blocking queue, or fail); its Frame
 // aliases the decoder's buffer, so it copies what it keeps. An error from
 // onFrame is a protocol violation: the child is killed.
-func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(wire.Frame) error) (*process, error) {
+//
+// inherit are files the child gets as descriptors 3 and up: the data
+// directory's lock, which so stays held until the last child exits.
+func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(wire.Frame) error, inherit ...*os.File) (*process, error) {
 	cmd := exec.Command(exe, args...)
+	cmd.ExtraFiles = inherit
 	cmd.Env = append(os.Environ(), wire.CookieKey+"="+wire.CookieValue)
 	// If the parent dies, even by SIGKILL, the kernel kills the child. The
 	// signal follows the OS thread that forked; Go never ends idle threads

@@ -29,7 +29,7 @@ func (p *parent) progress(done <-chan struct{}) {
 		case now := <-t.C:
 			elapsed := now.Sub(p.started)
 			read, size := p.src.Progress()
-			rows := int64(p.posts.Accepted()) + p.skipped.Load()
+			rows := p.resumedRows + p.read.Load() + p.skipped.Load()
 			args := []any{"rows_read", rows, "stored", p.stored.Load(),
 				"posts_per_sec", fmt.Sprintf("%.1f", float64(p.stored.Load())/elapsed.Seconds())}
 			if size > 0 {
@@ -73,11 +73,11 @@ func (p *parent) progressBar(done <-chan struct{}) {
 	defer t.Stop()
 	update := func() {
 		elapsed := time.Since(p.started).Seconds()
-		b.Describe(fmt.Sprintf("read %d, stored %d (%.0f posts/s)", p.posts.Accepted(), p.stored.Load(), float64(p.stored.Load())/elapsed))
+		b.Describe(fmt.Sprintf("read %d, stored %d (%.0f posts/s)", p.read.Load(), p.stored.Load(), float64(p.stored.Load())/elapsed))
 		if read, _ := p.src.Progress(); size > 0 {
 			_ = b.Set64(read)
 		} else {
-			_ = b.Set64(int64(p.posts.Accepted()))
+			_ = b.Set64(p.read.Load())
 		}
 	}
 	for {

@@ -179,6 +179,7 @@ func (p *parent) account(proc *process, item batchItem, ack wire.Ack) error {
 			p.log.Error("the --input summary cannot read a stored batch; its counts are in the sink, not in the summary", "batch", item.id, "error", err)
 		}
 	}
+	p.partStored(item)
 	p.stored.Add(int64(item.posts - item.dead))
 	p.dead.Add(int64(item.dead))
 	p.commits.Add(ack.Commits)

@@ -21,6 +21,7 @@ import (
 	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
 )
@@ -63,6 +64,8 @@ type parent struct {
 	batches    *batchQueue             // complete batches → savers (unacknowledged ones come back in front)
 	batchLimit int                     // workers are fed only while fewer batches than this wait
 	store      sink.Sink               // the parent's own handle: readiness and reads
+	spool      *spool.Spool            // accepted posts and complete batches, on disk (nil with --durability none)
+	lock       *spool.Lock             // the data directory's, held by the children too
 	slots      []*slot
 	budgets    map[wire.Role]*budget
 	metrics    *metrics
@@ -82,7 +85,8 @@ type parent struct {
 	runners    sync.WaitGroup // one per slot: runSlot
 	workers    sync.WaitGroup // the worker slots' runners among them
 	retiring   sync.WaitGroup // old incarnations being stopped after their replacement started
-	bg         sync.WaitGroup // watchdog, HTTP server, input feeder
+	bg         sync.WaitGroup // watchdog, HTTP server, input feeder, spool pump
+	spooling   sync.WaitGroup // batches written to the spool, not yet durable: the batch queue stays open for them
 	served     chan error     // the HTTP server's end
 	intakeDone chan struct{}  // closed when the intake stops: ends the progress report
 	fed        chan error     // the input feeder's end (nil error at EOF)
@@ -93,6 +97,11 @@ type parent struct {
 	watched  map[watched]struct{}
 
 	stored, dead, skipped atomic.Int64
+	read                  atomic.Int64 // --input posts read in this run
+	recoveredPosts        int64        // found in the spool at start, no batch covering them
+	recoveredInBatches    atomic.Int64 // posts covered by batches found in the spool at start
+	resumedRows           int64        // --input rows an earlier run read
+	readAll               bool         // --input was read to its end
 	commits, writes       atomic.Int64 // the sink's work, from the savers' acks
 	docs                  atomic.Int64 // documents in the batches: the original's one RPC each
 }
@@ -169,6 +178,9 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	if err == nil {
 		err = p.openSink()
 	}
+	if err == nil && cfg.Spooled() {
+		err = p.openSpool()
+	}
 	if err == nil {
 		if cfg.Input != "" {
 			p.src, err = input.Open(cfg.Input)
@@ -218,6 +230,12 @@ func (p *parent) close() {
 	if p.store != nil {
 		p.store.Close()
 	}
+	if p.spool != nil {
+		if err := p.spool.Close(); err != nil {
+			p.log.Error("closing the spool", "error", err)
+		}
+	}
+	p.lock.Release() // the children, which share it, have exited
 }
 
 // start starts every worker and saver, as many at a time as there are
@@ -272,8 +290,12 @@ func (p *parent) start() error {
 	go func() {
 		p.workers.Wait()
 		p.retiring.Wait()
+		p.spooling.Wait()
 		p.batches.close()
 	}()
+	if p.spool != nil {
+		p.bg.Go(p.pumpSpool)
+	}
 
 	if p.ln != nil {
 		p.srv = p.httpServer()
@@ -375,7 +397,7 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 	if p.http != nil {
 		p.http.SetDraining()
 	}
-	p.posts.Close()
+	p.closeIntake()
 	drained := make(chan struct{})
 	go func() {
 		p.runners.Wait()
@@ -452,17 +474,36 @@ func (p *parent) pendingFailures() error {
 // report spills what was not stored, prints --input's summary and logs the
 // last line; its error says whether every accepted post was stored.
 func (p *parent) report(killed bool, failure error) error {
-	accepted := int64(p.posts.Accepted())
+	accepted := p.accepted()
 	stored, dead := p.stored.Load(), p.dead.Load()
 	notStored := accepted - stored - dead
-	spilled, err := p.spill()
-	failure = errors.Join(failure, err)
+	var spilled string
+	if p.spool == nil {
+		var err error
+		spilled, err = p.spill()
+		failure = errors.Join(failure, err)
+	}
 	elapsed := time.Since(p.started)
 	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
 		"elapsed", elapsed.Round(time.Millisecond), "sink", p.cfg.Sink,
 		"sink_commits", p.commits.Load(), "sink_writes", p.writes.Load(), "one_rpc_per_document", p.docs.Load()}
 	if spilled != "" {
 		args = append(args, "spilled", spilled)
+	}
+	if p.spool != nil {
+		if n := p.recoveredPosts + p.recoveredInBatches.Load(); n > 0 {
+			args = append(args, "recovered", n)
+		}
+		if notStored > 0 {
+			args = append(args, "kept_in_spool", p.cfg.SpoolDirectory())
+		}
+	}
+	if notStored == 0 && !killed && failure == nil && p.readAll && p.spool != nil {
+		if src := inputSource(p.cfg); src != "" {
+			if err := p.spool.Forget(src); err != nil {
+				p.log.Warn("could not forget how far --input was read; a later run on it resumes at its end, reading nothing", "error", err)
+			}
+		}
 	}
 	if p.summary != nil {
 		out := p.opts.Stdout
@@ -473,7 +514,11 @@ func (p *parent) report(killed bool, failure error) error {
 	}
 	switch {
 	case notStored != 0:
-		p.log.Error("stopped; not every accepted post was stored", args...)
+		if p.spool != nil {
+			p.log.Error("stopped; the accepted posts not stored are kept in the spool, and the next start on this data directory stores them", args...)
+		} else {
+			p.log.Error("stopped; not every accepted post was stored", args...)
+		}
 		return errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, notStored, accepted), failure)
 	case killed || failure != nil:
 		p.log.Error("stopped after a failure; every accepted post was stored", args...)
@@ -496,20 +541,29 @@ func (p *parent) giveUp(err error) {
 func (p *parent) aborted() bool { return p.ctx.Err() != nil }
 
 // feed reads --input into the queue, waiting for room, until the end of
-// the file or until the queue is closed by a signal.
+// the file or until the queue is closed by a signal. With a spool, the
+// rows go to the spool, each post with the input's position after it, so
+// that a run killed midway resumes after the last row spooled.
 func (p *parent) feed() error {
 	defer func() {
 		if n := p.skipped.Load(); n > 0 {
 			p.log.Warn("rows skipped because they are not valid posts", "skipped", n)
 		}
 	}()
+	pos, err := p.resumeInput()
+	if err != nil {
+		return err
+	}
 	for {
 		post, err := p.src.Next()
 		if errors.Is(err, io.EOF) {
+			p.readAll = true
 			return nil
 		}
 		var rowErr *input.RowError
 		if errors.As(err, &rowErr) {
+			pos.Rows++
+			pos.Hash = rowHash(pos.Hash, nil, false)
 			if p.skipped.Add(1) <= 10 {
 				p.log.Warn("skipping row", "input", p.cfg.Input, "error", rowErr)
 			}
@@ -518,8 +572,22 @@ func (p *parent) feed() error {
 		if err != nil {
 			return err
 		}
-		if err := p.posts.Put(p.ctx, post); err != nil {
-			if errors.Is(err, queue.ErrClosed) || errors.Is(err, context.Canceled) {
+		if p.spool != nil {
+			pos.Rows++
+			pos.Hash = rowHash(pos.Hash, &post, true)
+			var at *spool.Position
+			if pos.Source != "" {
+				at = &pos
+			}
+			err = p.spool.Append(p.ctx, []wire.Post{post}, at, false, true)
+		} else {
+			err = p.posts.Put(p.ctx, post)
+		}
+		if err == nil {
+			p.read.Add(1)
+		}
+		if err != nil {
+			if errors.Is(err, queue.ErrClosed) || errors.Is(err, spool.ErrClosed) || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return err

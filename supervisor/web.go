@@ -19,7 +19,7 @@ import (
 func (p *parent) httpServer() *http.Server {
 	reader, _ := p.store.(sink.Reader) // nil for --sink none: the read routes answer 503
 	handler, write := newHTTPHandler(httpDeps{
-		Queue:      p.posts,
+		Queue:      p.intake(),
 		Tokens:     p.tokens,
 		ReadTokens: p.readTokens,
 		MaxBody:    p.cfg.MaxBody,
@@ -43,7 +43,7 @@ func (p *parent) httpServer() *http.Server {
 
 // status is GET /status: the live strip of the results page.
 func (p *parent) status() func() readapi.Status {
-	accepted := readapi.NewRate(10*time.Second, p.posts.Accepted)
+	accepted := readapi.NewRate(10*time.Second, func() uint64 { return uint64(p.accepted()) })
 	return func() readapi.Status {
 		st := readapi.Status{
 			Build:          version.Get(),
@@ -51,6 +51,10 @@ func (p *parent) status() func() readapi.Status {
 			QueueDepth:     p.posts.Len(),
 			QueueCapacity:  p.posts.Cap(),
 			Draining:       p.draining.Load(),
+		}
+		if p.spool != nil {
+			st.SpoolBytes, _ = p.spool.Backlog()
+			st.SpoolMax = p.spool.Max()
 		}
 		for _, c := range p.childStates() {
 			st.Children = append(st.Children, readapi.Child{Role: string(c.role), ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
@@ -88,6 +92,14 @@ func (p *parent) ready() error {
 	}
 	if d := p.slowestStore(); d > slowStore {
 		return fmt.Errorf("the sink is slow: a batch has waited %s to be stored", d.Round(time.Second))
+	}
+	if p.spool != nil {
+		if err := p.spool.Err(); err != nil {
+			return fmt.Errorf("the spool cannot take posts: %w", err)
+		}
+		if bytes, _ := p.spool.Backlog(); bytes > p.spool.Max()/10*9 {
+			return fmt.Errorf("the spool is nearly full: %d MiB of --spool-max %s", bytes>>20, &p.cfg.SpoolMax)
+		}
 	}
 	if n := p.batches.len(); n >= p.batchLimit {
 		return fmt.Errorf("the sink is behind: %d batches wait for a saver (workers are not fed until fewer than %d wait)", n, p.batchLimit)

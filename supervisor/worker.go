@@ -172,15 +172,19 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 		if b.Part < b.Parts-1 {
 			return nil
 		}
-		p.batches.push(w.parts...)
-		w.parts = nil
 		w.mu.Lock()
 		cut := 0
+		var covers []uint64
 		for cut < len(w.held) && w.held[cut].Seq <= b.Through {
+			if s := w.held[cut].Spool; s != 0 {
+				covers = append(covers, s)
+			}
 			cut++
 		}
 		w.held = append([]wire.Post(nil), w.held[cut:]...)
 		w.mu.Unlock()
+		p.handOn(w.parts, covers)
+		w.parts = nil
 		return nil
 	}
 	return fmt.Errorf("unexpected %s frame from a worker", f.Kind)
@@ -278,7 +282,11 @@ func (p *parent) quarantine(post wire.Post, why string) {
 		p.log.Error("cannot encode the dead letter; it is lost", "error", err)
 		return
 	}
-	p.batches.push(batchItem{raw: raw, id: b.PartID(), posts: 1, dead: 1})
+	var covers []uint64
+	if post.Spool != 0 {
+		covers = []uint64{post.Spool}
+	}
+	p.handOn([]batchItem{{raw: raw, id: b.PartID(), posts: 1, dead: 1}}, covers)
 }
 
 // feeding returns a context that ends when ctx does, the child exits, or

@@ -34,12 +34,24 @@ const DefaultMaxBody = 1 << 20
 // posts, and a restart or failover takes seconds.
 const drainingRetryAfter = 5 * time.Second
 
+// Intake is where accepted posts go: a *queue.Queue[wire.Post] (posts
+// wait in memory), or the parent's spool (they are on disk before the
+// 201). TryPutAll takes all the posts or none; its errors match the queue
+// package's sentinels (queue.ErrFull, ErrTooMany, ErrClosed), and when
+// they carry more text than the sentinel that text is what the client is
+// told. It may be called concurrently.
+type Intake interface {
+	TryPutAll(posts []wire.Post) error
+	RetryAfter() time.Duration // how long a refused client should wait
+	Cap() int                  // posts it can hold, for the messages of bare sentinels
+}
+
 // Config is what New needs. The zero value of each optional field is
 // documented; New applies the defaults.
 type Config struct {
 	// Queue receives accepted posts. Required. The handler never closes it:
 	// the process's shutdown sequence does, after SetDraining.
-	Queue *queue.Queue[wire.Post]
+	Queue Intake
 	// Token, when not empty, must be sent to post, as the package
 	// internal/token says (access_token: TOKEN, or Authorization: Bearer
 	// TOKEN; proxies such as nginx drop header names with underscores by
@@ -110,7 +122,7 @@ var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthoriz
 // called at any time from any goroutine.
 type Handler struct {
 	mux     *httpjson.Mux
-	q       *queue.Queue[wire.Post]
+	q       Intake
 	tokens  *token.Source // holds no token: no auth
 	maxBody int64
 	bodyMem int64        // BodyMemory
@@ -344,8 +356,12 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, queue.ErrFull):
 		retry := retrySeconds(h.q.RetryAfter())
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		why := fmt.Sprintf("input queue is full (capacity %d posts)", h.q.Cap())
+		if err != queue.ErrFull {
+			why = err.Error()
+		}
 		h.refuse(w, r, http.StatusServiceUnavailable, reasonQueueFull,
-			fmt.Sprintf("input queue is full (capacity %d posts): retry later, after %d s (Retry-After)", h.q.Cap(), retry))
+			fmt.Sprintf("%s: retry later, after %d s (Retry-After)", why, retry))
 	case errors.Is(err, queue.ErrTooMany):
 		h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
 			fmt.Sprintf("batch of %d posts is larger than the queue capacity of %d (--queue-size): split it into requests of at most %d posts",

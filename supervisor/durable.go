@@ -1,0 +1,284 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/input"
+	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/spool"
+	"github.com/ingest-dev/ingest/wire"
+	"github.com/ingest-dev/ingest/writeapi"
+)
+
+// Durable acceptance (--durability fsync, the default). Every accepted
+// post is appended to the spool, on disk, before its 201; the post queue
+// in memory only holds what the spool pump read back for the workers. A
+// worker's complete batch is appended to the spool too, with the spool
+// numbers of the posts it covers, before any saver sees it; once every
+// part is acknowledged the spool forgets both. A parent that died is
+// restarted on the same data directory and finds, in the spool, the posts
+// no batch covers (processed again) and the batches not known stored
+// (offered to the savers again; the sink skips the parts it had stored,
+// by their ids). So each post is counted once, whenever the parent dies.
+
+// openSpool locks the data directory and opens the spool in it, logging
+// what it recovered. The lock's descriptor goes to every child, so that a
+// parent restarted after a crash waits until the old children are gone.
+func (p *parent) openSpool() error {
+	dir := p.cfg.SpoolDirectory()
+	lock, err := spool.Acquire(dir, p.log)
+	if err != nil {
+		return err
+	}
+	sp, rec, err := spool.Open(spool.Options{Dir: dir, Sync: true, MaxBytes: int64(p.cfg.SpoolMax), Log: p.log.Named("spool")})
+	if err != nil {
+		lock.Release()
+		return fmt.Errorf("%w: the spool in %s cannot be read; move the directory aside to start without it (what it holds is then not counted)", err, dir)
+	}
+	p.lock, p.spool = lock, sp
+	for _, b := range rec.Batches {
+		if err := p.requeueRecovered(b); err != nil {
+			return err
+		}
+	}
+	if rec.Posts > 0 || len(rec.Batches) > 0 || len(rec.Damage) > 0 {
+		args := []any{"spool", dir, "posts", rec.Posts, "batches", len(rec.Batches),
+			"posts_in_batches", p.recoveredInBatches.Load(), "segments", rec.Segments, "bytes", rec.Bytes}
+		if len(rec.Damage) > 0 {
+			args = append(args, "damage", rec.Damage)
+		}
+		p.log.Info("recovered from the spool: posts not yet counted will be processed, batches not known stored offered to the sink again", args...)
+	}
+	p.recoveredPosts = int64(rec.Posts)
+	return nil
+}
+
+// requeueRecovered puts a batch found in the spool on the batch queue.
+func (p *parent) requeueRecovered(b spool.Batch) error {
+	g := &batchGroup{spool: b.Seq}
+	items := make([]batchItem, 0, len(b.Parts))
+	for _, raw := range b.Parts {
+		f, err := wire.ParseFrame(raw)
+		if err == nil && f.Kind != wire.KindBatch {
+			err = fmt.Errorf("a %s frame", f.Kind)
+		}
+		var hdr wire.BatchInfo
+		if err == nil {
+			hdr, err = wire.PeekBatch(f.Payload)
+		}
+		if err != nil {
+			return fmt.Errorf("spool record %d holds a batch that cannot be read (%v): it is ingest's own file, so this is a bug or a disk error; move %s aside to start without it", b.Seq, err, p.cfg.SpoolDirectory())
+		}
+		items = append(items, batchItem{raw: raw, id: hdr.PartID(), posts: hdr.Posts, dead: hdr.Dead,
+			entities: hdr.Entities, docs: hdr.Publications + hdr.Entities, group: g})
+		p.recoveredInBatches.Add(int64(hdr.Posts))
+	}
+	g.left.Store(int32(len(items)))
+	p.batches.push(items...)
+	return nil
+}
+
+// batchGroup ties the parts of one spooled batch together: the spool
+// forgets it when the last part is stored.
+type batchGroup struct {
+	spool uint64 // the batch's spool record
+	left  atomic.Int32
+}
+
+// partStored books one stored part of a spooled batch.
+func (p *parent) partStored(item batchItem) {
+	if g := item.group; g != nil && g.left.Add(-1) == 0 && p.spool != nil {
+		p.spool.Stored(g.spool)
+	}
+}
+
+// handOn gives a complete batch to the savers: at once without a spool,
+// else once the spool holds it durably. covers are the spool numbers of
+// the posts it covers. It never blocks (it runs on a worker's stdout
+// reader); the batch queue closes only after every batch spooled is
+// handed on (spooling).
+func (p *parent) handOn(items []batchItem, covers []uint64) {
+	if p.spool == nil || len(covers) == 0 {
+		p.batches.push(items...)
+		return
+	}
+	g := &batchGroup{}
+	g.left.Store(int32(len(items)))
+	raws := make([][]byte, len(items))
+	for i := range items {
+		items[i].group = g
+		raws[i] = items[i].raw
+	}
+	p.spooling.Add(1)
+	seq, err := p.spool.AppendBatch(covers, raws, func(err error) {
+		defer p.spooling.Done()
+		if err != nil && !errors.Is(err, spool.ErrClosed) {
+			p.log.Error("a batch could not be made durable in the spool; storing it anyway (a crash of the parent before it is stored would count its posts twice)", "error", err)
+		}
+		p.batches.push(items...)
+	})
+	if err != nil {
+		p.spooling.Done()
+		p.log.Error("a batch could not be written to the spool; storing it anyway (a crash of the parent before it is stored would count its posts twice)", "error", err)
+		for i := range items {
+			items[i].group = nil
+		}
+		p.batches.push(items...)
+		return
+	}
+	g.spool = seq
+}
+
+// pumpSpool reads spooled posts back into the post queue as the workers
+// take them, and closes the queue when the spool has no more (after
+// CloseIntake) or the run is aborted.
+func (p *parent) pumpSpool() {
+	defer p.posts.Close()
+	for {
+		post, ok := p.spool.Next(p.ctx)
+		if !ok {
+			return
+		}
+		if err := p.posts.Put(p.ctx, post); err != nil {
+			return
+		}
+	}
+}
+
+// closeIntake stops accepting posts; the workers still get every post
+// accepted.
+func (p *parent) closeIntake() {
+	if p.spool != nil {
+		p.spool.CloseIntake()
+		return
+	}
+	p.posts.Close()
+}
+
+// accepted is the number of posts this run is responsible for: accepted
+// now, or found in the spool.
+func (p *parent) accepted() int64 {
+	if p.spool == nil {
+		return int64(p.posts.Accepted())
+	}
+	return int64(p.spool.Stats().Appended) + p.recoveredPosts + p.recoveredInBatches.Load()
+}
+
+// intake is where the HTTP API puts accepted posts.
+func (p *parent) intake() writeapi.Intake {
+	if p.spool != nil {
+		return spoolIntake{p}
+	}
+	return p.posts
+}
+
+// spoolIntake is the HTTP API's intake with a spool: posts are appended
+// and synced before TryPutAll returns.
+type spoolIntake struct{ p *parent }
+
+func (in spoolIntake) TryPutAll(posts []wire.Post) error {
+	p := in.p
+	err := p.spool.Append(context.Background(), posts, nil, true, false)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, spool.ErrFull):
+		bytes, _ := p.spool.Backlog()
+		return fmt.Errorf("%w: the spool of accepted posts is full (%d MiB on disk, --spool-max %s)", queue.ErrFull, bytes>>20, &p.cfg.SpoolMax)
+	case errors.Is(err, spool.ErrClosed):
+		return queue.ErrClosed
+	}
+	return fmt.Errorf("the spool cannot take posts: %w", err)
+}
+
+func (in spoolIntake) RetryAfter() time.Duration { return in.p.posts.RetryAfter() }
+func (in spoolIntake) Cap() int                  { return in.p.posts.Cap() }
+
+// inputSource is the key of --input's position in the spool: its
+// absolute path. "" for standard input, which cannot be resumed.
+func inputSource(cfg config.Config) string {
+	if cfg.Input == "-" || cfg.Input == "" {
+		return ""
+	}
+	abs, err := filepath.Abs(cfg.Input)
+	if err != nil {
+		return ""
+	}
+	return abs
+}
+
+// rowHash chains a row into the running hash that identifies the rows of
+// an input read so far: a file whose first rows differ is another file,
+// whatever its name.
+func rowHash(h uint64, post *wire.Post, valid bool) uint64 {
+	f := fnv.New64a()
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(h >> (8 * i))
+	}
+	f.Write(b[:])
+	if !valid {
+		f.Write([]byte{0xff})
+		return f.Sum64()
+	}
+	f.Write([]byte(post.Publication))
+	f.Write([]byte{0})
+	f.Write([]byte(post.Content))
+	return f.Sum64()
+}
+
+// resumeInput skips the rows of --input an earlier run on this data
+// directory already spooled, if it is the same file: the same first rows,
+// by their running hash. It returns the position to continue from.
+func (p *parent) resumeInput() (spool.Position, error) {
+	src := inputSource(p.cfg)
+	start := spool.Position{Source: src}
+	if p.spool == nil || src == "" {
+		return start, nil
+	}
+	at, ok := p.spool.Position(src)
+	if !ok || at.Rows == 0 {
+		return start, nil
+	}
+	pos := start
+	for pos.Rows < at.Rows {
+		post, err := p.src.Next()
+		var rowErr *input.RowError
+		switch {
+		case err == nil:
+			pos.Hash = rowHash(pos.Hash, &post, true)
+		case errors.As(err, &rowErr):
+			pos.Hash = rowHash(pos.Hash, nil, false)
+		default:
+			return p.restartInput(at, fmt.Sprintf("it has %d rows, fewer than the %d read before (%v)", pos.Rows, at.Rows, err))
+		}
+		pos.Rows++
+	}
+	if pos.Hash != at.Hash {
+		return p.restartInput(at, fmt.Sprintf("its first %d rows differ from those read before", at.Rows))
+	}
+	p.resumedRows = at.Rows
+	p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
+		"input", p.cfg.Input, "rows_done", at.Rows, "data_dir", p.cfg.DataDirectory())
+	return pos, nil
+}
+
+// restartInput reads --input from its start after all: it is not the file
+// an earlier run read under that name.
+func (p *parent) restartInput(at spool.Position, why string) (spool.Position, error) {
+	p.log.Warn("--input is not the file an earlier run read under this name: reading it from the start", "input", p.cfg.Input, "why", why, "rows_before", at.Rows)
+	p.src.Close()
+	src, err := input.Open(p.cfg.Input)
+	if err != nil {
+		return spool.Position{}, err
+	}
+	p.src = src
+	return spool.Position{Source: inputSource(p.cfg)}, nil
+}
