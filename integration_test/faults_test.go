@@ -219,7 +219,7 @@ func TestWorkerRecycling(t *testing.T) {
 // that got 201 is stored.
 func TestOverload(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=200", "--heartbeat-timeout=60s")
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--durability=none", "--queue-size=200", "--heartbeat-timeout=60s")
 	pid := p.cmd.Process.Pid
 	// The worker is stopped during the flood: the NER is faster than
 	// eight HTTP clients on two cores, and the point is what the edge does
@@ -335,7 +335,7 @@ func TestRestartBudget(t *testing.T) {
 // are exact.
 func TestSpillAndReplay(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
+	p := startParent(t, nil, "--durability=none", "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
 		"--drain-timeout=3s", "--spill-dir="+t.TempDir())
 	pid := p.cmd.Process.Pid
 	savers := childPIDs(t, pid, "saver", -1)
@@ -377,6 +377,55 @@ func TestSpillAndReplay(t *testing.T) {
 		}
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// TestDrainTimeoutKeepsSpool is TestSpillAndReplay with the spool (the
+// default): a drain that runs out of time writes no spill file, the
+// accepted posts stay in the spool, and the next start on the same data
+// directory stores them, exactly once.
+func TestDrainTimeoutKeepsSpool(t *testing.T) {
+	arts := fixtures(t)
+	p := startParent(t, nil, "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
+		"--drain-timeout=3s", "--spill-dir="+t.TempDir())
+	savers := childPIDs(t, p.cmd.Process.Pid, "saver", -1)
+	if err := syscall.Kill(savers[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	postAll(t, p, arts, 60)
+	if code := p.stop(syscall.SIGTERM, time.Minute); code == 0 {
+		t.Fatal("exit 0 although nothing could be stored")
+	}
+	syscall.Kill(savers[0], syscall.SIGKILL)
+	last := lines(p.logs.String(), "stopped;")
+	if len(last) != 1 || !strings.Contains(last[0], "kept in the spool") || !strings.Contains(last[0], "kept_in_spool=") {
+		t.Fatalf("final line does not say the posts are kept in the spool: %q", last)
+	}
+	if got := lines(p.logs.String(), "spill file"); len(got) != 0 {
+		t.Fatalf("spill files written although the spool holds the posts: %q", got)
+	}
+	if n := totalArticles(stored(t, p.db)); n != 0 {
+		t.Fatalf("%d articles stored with the saver stopped", n)
+	}
+
+	again := startParent(t, nil, "--db="+p.db, "--workers=1", "--top-n=0", "--flush-interval=100ms")
+	if got := lines(again.logs.String(), "recovered from the spool"); len(got) != 1 {
+		t.Fatalf("no recovery logged:\n%s", again.logs.String())
+	}
+	want := expected(arts)
+	waitFor(t, 60*time.Second, "recovered posts stored", func() bool { return totalArticles(stored(t, p.db)) == totalArticles(want) })
+	if code := again.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("restarted parent exited %d", code)
+	}
+	assertCounts(t, stored(t, p.db), want)
+}
+
+// totalArticles is the number of articles over every publication.
+func totalArticles(c counts) int64 {
+	var n int64
+	for _, a := range c.articles {
+		n += a
+	}
+	return n
 }
 
 // fieldValue extracts key=value from an hclog text line.

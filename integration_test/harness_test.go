@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +119,12 @@ func startParent(t *testing.T, env []string, args ...string) *parent {
 	addr := freePort(t)
 	db := filepath.Join(t.TempDir(), "ingest.db")
 	all := append([]string{"--listen=" + addr, "--db=" + db}, args...)
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--data-dir") }) &&
+		slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--sink=") && a != "--sink=sqlite" }) {
+		// The default data directory of other sinks is ./ingest-data,
+		// which tests running at once would share.
+		all = append(all, "--data-dir="+filepath.Dir(db))
+	}
 	p := &parent{t: t, url: "http://" + addr, db: db, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, all...)
 	p.cmd.Env = append(os.Environ(), env...)

@@ -333,7 +333,7 @@ func TestDrainTimeoutKills(t *testing.T) {
 // processed.
 func TestFullQueueRefuses(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--workers=1", "--sink=none", "--queue-size=4", "--flush-interval=1m")
+	p := startParent(t, nil, "--workers=1", "--sink=none", "--durability=none", "--queue-size=4", "--flush-interval=1m")
 	batch := func(n int) string {
 		var nd strings.Builder
 		for i := range n {

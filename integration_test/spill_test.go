@@ -31,7 +31,7 @@ func TestFullDiskSpillLosesNothing(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("umount", full).Run() })
 	fallback := t.TempDir()
-	p := startParent(t, []string{"TMPDIR=" + fallback}, "--db="+filepath.Join(full, "ingest.db"),
+	p := startParent(t, []string{"TMPDIR=" + fallback}, "--db="+filepath.Join(full, "ingest.db"), "--durability=none",
 		"--workers=1", "--top-n=0", "--flush-interval=200ms", "--drain-timeout=3s")
 	// Fill what the database left free, so that storing fails whatever
 	// the volume of the posts.
