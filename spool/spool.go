@@ -111,6 +111,7 @@ type Spool struct {
 	waiters []waiter               // AppendBatch callbacks, by seq
 	batches map[uint64]*batchState // spooled batches not yet stored
 	covered map[uint64]struct{}    // recovered posts a recovered batch covers: Next skips them
+	oldest  uint64                 // first seq of the oldest segment at start
 	pos     map[string]posAt       // latest durable position per source
 	pending []posAt                // positions appended, not yet durable
 	saved   map[string]Position    // positions as in the positions file
@@ -227,7 +228,10 @@ func (s *Spool) recover() (*Recovery, error) {
 	sort.Slice(files, func(i, j int) bool { return files[i].first < files[j].first })
 
 	rec := &Recovery{Segments: len(files)}
-	posts := make(map[uint64]*segment) // spooled posts, until a batch covers them
+	posts := 0 // post records found
+	if len(files) > 0 {
+		s.oldest = files[0].first
+	}
 	for i, fd := range files {
 		last := i == len(files)-1
 		seg := &segment{first: fd.first, path: fd.path}
@@ -235,7 +239,7 @@ func (s *Spool) recover() (*Recovery, error) {
 			return nil, fmt.Errorf("spool: %s starts at record %d, before the end of the segment before it (%d): the spool directory %s was changed by hand; move the older files out", fd.path, fd.first, s.next, s.dir)
 		}
 		s.next = fd.first
-		damage, err := s.scan(seg, last, posts, rec)
+		damage, err := s.scan(seg, last, &posts, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -247,11 +251,7 @@ func (s *Spool) recover() (*Recovery, error) {
 		s.segs = append(s.segs, seg)
 	}
 	s.written, s.synced = s.next-1, s.next-1
-	for seq := range posts {
-		if _, ok := s.covered[seq]; !ok {
-			rec.Posts++
-		}
-	}
+	rec.Posts = posts - len(s.covered)
 	// Batches in spool order.
 	sort.Slice(rec.Batches, func(i, j int) bool { return rec.Batches[i].Seq < rec.Batches[j].Seq })
 
@@ -275,7 +275,7 @@ func (s *Spool) recover() (*Recovery, error) {
 // scan reads one segment: it counts its records, collects batches and
 // positions, and cuts off what follows the first damaged record. It
 // returns a description of the damage, "" if none.
-func (s *Spool) scan(seg *segment, last bool, posts map[uint64]*segment, rec *Recovery) (string, error) {
+func (s *Spool) scan(seg *segment, last bool, posts *int, rec *Recovery) (string, error) {
 	f, err := os.OpenFile(seg.path, os.O_RDWR, 0)
 	if err != nil {
 		return "", fmt.Errorf("spool: open %s: %w", seg.path, err)
@@ -339,14 +339,14 @@ func (s *Spool) scan(seg *segment, last bool, posts map[uint64]*segment, rec *Re
 }
 
 // recoverRecord adds one valid record to the recovered state.
-func (s *Spool) recoverRecord(seg *segment, kind byte, seq uint64, body []byte, posts map[uint64]*segment, rec *Recovery) error {
+func (s *Spool) recoverRecord(seg *segment, kind byte, seq uint64, body []byte, posts *int, rec *Recovery) error {
 	switch kind {
 	case kindPost:
 		_, pos, err := decodePost(body)
 		if err != nil {
 			return err
 		}
-		posts[seq] = seg
+		*posts++
 		seg.pending++
 		s.unread += int64(recordHeader + len(body))
 		if pos != nil {
@@ -358,10 +358,12 @@ func (s *Spool) recoverRecord(seg *segment, kind byte, seq uint64, body []byte, 
 			return err
 		}
 		// A batch may cover posts of a segment already deleted (it was
-		// stored, and so were they); it keeps only those still here.
+		// stored, and so were they); it keeps only those still here. (A
+		// batch record always follows the posts it covers, so a torn
+		// tail never cuts a covered post and keeps its batch.)
 		held := covers[:0:0]
 		for _, c := range covers {
-			if _, ok := posts[c]; ok {
+			if c >= s.oldest && c < seq {
 				held = append(held, c)
 				s.covered[c] = struct{}{}
 			}
