@@ -142,7 +142,7 @@ type batchState struct {
 
 type waiter struct {
 	seq uint64
-	fn  func(error)
+	fn  func(uint64, error)
 }
 
 type posAt struct {
@@ -582,12 +582,15 @@ func (s *Spool) fail(err error) error {
 }
 
 // AppendBatch spools a complete batch: its parts (wire frames, kept as
-// they are) and the posts it covers. onDurable is called once it is on
-// disk (nil error), or if it cannot be (the error); only then may a saver
-// be given the parts. onDurable must not block; it runs on the spool's
-// sync goroutine or, without Sync, before AppendBatch returns. Batches are
-// never refused for room: they only replace posts already spooled.
-func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(error)) (uint64, error) {
+// they are) and the posts it covers. onDurable is called with the batch's
+// sequence number (for Stored) once it is on disk (nil error), or if it
+// cannot be (the error); only then may a saver be given the parts.
+// onDurable must not block or call into the spool; it runs on the spool's
+// sync goroutine, possibly before AppendBatch returns, or, without Sync,
+// before AppendBatch returns. If AppendBatch returns an error, onDurable
+// is never called. Batches are never refused for room: they only replace
+// posts already spooled.
+func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(seq uint64, err error)) (uint64, error) {
 	covers = sortedCovers(covers)
 	buf := make([]byte, recordHeader, recordHeader+16+len(covers)*2)
 	buf = appendBatch(buf, covers, parts)
@@ -614,7 +617,7 @@ func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(erro
 		return seq, nil
 	}
 	s.mu.Unlock()
-	onDurable(nil)
+	onDurable(seq, nil)
 	return seq, nil
 }
 
@@ -670,7 +673,7 @@ func (s *Spool) advance(seq uint64, seg *segment, off int64) {
 func (s *Spool) runWaiters(seq uint64, err error) {
 	n := 0
 	for n < len(s.waiters) && s.waiters[n].seq <= seq {
-		s.waiters[n].fn(err)
+		s.waiters[n].fn(s.waiters[n].seq, err)
 		n++
 	}
 	s.waiters = append(s.waiters[:0], s.waiters[n:]...)

@@ -117,8 +117,9 @@ func (p *parent) handOn(items []batchItem, covers []uint64) {
 		raws[i] = items[i].raw
 	}
 	p.spooling.Add(1)
-	seq, err := p.spool.AppendBatch(covers, raws, func(err error) {
+	_, err := p.spool.AppendBatch(covers, raws, func(seq uint64, err error) {
 		defer p.spooling.Done()
+		g.spool = seq // before any saver can see the parts
 		if err != nil && !errors.Is(err, spool.ErrClosed) {
 			p.log.Error("a batch could not be made durable in the spool; storing it anyway (a crash of the parent before it is stored would count its posts twice)", "error", err)
 		}
@@ -131,9 +132,7 @@ func (p *parent) handOn(items []batchItem, covers []uint64) {
 			items[i].group = nil
 		}
 		p.batches.push(items...)
-		return
 	}
-	g.spool = seq
 }
 
 // pumpSpool reads spooled posts back into the post queue as the workers
