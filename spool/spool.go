@@ -43,7 +43,9 @@ type Options struct {
 	// they replace posts already counted.
 	MaxBytes int64
 	// SegmentBytes is the size at which a new segment file is started;
-	// 0 means min(64 MiB, MaxBytes/8), at least 1 MiB.
+	// 0 means min(64 MiB, MaxBytes/8), at least 64 KiB: well below
+	// MaxBytes, since the segment appended to is never deleted, and a
+	// spool whose only segment filled MaxBytes could never make room.
 	SegmentBytes int64
 	// Log receives what recovery found and what a failure did.
 	Log hclog.Logger
@@ -172,7 +174,7 @@ func Open(opts Options) (*Spool, *Recovery, error) {
 	}
 	seg := opts.SegmentBytes
 	if seg <= 0 {
-		seg = max(min(64<<20, opts.MaxBytes/8), 1<<20)
+		seg = max(min(64<<20, opts.MaxBytes/8), 64<<10)
 	}
 	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("spool: %w: point --data-dir at a writable directory", err)

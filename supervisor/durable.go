@@ -190,7 +190,7 @@ func (in spoolIntake) TryPutAll(posts []wire.Post) error {
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		bytes, _ := p.spool.Backlog()
-		return fmt.Errorf("%w: the spool of accepted posts is full (%d MiB on disk, --spool-max %s)", queue.ErrFull, bytes>>20, &p.cfg.SpoolMax)
+		return fmt.Errorf("%w: the spool of accepted posts is full (%.1f MiB on disk, --spool-max %s)", queue.ErrFull, float64(bytes)/(1<<20), &p.cfg.SpoolMax)
 	case errors.Is(err, spool.ErrClosed):
 		return queue.ErrClosed
 	}

@@ -98,7 +98,7 @@ func (p *parent) ready() error {
 			return fmt.Errorf("the spool cannot take posts: %w", err)
 		}
 		if bytes, _ := p.spool.Backlog(); bytes > p.spool.Max()/10*9 {
-			return fmt.Errorf("the spool is nearly full: %d MiB of --spool-max %s", bytes>>20, &p.cfg.SpoolMax)
+			return fmt.Errorf("the spool is nearly full: %.1f MiB of --spool-max %s", float64(bytes)/(1<<20), &p.cfg.SpoolMax)
 		}
 	}
 	if n := p.batches.len(); n >= p.batchLimit {
