@@ -303,6 +303,65 @@ func TestLimitsAndRepeat(t *testing.T) {
 	}
 }
 
+// TestRepeatReplay: with Repeat, passes after the first replay the first
+// pass's rows from memory, skipped rows included, so a file changed after
+// it was read is not seen; with ReplayLimit negative, or too small for the
+// file, every pass rereads the file. The file is rewritten when the first
+// request arrives: with one connection, the producer is still in its first
+// pass then (it hands over at most two more posts before it waits).
+func TestRepeatReplay(t *testing.T) {
+	orig := `{"publication":"old","content":"one"}
+not json
+{"publication":"old","content":"two"}
+{"publication":"old","content":"three"}
+`
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		// want is the publications of the 10 posts, in order.
+		want string
+	}{
+		{"replayed", 0, "old old old old old old old old old old"},
+		{"reread", -1, "old old old new new new new new new new"},
+		{"too large to keep", 40, "old old old new new new new new new new"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "rows.ndjson")
+			if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var got []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var p post
+				if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+					t.Errorf("request body is not JSON: %v", err)
+				}
+				mu.Lock()
+				got = append(got, p.Publication)
+				if len(got) == 1 {
+					os.WriteFile(path, []byte(strings.ReplaceAll(orig, "old", "new")), 0o644)
+				}
+				mu.Unlock()
+				w.WriteHeader(http.StatusCreated)
+				io.WriteString(w, `{"accepted":1}`)
+			}))
+			defer srv.Close()
+			res, err := Run(t.Context(), Config{URL: srv.URL, Input: path, Repeat: true, MaxPosts: 10, Connections: 1, ReplayLimit: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 10 posts are 3 passes and the first post of a fourth: 3 rows skipped.
+			if res.Read != 10 || res.Accepted != 10 || res.Skipped != 3 || len(res.SkipSamples) != 3 || res.SkipSamples[2] != res.SkipSamples[0] {
+				t.Fatalf("read %d, accepted %d, skipped %d %q: want 10, 10, 3 times line 2", res.Read, res.Accepted, res.Skipped, res.SkipSamples)
+			}
+			if s := strings.Join(got, " "); s != tc.want {
+				t.Fatalf("publications sent: %s, want %s", s, tc.want)
+			}
+		})
+	}
+}
+
 func TestSkippedRowsCounted(t *testing.T) {
 	srv := httptest.NewServer(scripted(t))
 	defer srv.Close()

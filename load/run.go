@@ -115,12 +115,20 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 		pacer = time.NewTimer(0)
 		defer pacer.Stop()
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	var buf, one bytes.Buffer // the request being filled; one post, encoded
+	enc := json.NewEncoder(&one)
 	enc.SetEscapeHTML(false) // the write API takes raw UTF-8; escaping < > & only grows the body
 	var handed int64         // posts handed to senders
 	inBatch := 0
 	readThisPass := int64(0)
+
+	// With Repeat, the first pass's rows are kept, posts encoded, and later
+	// passes replay them rather than parse the file again (see
+	// Config.ReplayLimit); an input too large for that is reread.
+	keep := cfg.Repeat && cfg.ReplayLimit > 0
+	var rows []row
+	var kept int64
+	replaying, next := false, 0
 
 	// flush hands the current batch over, after pacing; false means stop.
 	flush := func() bool {
@@ -164,43 +172,75 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 			return nil
 		default:
 		}
-		p, err := l.src.r.Next()
-		var rowErr *input.RowError
-		switch {
-		case errors.As(err, &rowErr):
+		var r row
+		if replaying {
+			// rows holds the whole input, with at least one post.
+			r = rows[next]
+			next = (next + 1) % len(rows)
+		} else {
+			p, err := l.src.r.Next()
+			var rowErr *input.RowError
+			switch {
+			case errors.As(err, &rowErr):
+				r.skip = rowErr.Error()
+			case errors.Is(err, io.EOF):
+				if !cfg.Repeat || readThisPass == 0 {
+					flush()
+					return nil
+				}
+				// A batch goes on across passes: only the end sends a short one.
+				readThisPass = 0
+				if keep {
+					replaying = true
+					continue
+				}
+				if err := l.reopen(); err != nil {
+					return err
+				}
+				continue
+			case err != nil:
+				flush()
+				return fmt.Errorf("reading %s stopped after %d posts: %w", l.src.name, l.read.Load(), err)
+			default:
+				one.Reset()
+				// Encoding a struct of two strings cannot fail.
+				_ = enc.Encode(struct {
+					Publication string `json:"publication"`
+					Content     string `json:"content"`
+				}{p.Publication, p.Content})
+				r.post = one.Bytes()
+			}
+			if keep {
+				if kept += int64(len(r.post) + len(r.skip)); kept > cfg.ReplayLimit {
+					keep, rows = false, nil
+				} else {
+					rows = append(rows, row{post: bytes.Clone(r.post), skip: r.skip})
+				}
+			}
+		}
+		if r.skip != "" {
 			if l.skipped.Add(1) <= maxSkipSamples {
 				l.mu.Lock()
-				l.skips = append(l.skips, rowErr.Error())
+				l.skips = append(l.skips, r.skip)
 				l.mu.Unlock()
 			}
 			continue
-		case errors.Is(err, io.EOF):
-			if !cfg.Repeat || readThisPass == 0 {
-				flush()
-				return nil
-			}
-			// A batch goes on across passes: only the end sends a short one.
-			if err := l.reopen(); err != nil {
-				return err
-			}
-			readThisPass = 0
-			continue
-		case err != nil:
-			flush()
-			return fmt.Errorf("reading %s stopped after %d posts: %w", l.src.name, l.read.Load(), err)
 		}
 		l.read.Add(1)
 		readThisPass++
-		// Encoding a struct of two strings cannot fail.
-		_ = enc.Encode(struct {
-			Publication string `json:"publication"`
-			Content     string `json:"content"`
-		}{p.Publication, p.Content})
+		buf.Write(r.post)
 		inBatch++
 		if inBatch == cfg.Batch && !flush() {
 			return nil
 		}
 	}
+}
+
+// row is one row of the input as the producer saw it: a post, encoded as
+// one line of NDJSON, or why the row was skipped.
+type row struct {
+	post []byte
+	skip string
 }
 
 // reopen starts the input again from the beginning, for Repeat.
