@@ -117,6 +117,12 @@ func edgeRun(o options, procs *running, client string, c edgeCase, logf func(str
 	name := fmt.Sprintf("edge-%s-b%d", sizeLabel(c.size), c.batch)
 	name = strings.ReplaceAll(name, " ", "")
 	args := []string{"--sink=none", "--workers=1", "--queue-size=" + strconv.Itoa(res.queueSize), "--log-level=warn"}
+	// The edge as the original had it, posts in memory: the durability
+	// part of scripts/bench sets fsync and none side by side. Each run its
+	// own data directory all the same, should the flag be dropped.
+	if ingestHasFlag(o.ingest, "durability") {
+		args = append(args, "--durability=none", "--data-dir="+filepath.Join(o.tmp, name))
+	}
 	// The stopped worker sends no heartbeats: where ingest kills silent
 	// children, give it longer than the run, or a restarted worker would
 	// start taking posts (and CPU) mid-measurement.

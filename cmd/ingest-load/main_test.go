@@ -179,7 +179,9 @@ func runLoad(t *testing.T, env []string, args ...string) outcome {
 // ingest-load must retry until each is accepted; after the drain the
 // database counts every one.
 func TestEveryPostStoredThroughBackpressure(t *testing.T) {
-	p := startParent(t, nil, "--workers=1", "--queue-size=2", "--flush-interval=200ms")
+	// The queue in memory is the bound (with the spool, --spool-max is,
+	// and a small one takes longer to fill).
+	p := startParent(t, nil, "--workers=1", "--durability=none", "--queue-size=2", "--flush-interval=200ms")
 	const posts = 200
 	o := runLoad(t, nil, "-url", p.url, "-c", "8", "-max-retry-wait", "50ms", "-progress", "200ms",
 		"-repeat", "-n", strconv.Itoa(posts), articles)
