@@ -24,7 +24,12 @@
 //	http.go        every HTTP route of the parent, in one table
 //	web.go         what the HTTP layer needs from the parent: status and
 //	               readiness
-//	spill.go       what a drain that ran out of time writes, and --replay
+//	durable.go     the spool's side (--durability fsync): recovery at
+//	               start, batches spooled before a saver sees them, the
+//	               pump that reads posts back for the workers, the HTTP
+//	               intake, --input resumed where a killed run stopped
+//	spill.go       what a drain that ran out of time writes without a
+//	               spool (--durability none), and --replay
 //
 // # Liveness apart from routing
 //

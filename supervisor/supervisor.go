@@ -108,16 +108,18 @@ type parent struct {
 
 // Run is the parent's whole life, phase by phase:
 //
-//  1. open: the sink (fail fast on a bad --db or --project), then the
-//     input file or the listening socket;
+//  1. open: the sink (fail fast on a bad --db or --project), the spool
+//     (locking the data directory, recovering what a dead parent left),
+//     then the input file or the listening socket;
 //  2. start: every worker and saver, waiting for their handshakes; then
 //     one runner per slot, the watchdog, and the HTTP server or the input
 //     feeder;
 //  3. serve: until a signal, a failure, or the end of --input;
 //  4. drain: stop intake and let every accepted post reach the sink, in
 //     order, within --drain-timeout (drain says how);
-//  5. report: spill what could not be stored, print the summary, log the
-//     last line.
+//  5. report: without a spool, spill what could not be stored (with one,
+//     it stays there for the next start); print the summary, log the last
+//     line.
 //
 // It returns nil only if every accepted post was stored.
 func Run(cfg config.Config, opts Options) error {
