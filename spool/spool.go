@@ -296,6 +296,7 @@ func (s *Spool) scan(seg *segment, last bool, posts map[uint64]*segment, rec *Re
 			return "", fmt.Errorf("spool: %s: %w", seg.path, err)
 		}
 		seg.size, seg.synced = int64(len(segmentHeader)), int64(len(segmentHeader))
+		s.bytes += seg.size
 		return "", nil
 	}
 	off := int64(len(segmentHeader))
@@ -582,9 +583,12 @@ func (s *Spool) fail(err error) error {
 // AppendBatch spools a complete batch: its parts (wire frames, kept as
 // they are) and the posts it covers. onDurable is called once it is on
 // disk (nil error), or if it cannot be (the error); only then may a saver
-// be given the parts. onDurable must not block; it runs on the spool's
-// sync goroutine or, without Sync, before AppendBatch returns. Batches are
-// never refused for room: they only replace posts already spooled.
+// be given the parts. onDurable must not block nor call into the spool:
+// with Sync it runs with the spool's lock held, on the spool's sync
+// goroutine or on that of the Append or AppendBatch that starts a new
+// segment (with ErrClosed, on that of Close); without Sync, before
+// AppendBatch returns. Batches are never refused for room: they only
+// replace posts already spooled.
 func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(error)) (uint64, error) {
 	covers = sortedCovers(covers)
 	buf := make([]byte, recordHeader, recordHeader+16+len(covers)*2)
