@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 
 	"github.com/ingest-dev/ingest/wire"
@@ -113,7 +114,7 @@ func decodeBatch(b []byte) (covers []uint64, parts [][]byte, err error) {
 	for i := 0; i < n && r.err == nil; i++ {
 		v := r.uvarint()
 		if i > 0 {
-			if v == 0 {
+			if v == 0 || v > math.MaxUint64-prev {
 				r.fail("covered posts not ascending")
 			}
 			v += prev

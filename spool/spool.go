@@ -114,6 +114,7 @@ type Spool struct {
 	batches map[uint64]*batchState // spooled batches not yet stored
 	covered map[uint64]struct{}    // recovered posts a recovered batch covers: Next skips them
 	oldest  uint64                 // first seq of the oldest segment at start
+	syncing *segment               // the segment whose file the sync loop syncs, outside the lock
 	pos     map[string]posAt       // latest durable position per source
 	pending []posAt                // positions appended, not yet durable
 	saved   map[string]Position    // positions as in the positions file
@@ -298,6 +299,7 @@ func (s *Spool) scan(seg *segment, last bool, posts *int, rec *Recovery) (string
 			return "", fmt.Errorf("spool: %s: %w", seg.path, err)
 		}
 		seg.size, seg.synced = int64(len(segmentHeader)), int64(len(segmentHeader))
+		s.bytes += seg.size
 		return "", nil
 	}
 	off := int64(len(segmentHeader))
@@ -587,11 +589,13 @@ func (s *Spool) fail(err error) error {
 // they are) and the posts it covers. onDurable is called with the batch's
 // sequence number (for Stored) once it is on disk (nil error), or if it
 // cannot be (the error); only then may a saver be given the parts.
-// onDurable must not block or call into the spool; it runs on the spool's
-// sync goroutine, possibly before AppendBatch returns, or, without Sync,
-// before AppendBatch returns. If AppendBatch returns an error, onDurable
-// is never called. Batches are never refused for room: they only replace
-// posts already spooled.
+// onDurable must not block nor call into the spool: with Sync it runs with
+// the spool's lock held, on the spool's sync goroutine or on that of the
+// Append or AppendBatch that starts a new segment (with ErrClosed, on that
+// of Close), possibly before AppendBatch returns; without Sync, before
+// AppendBatch returns. If AppendBatch returns an error, onDurable is never
+// called. Batches are never refused for room: they only replace posts
+// already spooled.
 func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(seq uint64, err error)) (uint64, error) {
 	covers = sortedCovers(covers)
 	buf := make([]byte, recordHeader, recordHeader+16+len(covers)*2)
@@ -644,15 +648,18 @@ func (s *Spool) syncLoop() {
 		active := s.segs[len(s.segs)-1]
 		off := active.size
 		f := active.f
+		s.syncing = active // deleteDone keeps its file open meanwhile
 		s.mu.Unlock()
 		err := unix.Fdatasync(int(f.Fd()))
 		s.mu.Lock()
+		s.syncing = nil
 		s.stats.Syncs++
 		if err != nil {
 			s.fail(fmt.Errorf("spool: sync %s: %w", active.path, err))
 			continue
 		}
 		s.advance(target, active, off)
+		s.deleteDone() // one it kept for this sync may be done
 	}
 }
 
@@ -830,7 +837,7 @@ func (s *Spool) segmentOf(seq uint64) *segment {
 // deletions never leaves a post without the batch that covers it. s.mu
 // is held.
 func (s *Spool) deleteDone() {
-	for len(s.segs) > 1 && s.segs[0].pending <= 0 && s.cur.seg != s.segs[0] {
+	for len(s.segs) > 1 && s.segs[0].pending <= 0 && s.cur.seg != s.segs[0] && s.syncing != s.segs[0] {
 		if err := s.savePositions(); err != nil {
 			s.log.Error("cannot save the input positions; keeping the spool segment they are in", "error", err)
 			return
@@ -876,8 +883,13 @@ func (s *Spool) Position(source string) (Position, bool) {
 	return p, ok
 }
 
-// Forget drops source's position, durably: the input was read to its end
-// and everything from it stored, so a later run reads it afresh.
+// Forget drops source's position: the input was read to its end and
+// everything from it stored, so a later run reads it afresh. It is
+// durable in the positions file at once, and for good once the segments
+// holding posts read from source are deleted (Close deletes them when
+// every record is done): until then, a crash brings the position back from
+// those records, and a later run resumes at the input's end, reading
+// nothing (and counting nothing twice).
 func (s *Spool) Forget(source string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

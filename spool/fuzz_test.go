@@ -1,0 +1,266 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// A segment file is outside input: whatever a crash, a disk or a person
+// left in the data directory.
+
+func FuzzDecodePost(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(appendPost(nil, &wire.Post{Publication: "pub", Content: "content", Attempts: 2}, nil))
+	f.Add(appendPost(nil, &wire.Post{Publication: "p", Content: "c"}, &Position{Source: "/in.csv", Rows: 9, Hash: 1 << 63}))
+	f.Add(appendPost(nil, &wire.Post{}, &Position{}))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, pos, err := decodePost(body)
+		if err != nil {
+			if !errors.Is(err, errDamaged) {
+				t.Fatalf("decodePost error %v is not errDamaged", err)
+			}
+			return
+		}
+		// What decodes encodes to something that decodes the same
+		// (attempts are never negative).
+		want := p
+		want.Attempts = max(want.Attempts, 0)
+		again, pos2, err := decodePost(appendPost(nil, &p, pos))
+		if err != nil {
+			t.Fatalf("decodePost of a re-encoded post: %v", err)
+		}
+		if again != want || !reflect.DeepEqual(pos, pos2) {
+			t.Fatalf("round trip changed %+v %+v into %+v %+v", want, pos, again, pos2)
+		}
+	})
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	f.Add([]byte{})
+	f.Add(appendBatch(nil, nil, nil))
+	f.Add(appendBatch(nil, []uint64{1, 2, 3, 1000}, [][]byte{[]byte("frame"), {}, {0xff}}))
+	f.Add(appendBatch(nil, []uint64{1<<64 - 1}, nil))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		covers, parts, err := decodeBatch(body)
+		if err != nil {
+			if !errors.Is(err, errDamaged) {
+				t.Fatalf("decodeBatch error %v is not errDamaged", err)
+			}
+			return
+		}
+		for i := 1; i < len(covers); i++ {
+			if covers[i] <= covers[i-1] {
+				t.Fatalf("covers not ascending: %v", covers)
+			}
+		}
+		enc := appendBatch(nil, covers, parts)
+		covers2, parts2, err := decodeBatch(enc)
+		if err != nil {
+			t.Fatalf("decodeBatch of a re-encoded batch: %v", err)
+		}
+		if !slicesEqual(covers, covers2) || len(parts) != len(parts2) {
+			t.Fatalf("round trip changed covers %v (%d parts) into %v (%d parts)", covers, len(parts), covers2, len(parts2))
+		}
+		for i := range parts {
+			if !bytes.Equal(parts[i], parts2[i]) {
+				t.Fatalf("round trip changed part %d", i)
+			}
+		}
+	})
+}
+
+func slicesEqual(a, b []uint64) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
+
+// fuzzSeedSegment is the first segment of a spool that was given posts
+// (one with an input position) and a batch covering some, then closed.
+func fuzzSeedSegment(f *testing.F) []byte {
+	dir := f.TempDir()
+	s, _, err := Open(Options{Dir: dir, MaxBytes: 1 << 30, Log: hclog.NewNullLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	posts := testPosts(1, 4, 30)
+	if err := s.Append(context.Background(), posts[:3], nil, false, false); err != nil {
+		f.Fatal(err)
+	}
+	if err := s.Append(context.Background(), posts[3:], &Position{Source: "in.csv", Rows: 4, Hash: 99}, false, false); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := s.AppendBatch([]uint64{1, 3}, [][]byte{[]byte("frame"), {}}, func(uint64, error) {}); err != nil {
+		f.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, segmentName(1)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
+
+// How FuzzRecover lays its input out in the segment file.
+const (
+	afterHeader uint8 = iota // a valid header, then the bytes
+	wholeFile                // the bytes, as the whole file
+	checksummed              // a valid header, then records built from the bytes (see fuzzRecords)
+	fuzzModes
+)
+
+// fuzzRecords makes records with valid checksums from data, so that what
+// lies behind a checksum is fuzzed too: each record is a kind byte, a
+// sequence byte (below 240: the next record's, else off by up to 15), a
+// little-endian u16 body length (cut to what is left), and the body.
+func fuzzRecords(data []byte) []byte {
+	var out []byte
+	next := uint64(1)
+	for len(data) >= 4 {
+		kind, adj := data[0]%4, data[1]
+		n := min(int(data[2])|int(data[3])<<8, len(data)-4)
+		seq := next
+		if adj >= 240 {
+			seq = next + uint64(adj-240) - 2
+		}
+		out = append(out, record(kind, seq, data[4:4+n])...)
+		data = data[4+n:]
+		next++
+	}
+	return out
+}
+
+// fuzzChunk is one record in fuzzRecords' layout.
+func fuzzChunk(kind byte, body []byte) []byte {
+	return append([]byte{kind, 0, byte(len(body)), byte(len(body) >> 8)}, body...)
+}
+
+func FuzzRecover(f *testing.F) {
+	seg := fuzzSeedSegment(f)
+	body := seg[len(segmentHeader):]
+	for _, cut := range []int{len(body), len(body) - 1, len(body) / 2, recordHeader + 3, 0} {
+		f.Add(body[:cut], afterHeader)
+	}
+	f.Add(seg, wholeFile)
+	f.Add(seg[:7], wholeFile)
+	f.Add([]byte("not a spool at all, longer than a header"), wholeFile)
+	var chunks []byte
+	chunks = append(chunks, fuzzChunk(kindPost, appendPost(nil, &wire.Post{Publication: "a", Content: "b"}, nil))...)
+	chunks = append(chunks, fuzzChunk(kindPost, appendPost(nil, &wire.Post{Publication: "c", Content: "d"}, &Position{Source: "s", Rows: 2}))...)
+	chunks = append(chunks, fuzzChunk(kindBatch, appendBatch(nil, []uint64{1}, [][]byte{[]byte("frame")}))...)
+	chunks = append(chunks, fuzzChunk(kindPost, []byte{0xff})...)
+	f.Add(chunks, checksummed)
+	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
+		mode %= fuzzModes
+		whole := mode == wholeFile
+		var content []byte
+		switch mode {
+		case afterHeader:
+			content = append([]byte(segmentHeader), data...)
+		case wholeFile:
+			content = data
+		case checksummed:
+			content = append([]byte(segmentHeader), fuzzRecords(data)...)
+		}
+		dir := t.TempDir()
+		path := filepath.Join(dir, segmentName(1))
+		if err := os.WriteFile(path, content, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		opts := Options{Dir: dir, MaxBytes: 1 << 30, Log: hclog.NewNullLogger()}
+		s, rec, err := Open(opts)
+		if err != nil {
+			if whole && len(content) >= len(segmentHeader) && !bytes.HasPrefix(content, []byte(segmentHeader)) &&
+				strings.Contains(err.Error(), "does not start like a spool segment") {
+				return // refused, as it should be
+			}
+			t.Fatalf("Open of a segment with a valid header: %v", err)
+		}
+		defer s.Close()
+
+		// What is left is a prefix of what was there (or the header,
+		// where not even that was), and anything cut is reported.
+		after, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(content) < len(segmentHeader) {
+			if string(after) != segmentHeader {
+				t.Fatalf("a segment of %d bytes became %q, want the header", len(content), after)
+			}
+		} else if !bytes.HasPrefix(content, after) || len(after) < len(segmentHeader) {
+			t.Fatalf("Open left %d bytes that are not a prefix of the %d there", len(after), len(content))
+		}
+		cut := len(content) >= len(segmentHeader) && len(after) < len(content)
+		if cut != (len(rec.Damage) == 1) || len(rec.Damage) > 1 {
+			t.Fatalf("cut %d of %d bytes, damage reported: %q", len(content)-len(after), len(content), rec.Damage)
+		}
+		if rec.Bytes != int64(len(after)) {
+			t.Fatalf("Recovery.Bytes = %d, the file holds %d", rec.Bytes, len(after))
+		}
+
+		// Every recovered record is valid: Next returns exactly the posts
+		// not covered, in order, and the batches cover only earlier
+		// posts that Next skips.
+		covered := make(map[uint64]bool)
+		var prevBatch uint64
+		for _, b := range rec.Batches {
+			if b.Seq <= prevBatch {
+				t.Fatalf("batches out of order: %d after %d", b.Seq, prevBatch)
+			}
+			prevBatch = b.Seq
+			for i, c := range b.Covers {
+				if c >= b.Seq || (i > 0 && c <= b.Covers[i-1]) {
+					t.Fatalf("batch %d covers %v", b.Seq, b.Covers)
+				}
+				covered[c] = true
+			}
+		}
+		s.CloseIntake()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		var n int
+		var prev uint64
+		for {
+			p, ok := s.Next(ctx)
+			if !ok {
+				break
+			}
+			if p.Spool <= prev || covered[p.Spool] {
+				t.Fatalf("Next returned record %d after %d (covered: %v)", p.Spool, prev, covered[p.Spool])
+			}
+			prev = p.Spool
+			n++
+		}
+		if ctx.Err() != nil || s.Err() != nil {
+			t.Fatalf("Next did not end cleanly: ctx %v, spool %v", ctx.Err(), s.Err())
+		}
+		if n != rec.Posts {
+			t.Fatalf("Next returned %d posts, Recovery.Posts is %d", n, rec.Posts)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		// Recovery is done once: a second Open finds the same, undamaged.
+		s2, rec2, err := Open(opts)
+		if err != nil {
+			t.Fatalf("second Open: %v", err)
+		}
+		defer s2.Close()
+		if len(rec2.Damage) != 0 || rec2.Posts != rec.Posts || len(rec2.Batches) != len(rec.Batches) {
+			t.Fatalf("second Open: %d posts, %d batches, damage %q; first: %d posts, %d batches",
+				rec2.Posts, len(rec2.Batches), rec2.Damage, rec.Posts, len(rec.Batches))
+		}
+	})
+}
