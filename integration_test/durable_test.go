@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -30,73 +29,14 @@ import (
 // bounded; --input resumes where a killed run stopped; one ingest per data
 // directory. These tests kill the parent itself, not only its children.
 
-// spawn starts the binary with args, without waiting for anything. The
-// returned parent's db and url come from --db and --listen in args. The
-// process is killed at the end of the test if it still runs, and its
-// output is logged if the test failed.
-func spawn(t *testing.T, args ...string) *parent {
-	t.Helper()
-	p := &parent{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--db="); ok {
-			p.db = v
-		}
-		if v, ok := strings.CutPrefix(a, "--listen="); ok {
-			p.url = "http://" + v
-		}
-	}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("output of ingest pid %d (%s):\n%s", p.cmd.Process.Pid, strings.Join(args, " "), p.logs.String())
-		}
-	})
-	return p
-}
-
 // launch starts a parent serving on addr with the database db (so, unless
 // args say otherwise, the data directory is db's) and waits until it is
 // ready. Unlike startParent, a second parent can reuse both.
 func launch(t *testing.T, addr, db string, args ...string) *parent {
 	t.Helper()
-	p := spawn(t, append([]string{"--listen=" + addr, "--db=" + db}, args...)...)
+	p := spawn(t, nil, append([]string{"--listen=" + addr, "--db=" + db}, args...)...)
 	p.awaitReady(60 * time.Second)
 	return p
-}
-
-// awaitReady waits until p answers /readyz with 200; it fails the test if
-// p exits first. A parent restarted after a SIGKILL may first wait up to
-// 15 s for the old children to release the data directory.
-func (p *parent) awaitReady(within time.Duration) {
-	p.t.Helper()
-	client := &http.Client{Timeout: 2 * time.Second}
-	waitFor(p.t, within, "parent serving /readyz", func() bool {
-		select {
-		case <-p.done:
-			p.t.Fatalf("ingest exited during start-up (%v):\n%s", p.err, p.logs.String())
-		default:
-		}
-		resp, err := client.Get(p.url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
 }
 
 // kill9 kills the parent alone with SIGKILL and waits until it is gone.
@@ -707,7 +647,7 @@ func inputArticles(seed uint64, prefix string, n, size int) []article {
 // output.
 func runInput(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	p := spawn(t, args...)
+	p := spawn(t, nil, args...)
 	return p.wait(3 * time.Minute), p.logs.String()
 }
 
@@ -716,7 +656,7 @@ func runInput(t *testing.T, args ...string) (int, string) {
 // it saw stored just before the kill.
 func killMidway(t *testing.T, db string, total int64, args ...string) int64 {
 	t.Helper()
-	p := spawn(t, args...)
+	p := spawn(t, nil, args...)
 	var n int64
 	waitFor(t, 60*time.Second, "the first articles stored", func() bool {
 		select {
@@ -870,7 +810,7 @@ func TestTwoParentsOneDataDir(t *testing.T) {
 		{"same --db", []string{"--db=" + db}},
 		{"same --data-dir, another --db", []string{"--db=" + filepath.Join(t.TempDir(), "other.db"), "--data-dir=" + dir}},
 	} {
-		q := spawn(t, append([]string{"--listen=" + freePort(t), "--workers=1"}, second.args...)...)
+		q := spawn(t, nil, append([]string{"--listen=" + freePort(t), "--workers=1"}, second.args...)...)
 		code := q.wait(30 * time.Second)
 		out := q.logs.String()
 		if code == 0 || !strings.Contains(out, "is used by another ingest (pid") || !strings.Contains(out, holder) {

@@ -125,8 +125,28 @@ func startParent(t *testing.T, env []string, args ...string) *parent {
 		// which tests running at once would share.
 		all = append(all, "--data-dir="+filepath.Dir(db))
 	}
-	p := &parent{t: t, url: "http://" + addr, db: db, logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, all...)
+	p := spawn(t, env, all...)
+	p.awaitReady(90 * time.Second)
+	return p
+}
+
+// spawn starts the binary with args (and env added to this process's
+// environment), without waiting for anything. The
+// returned parent's db and url come from --db and --listen in args. The
+// process is killed at the end of the test if it still runs, and its
+// output is logged if the test failed.
+func spawn(t *testing.T, env []string, args ...string) *parent {
+	t.Helper()
+	p := &parent{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--db="); ok {
+			p.db = v
+		}
+		if v, ok := strings.CutPrefix(a, "--listen="); ok {
+			p.url = "http://" + v
+		}
+	}
+	p.cmd = exec.Command(binary, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -144,23 +164,31 @@ func startParent(t *testing.T, env []string, args ...string) *parent {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("ingest output:\n%s", p.logs.String())
+			t.Logf("output of ingest pid %d (%s):\n%s", p.cmd.Process.Pid, strings.Join(args, " "), p.logs.String())
 		}
 	})
-	waitFor(t, 90*time.Second, "parent serving /readyz", func() bool {
+	return p
+}
+
+// awaitReady waits until p answers /readyz with 200; it fails the test if
+// p exits first. A parent restarted after a SIGKILL may first wait up to
+// 15 s for the old children to release the data directory.
+func (p *parent) awaitReady(within time.Duration) {
+	p.t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second}
+	waitFor(p.t, within, "parent serving /readyz", func() bool {
 		select {
 		case <-p.done:
-			t.Fatalf("ingest exited during start-up (%v):\n%s", p.err, p.logs.String())
+			p.t.Fatalf("ingest exited during start-up (%v):\n%s", p.err, p.logs.String())
 		default:
 		}
-		resp, err := http.Get(p.url + "/readyz")
+		resp, err := client.Get(p.url + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return p
 }
 
 // waitFor polls cond until it holds or the deadline passes.
