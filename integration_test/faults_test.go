@@ -335,20 +335,7 @@ func TestRestartBudget(t *testing.T) {
 // are exact.
 func TestSpillAndReplay(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--durability=none", "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
-		"--drain-timeout=3s", "--spill-dir="+t.TempDir())
-	pid := p.cmd.Process.Pid
-	savers := childPIDs(t, pid, "saver", -1)
-	// A stopped saver stores nothing (and a long --heartbeat-timeout keeps
-	// it from being replaced).
-	if err := syscall.Kill(savers[0], syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	postAll(t, p, arts, 60)
-	if code := p.stop(syscall.SIGTERM, time.Minute); code == 0 {
-		t.Fatal("exit 0 although nothing could be stored")
-	}
-	syscall.Kill(savers[0], syscall.SIGKILL)
+	p := drainWithSaverStopped(t, arts, "--durability=none")
 	var batchFile, postFile string
 	for _, l := range lines(p.logs.String(), "spill file") {
 		f := fieldValue(l, "file")
@@ -385,17 +372,7 @@ func TestSpillAndReplay(t *testing.T) {
 // directory stores them, exactly once.
 func TestDrainTimeoutKeepsSpool(t *testing.T) {
 	arts := fixtures(t)
-	p := startParent(t, nil, "--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
-		"--drain-timeout=3s", "--spill-dir="+t.TempDir())
-	savers := childPIDs(t, p.cmd.Process.Pid, "saver", -1)
-	if err := syscall.Kill(savers[0], syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	postAll(t, p, arts, 60)
-	if code := p.stop(syscall.SIGTERM, time.Minute); code == 0 {
-		t.Fatal("exit 0 although nothing could be stored")
-	}
-	syscall.Kill(savers[0], syscall.SIGKILL)
+	p := drainWithSaverStopped(t, arts)
 	last := lines(p.logs.String(), "stopped;")
 	if len(last) != 1 || !strings.Contains(last[0], "kept in the spool") || !strings.Contains(last[0], "kept_in_spool=") {
 		t.Fatalf("final line does not say the posts are kept in the spool: %q", last)
@@ -417,6 +394,27 @@ func TestDrainTimeoutKeepsSpool(t *testing.T) {
 		t.Fatalf("restarted parent exited %d", code)
 	}
 	assertCounts(t, stored(t, p.db), want)
+}
+
+// drainWithSaverStopped posts arts to a parent (with args) whose saver is
+// stopped, so that nothing is stored, and SIGTERMs it: the drain runs out
+// of its 3 s and the parent exits non-zero.
+func drainWithSaverStopped(t *testing.T, arts []article, args ...string) *parent {
+	t.Helper()
+	p := startParent(t, nil, append([]string{"--workers=1", "--top-n=0", "--flush-interval=100ms", "--heartbeat-timeout=5m",
+		"--drain-timeout=3s", "--spill-dir=" + t.TempDir()}, args...)...)
+	savers := childPIDs(t, p.cmd.Process.Pid, "saver", -1)
+	// A stopped saver stores nothing (and a long --heartbeat-timeout keeps
+	// it from being replaced).
+	if err := syscall.Kill(savers[0], syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	postAll(t, p, arts, 60)
+	if code := p.stop(syscall.SIGTERM, time.Minute); code == 0 {
+		t.Fatal("exit 0 although nothing could be stored")
+	}
+	syscall.Kill(savers[0], syscall.SIGKILL)
+	return p
 }
 
 // totalArticles is the number of articles over every publication.

@@ -477,12 +477,7 @@ func (s *Spool) Append(ctx context.Context, posts []wire.Post, pos *Position, du
 	need := int64(len(buf))
 
 	if wait {
-		stop := context.AfterFunc(ctx, func() {
-			s.mu.Lock()
-			s.cond.Broadcast()
-			s.mu.Unlock()
-		})
-		defer stop()
+		defer s.wakeOnDone(ctx)()
 	}
 	s.mu.Lock()
 	for {
@@ -703,12 +698,7 @@ func (s *Spool) promotePositions(seq uint64) {
 // and every post was returned, after Close, or when ctx ends. One caller
 // at a time.
 func (s *Spool) Next(ctx context.Context) (post wire.Post, ok bool) {
-	stop := context.AfterFunc(ctx, func() {
-		s.mu.Lock()
-		s.cond.Broadcast()
-		s.mu.Unlock()
-	})
-	defer stop()
+	defer s.wakeOnDone(ctx)()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
@@ -758,6 +748,16 @@ func (s *Spool) Next(ctx context.Context) (post wire.Post, ok bool) {
 		}
 		s.cond.Wait()
 	}
+}
+
+// wakeOnDone wakes every wait on s.cond when ctx ends, so that a wait can
+// notice; the returned stop releases it.
+func (s *Spool) wakeOnDone(ctx context.Context) (stop func() bool) {
+	return context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
 }
 
 // after is the segment after seg, nil if seg is the last.
