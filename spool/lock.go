@@ -35,6 +35,9 @@ const lockWait = 15 * time.Second
 // is gone but its children still hold the lock, it waits for them up to
 // lockWait.
 func Acquire(dir string, log hclog.Logger) (*Lock, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("--data-dir %s: %w: create it, or point --data-dir at a writable directory", dir, err)
 	}
