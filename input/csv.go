@@ -211,6 +211,7 @@ func (r *Reader) startCSV(first byte) error {
 // newCSV starts an encoding/csv reader over r.lim: at the header, and
 // again after a record too long, whose rest the old one had buffered.
 func (r *Reader) newCSV() {
+	r.csvBase = r.consumed()
 	c := csv.NewReader(r.lim)
 	c.ReuseRecord = true
 	c.FieldsPerRecord = -1 // rows are checked for the columns we need only

@@ -81,6 +81,12 @@ type Reader struct {
 
 	read *countingReader // bytes of the file read so far; nil for NewReader
 	size int64           // the file's size; 0 when unknown
+
+	// text counts the bytes of text (decompressed, for gzip) read into br,
+	// for Offset; csvBase is the text offset at which the current
+	// encoding/csv reader started.
+	text    *countingReader
+	csvBase int64
 }
 
 // countingReader counts the bytes read through it, for Progress.
@@ -157,7 +163,8 @@ func NewReader(r io.Reader, name string) (*Reader, error) {
 // newReader lets tests use a small line limit.
 func newReader(src io.Reader, name string, maxLine int) (*Reader, error) {
 	r := &Reader{name: name, maxLine: maxLine, format: FormatNDJSON}
-	br := bufio.NewReaderSize(src, bufSize)
+	r.text = &countingReader{r: src}
+	br := bufio.NewReaderSize(r.text, bufSize)
 	magic, err := br.Peek(2)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("input %s: read: %w", name, err)
@@ -168,7 +175,8 @@ func newReader(src io.Reader, name string, maxLine int) (*Reader, error) {
 			return nil, fmt.Errorf("input %s: starts like gzip but its header is unreadable: %w: check the file with gzip -t", name, err)
 		}
 		r.gz = gz
-		br = bufio.NewReaderSize(gz, bufSize)
+		r.text = &countingReader{r: gz}
+		br = bufio.NewReaderSize(r.text, bufSize)
 	}
 	r.br = br
 
@@ -250,6 +258,80 @@ func (r *Reader) Next() (wire.Post, error) {
 		}
 	}
 	return p, err
+}
+
+// Offset is where the next row starts in the input's text (decompressed,
+// for gzip), in bytes: past the header and every row Next returned. Give
+// it to SkipTo of a Reader over the same input to go on from there.
+func (r *Reader) Offset() int64 {
+	if r.csv != nil {
+		return r.csvBase + r.csv.InputOffset()
+	}
+	return r.consumed()
+}
+
+// consumed is the text taken out of br, encoding/csv's read-ahead
+// included.
+func (r *Reader) consumed() int64 { return r.text.n.Load() - int64(r.br.Buffered()) }
+
+// SkipTo goes on from offset, an Offset that a Reader over the same input
+// returned: the next row is the one that started there. The bytes in
+// between are not parsed, only counted for line numbers, so skipping
+// gigabytes takes the time to read (and decompress) them, not to decode
+// their rows. It fails if offset is behind the position, past the end of
+// the input, or (CSV read ahead past it) not where a row starts.
+func (r *Reader) SkipTo(offset int64) error {
+	if r.err != nil && !errors.Is(r.err, io.EOF) {
+		return r.err
+	}
+	cur := r.consumed()
+	if r.csv != nil && offset < cur {
+		// encoding/csv buffered past offset: read the rows up to it.
+		for r.Offset() < offset {
+			_, err := r.Next()
+			var rowErr *RowError
+			if err != nil && !errors.As(err, &rowErr) {
+				return fmt.Errorf("input %s: skip to byte %d: %w", r.name, offset, err)
+			}
+		}
+		if r.Offset() != offset {
+			return fmt.Errorf("input %s: no row starts at byte %d", r.name, offset)
+		}
+		return nil
+	}
+	if offset < cur {
+		return fmt.Errorf("input %s: cannot skip back to byte %d from %d", r.name, offset, cur)
+	}
+	lines, err := r.discard(offset - cur)
+	if err != nil {
+		return err
+	}
+	if r.csv != nil {
+		r.lines = r.lim.scan.lines + lines
+		r.lim.scan = csvScan{lines: r.lines, recordLines: r.lines}
+		r.lim.n = 0
+		r.newCSV()
+	} else {
+		r.lines += lines
+	}
+	return nil
+}
+
+// discard drops n bytes of text, counting their newlines.
+func (r *Reader) discard(n int64) (lines int64, err error) {
+	for n > 0 {
+		chunk, err := r.br.Peek(int(min(n, int64(r.br.Size()))))
+		lines += int64(bytes.Count(chunk, newline))
+		r.br.Discard(len(chunk))
+		n -= int64(len(chunk))
+		if err != nil && n > 0 {
+			if errors.Is(err, io.EOF) {
+				return lines, fmt.Errorf("input %s: ends %d bytes before the offset to skip to", r.name, n)
+			}
+			return lines, r.readError(err)
+		}
+	}
+	return lines, nil
 }
 
 // Format reports the detected format: FormatNDJSON or FormatCSV. Empty

@@ -23,7 +23,8 @@ import (
 // seq grows by one from record to record, across segments.
 //
 //	post body  = uvarint(len) publication uvarint(len) content uvarint(attempts)
-//	             [ uvarint(len) source uvarint(rows) hash:u64 ]
+//	             [ uvarint(len) source uvarint(rows) uvarint(offset)
+//	               uvarint(lastAt) hash:u64 ]
 //	batch body = uvarint(n) uvarint(first) uvarint(delta)*(n-1)
 //	             uvarint(parts) ( uvarint(len) frame )*parts
 //
@@ -61,6 +62,8 @@ func appendPost(b []byte, p *wire.Post, pos *Position) []byte {
 		b = binary.AppendUvarint(b, uint64(len(pos.Source)))
 		b = append(b, pos.Source...)
 		b = binary.AppendUvarint(b, uint64(pos.Rows))
+		b = binary.AppendUvarint(b, uint64(pos.Offset))
+		b = binary.AppendUvarint(b, uint64(pos.LastAt))
 		b = binary.LittleEndian.AppendUint64(b, pos.Hash)
 	}
 	return b
@@ -76,6 +79,8 @@ func decodePost(b []byte) (wire.Post, *Position, error) {
 	if r.err == nil && len(r.b) > 0 {
 		pos := &Position{Source: r.str()}
 		pos.Rows = int64(r.uvarint())
+		pos.Offset = int64(r.uvarint())
+		pos.LastAt = int64(r.uvarint())
 		pos.Hash = r.u64()
 		if r.err == nil && len(r.b) != 0 {
 			r.err = fmt.Errorf("%w: %d bytes after a post", errDamaged, len(r.b))

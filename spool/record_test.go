@@ -22,7 +22,7 @@ func TestPostBodyRoundTrip(t *testing.T) {
 		{"plain", wire.Post{Publication: "The Times", Content: "Rain in Spain.", Attempts: 2}, nil},
 		{"unicode and NULs", wire.Post{Publication: "Le Monde \u00e9", Content: "a\x00b\n\u2603", Attempts: 0}, nil},
 		{"long content", wire.Post{Publication: "p", Content: strings.Repeat("x", 70000), Attempts: 1 << 20}, nil},
-		{"with position", wire.Post{Publication: "p", Content: "c", Attempts: 1}, &Position{Source: "/data/in.csv", Rows: 1234, Hash: 0xdeadbeefcafef00d}},
+		{"with position", wire.Post{Publication: "p", Content: "c", Attempts: 1}, &Position{Source: "/data/in.csv", Rows: 1234, Offset: 8 << 30, LastAt: 8<<30 - 5000, Hash: 0xdeadbeefcafef00d}},
 		{"position with empty source", wire.Post{Publication: "p", Content: "c"}, &Position{Rows: 0, Hash: 0}},
 		{"empty post with position", wire.Post{}, &Position{Source: "s", Rows: 1, Hash: 1}},
 	}

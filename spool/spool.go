@@ -52,12 +52,15 @@ type Options struct {
 }
 
 // Position is how far an input file was read: Rows rows (invalid ones
-// included) whose posts hash to Hash (see the input package's running
-// hash). Source names the file.
+// included), ending at byte Offset of its text; the last of them started
+// at LastAt and hashes to Hash, which tells the file from another under
+// the same name. Source names the file.
 type Position struct {
 	Source string `json:"source"`
 	Rows   int64  `json:"rows"`
-	Hash   uint64 `json:"hash"`
+	Offset int64  `json:"offset"`
+	LastAt int64  `json:"last_row_at"`
+	Hash   uint64 `json:"last_row_hash"`
 }
 
 // Batch is a batch recovered from the spool: its parts (wire frames) go to

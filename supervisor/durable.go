@@ -213,29 +213,20 @@ func inputSource(cfg config.Config) string {
 	return abs
 }
 
-// rowHash chains a row into the running hash that identifies the rows of
-// an input read so far: a file whose first rows differ is another file,
-// whatever its name.
-func rowHash(h uint64, post *wire.Post, valid bool) uint64 {
+// rowHash identifies a row's post: the last row of a recorded position
+// must hash the same when a run resumes, or the file is another one.
+func rowHash(post *wire.Post) uint64 {
 	f := fnv.New64a()
-	var b [8]byte
-	for i := range b {
-		b[i] = byte(h >> (8 * i))
-	}
-	f.Write(b[:])
-	if !valid {
-		f.Write([]byte{0xff})
-		return f.Sum64()
-	}
 	f.Write([]byte(post.Publication))
 	f.Write([]byte{0})
 	f.Write([]byte(post.Content))
 	return f.Sum64()
 }
 
-// resumeInput skips the rows of --input an earlier run on this data
-// directory already spooled, if it is the same file: the same first rows,
-// by their running hash. It returns the position to continue from.
+// resumeInput goes on with --input where an earlier run on this data
+// directory stopped, if it is the same file: the rows before are skipped
+// by their bytes, without decoding them, and the last of them must be the
+// row recorded there. It returns the position to continue from.
 func (p *parent) resumeInput() (spool.Position, error) {
 	src := inputSource(p.cfg)
 	start := spool.Position{Source: src}
@@ -246,27 +237,20 @@ func (p *parent) resumeInput() (spool.Position, error) {
 	if !ok || at.Rows == 0 {
 		return start, nil
 	}
-	pos := start
-	for pos.Rows < at.Rows {
-		post, err := p.src.Next()
-		var rowErr *input.RowError
-		switch {
-		case err == nil:
-			pos.Hash = rowHash(pos.Hash, &post, true)
-		case errors.As(err, &rowErr):
-			pos.Hash = rowHash(pos.Hash, nil, false)
-		default:
-			return p.restartInput(at, fmt.Sprintf("it has %d rows, fewer than the %d read before (%v)", pos.Rows, at.Rows, err))
-		}
-		pos.Rows++
+	if err := p.src.SkipTo(at.LastAt); err != nil {
+		return p.restartInput(at, err.Error())
 	}
-	if pos.Hash != at.Hash {
-		return p.restartInput(at, fmt.Sprintf("its first %d rows differ from those read before", at.Rows))
+	post, err := p.src.Next()
+	switch {
+	case err != nil:
+		return p.restartInput(at, fmt.Sprintf("no post where row %d was (%v)", at.Rows, err))
+	case rowHash(&post) != at.Hash || p.src.Offset() != at.Offset:
+		return p.restartInput(at, fmt.Sprintf("row %d differs from the one read before", at.Rows))
 	}
 	p.resumedRows = at.Rows
 	p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
-		"input", p.cfg.Input, "rows_done", at.Rows, "data_dir", p.cfg.DataDirectory())
-	return pos, nil
+		"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
+	return at, nil
 }
 
 // restartInput reads --input from its start after all: it is not the file

@@ -557,6 +557,7 @@ func (p *parent) feed() error {
 		return err
 	}
 	for {
+		rowAt := p.src.Offset()
 		post, err := p.src.Next()
 		if errors.Is(err, io.EOF) {
 			p.readAll = true
@@ -564,8 +565,7 @@ func (p *parent) feed() error {
 		}
 		var rowErr *input.RowError
 		if errors.As(err, &rowErr) {
-			pos.Rows++
-			pos.Hash = rowHash(pos.Hash, nil, false)
+			pos.Rows++ // recorded with the next post
 			if p.skipped.Add(1) <= 10 {
 				p.log.Warn("skipping row", "input", p.cfg.Input, "error", rowErr)
 			}
@@ -576,7 +576,7 @@ func (p *parent) feed() error {
 		}
 		if p.spool != nil {
 			pos.Rows++
-			pos.Hash = rowHash(pos.Hash, &post, true)
+			pos.Offset, pos.LastAt, pos.Hash = p.src.Offset(), rowAt, rowHash(&post)
 			var at *spool.Position
 			if pos.Source != "" {
 				at = &pos
