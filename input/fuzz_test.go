@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"unicode/utf8"
@@ -72,6 +73,8 @@ func fuzzReader(t *testing.T, data []byte) {
 			t.Fatalf("Format() = %q", f)
 		}
 		var lastLine int64
+		var steps []string // each Next's outcome, with the Offset before it
+		clean := false     // the input ended with io.EOF
 		// Every post and row error consumes at least one byte of input
 		// (gzip aside, whose output is bounded by its own checks), so far
 		// more calls than that mean the reader is not making progress.
@@ -80,10 +83,12 @@ func fuzzReader(t *testing.T, data []byte) {
 			if calls > budget {
 				t.Fatalf("no end after %d calls to Next on %d bytes", calls, len(data))
 			}
+			before := r.Offset()
 			p, err := r.Next()
 			var re *RowError
 			switch {
 			case err == nil:
+				steps = append(steps, fmt.Sprintf("%d post %q %q", before, p.Publication, p.Content))
 				if why := wire.CheckPost(p); why != "" {
 					t.Fatalf("post outside the limits (%s): %+v", why, p)
 				}
@@ -99,8 +104,10 @@ func fuzzReader(t *testing.T, data []byte) {
 					t.Fatal("row error without a reason")
 				}
 				lastLine = re.Line
+				steps = append(steps, fmt.Sprintf("%d error line %d", before, re.Line))
 				continue
 			case errors.Is(err, io.EOF):
+				clean = true
 			default:
 				if _, again := r.Next(); again != err {
 					t.Fatalf("fatal error %v, then %v", err, again)
@@ -110,6 +117,51 @@ func fuzzReader(t *testing.T, data []byte) {
 		}
 		if err := r.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
+		}
+		if clean && len(steps) > 0 {
+			checkSkip(t, data, limit, steps)
+		}
+	}
+}
+
+// checkSkip: a Reader that skips to the Offset before the middle row
+// returns that row and the rest as the first one did.
+func checkSkip(t *testing.T, data []byte, limit int, steps []string) {
+	k := len(steps) / 2
+	var offset int64
+	fmt.Sscan(steps[k], &offset)
+	r, err := newReader(bytes.NewReader(data), "fuzz", limit)
+	if err != nil {
+		t.Fatalf("second NewReader: %v", err)
+	}
+	defer r.Close()
+	if err := r.SkipTo(offset); err != nil {
+		t.Fatalf("SkipTo(%d), the Offset before row %d: %v", offset, k, err)
+	}
+	for i := k; ; i++ {
+		before := r.Offset()
+		p, err := r.Next()
+		var re *RowError
+		var got string
+		switch {
+		case err == nil:
+			got = fmt.Sprintf("%d post %q %q", before, p.Publication, p.Content)
+		case errors.As(err, &re):
+			got = fmt.Sprintf("%d error line %d", before, re.Line)
+		case errors.Is(err, io.EOF):
+			if i != len(steps) {
+				t.Fatalf("after SkipTo(%d): the end after row %d, want %d rows", offset, i, len(steps))
+			}
+			return
+		default:
+			t.Fatalf("after SkipTo(%d): %v", offset, err)
+		}
+		if i >= len(steps) || got != steps[i] {
+			want := "the end"
+			if i < len(steps) {
+				want = steps[i]
+			}
+			t.Fatalf("after SkipTo(%d), row %d: got %s, want %s", offset, i, got, want)
 		}
 	}
 }
