@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ type Recovery struct {
 	// Posts is the number of spooled posts no spooled batch covers: Next
 	// returns them again, first.
 	Posts int
-	// Batches are the spooled batches not known stored.
+	// Batches are the spooled batches not known stored, in spool order.
 	Batches []Batch
 	// Damage says what was cut off: a record cut short by a crash, or
 	// bytes that fail their checksum. Empty if none.
@@ -258,8 +259,6 @@ func (s *Spool) recover() (*Recovery, error) {
 	}
 	s.written, s.synced = s.next-1, s.next-1
 	rec.Posts = posts - len(s.covered)
-	// Batches in spool order.
-	sort.Slice(rec.Batches, func(i, j int) bool { return rec.Batches[i].Seq < rec.Batches[j].Seq })
 
 	if len(s.segs) == 0 {
 		if err := s.newSegment(); err != nil {
@@ -306,10 +305,10 @@ func (s *Spool) scan(seg *segment, last bool, posts *int, rec *Recovery) (string
 		return "", nil
 	}
 	off := int64(len(segmentHeader))
-	br := newBufReader(f, off)
+	var buf []byte
 	var damage string
 	for off < size {
-		recBytes, err := br.record(size - off)
+		recBytes, err := readRecord(f, off, size-off, &buf)
 		var kind byte
 		var seq uint64
 		if err == nil {
@@ -783,20 +782,8 @@ func (s *Spool) readLocked(c *cursor) ([]byte, error) {
 		}
 		c.f = f
 	}
-	var hdr [recordHeader]byte
-	if _, err := c.f.ReadAt(hdr[:], c.off); err != nil {
-		return nil, fmt.Errorf("spool: read %s at byte %d: %w", c.seg.path, c.off, err)
-	}
-	n, err := bodyLen(hdr[:])
+	rec, err := readRecord(c.f, c.off, c.seg.synced-c.off, &c.buf)
 	if err != nil {
-		return nil, fmt.Errorf("spool: %s at byte %d: %w", c.seg.path, c.off, err)
-	}
-	if cap(c.buf) < recordHeader+n || cap(c.buf) > 4<<20 && recordHeader+n < 1<<20 {
-		c.buf = make([]byte, recordHeader+n)
-	}
-	rec := c.buf[:recordHeader+n]
-	copy(rec, hdr[:])
-	if _, err := c.f.ReadAt(rec[recordHeader:], c.off+recordHeader); err != nil {
 		return nil, fmt.Errorf("spool: read %s at byte %d: %w", c.seg.path, c.off, err)
 	}
 	return rec, nil
@@ -897,12 +884,7 @@ func (s *Spool) Forget(source string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.pos, source)
-	for i := range s.pending {
-		if s.pending[i].pos.Source == source {
-			s.pending[i].pos.Source = "" // dropped when promoted
-		}
-	}
-	delete(s.pos, "")
+	s.pending = slices.DeleteFunc(s.pending, func(p posAt) bool { return p.pos.Source == source })
 	if _, ok := s.saved[source]; !ok {
 		return nil
 	}
@@ -915,9 +897,6 @@ func (s *Spool) Forget(source string) error {
 func (s *Spool) savePositions() error {
 	changed := false
 	for src, p := range s.pos {
-		if src == "" {
-			continue
-		}
 		if old, ok := s.saved[src]; !ok || old != p.pos {
 			s.saved[src] = p.pos
 			changed = true
@@ -1056,23 +1035,16 @@ func (s *Spool) closeFiles() {
 	}
 }
 
-// bufReader reads records sequentially from a segment at start.
-type bufReader struct {
-	r   io.ReaderAt
-	off int64
-	buf []byte
-}
-
-func newBufReader(r io.ReaderAt, off int64) *bufReader { return &bufReader{r: r, off: off} }
-
-// record reads the next record, at most left bytes long; its bytes are
-// valid until the next call.
-func (b *bufReader) record(left int64) ([]byte, error) {
+// readRecord reads the record at off of r, at most left bytes long, into
+// *buf (grown as needed; a large one is let go for a small record). The
+// bytes are valid until the next call with buf. Its errors are
+// errDamaged.
+func readRecord(r io.ReaderAt, off, left int64, buf *[]byte) ([]byte, error) {
 	if left < recordHeader {
 		return nil, fmt.Errorf("%w: %d bytes at the end, shorter than a record header (a write cut short)", errDamaged, left)
 	}
 	var hdr [recordHeader]byte
-	if _, err := b.r.ReadAt(hdr[:], b.off); err != nil {
+	if _, err := r.ReadAt(hdr[:], off); err != nil {
 		return nil, fmt.Errorf("%w: %v", errDamaged, err)
 	}
 	n, err := bodyLen(hdr[:])
@@ -1082,14 +1054,13 @@ func (b *bufReader) record(left int64) ([]byte, error) {
 	if int64(recordHeader+n) > left {
 		return nil, fmt.Errorf("%w: a record of %d bytes with %d left in the file (a write cut short)", errDamaged, recordHeader+n, left)
 	}
-	if cap(b.buf) < recordHeader+n {
-		b.buf = make([]byte, recordHeader+n)
+	if cap(*buf) < recordHeader+n || cap(*buf) > 4<<20 && recordHeader+n < 1<<20 {
+		*buf = make([]byte, recordHeader+n)
 	}
-	rec := b.buf[:recordHeader+n]
+	rec := (*buf)[:recordHeader+n]
 	copy(rec, hdr[:])
-	if _, err := b.r.ReadAt(rec[recordHeader:], b.off+recordHeader); err != nil {
+	if _, err := r.ReadAt(rec[recordHeader:], off+recordHeader); err != nil {
 		return nil, fmt.Errorf("%w: %v", errDamaged, err)
 	}
-	b.off += int64(len(rec))
 	return rec, nil
 }
