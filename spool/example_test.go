@@ -40,7 +40,7 @@ func Example() {
 		{Publication: "The Daily", Content: "Ada Lovelace met Charles Babbage in London."},
 		{Publication: "The Weekly", Content: "Babbage designed the Analytical Engine."},
 	}
-	if err := s.Append(ctx, posts, nil, true, false); err != nil {
+	if err := s.Accept(posts); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -101,7 +101,7 @@ func ExampleOpen_recovery() {
 		return
 	}
 	posts := []wire.Post{{Publication: "a", Content: "one"}, {Publication: "b", Content: "two"}, {Publication: "c", Content: "three"}}
-	if err := s.Append(context.Background(), posts, nil, true, false); err != nil {
+	if err := s.Accept(posts); err != nil {
 		fmt.Println(err)
 		return
 	}

@@ -92,10 +92,10 @@ func fuzzSeedSegment(f *testing.F) []byte {
 		f.Fatal(err)
 	}
 	posts := testPosts(1, 4, 30)
-	if err := s.Append(context.Background(), posts[:3], nil, false, false); err != nil {
+	if err := s.Feed(context.Background(), posts[:3], nil); err != nil {
 		f.Fatal(err)
 	}
-	if err := s.Append(context.Background(), posts[3:], &Position{Source: "in.csv", Rows: 4, Hash: 99}, false, false); err != nil {
+	if err := s.Feed(context.Background(), posts[3:], &Position{Source: "in.csv", Rows: 4, Hash: 99}); err != nil {
 		f.Fatal(err)
 	}
 	if _, err := s.AppendBatch([]uint64{1, 3}, [][]byte{[]byte("frame"), {}}, func(uint64, error) {}); err != nil {

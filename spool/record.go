@@ -14,30 +14,41 @@ import (
 // The byte layout of a segment file; nothing outside this package knows it.
 //
 //	segment  = header record*
-//	header   = "INGEST SPOOL v1\n"                       16 bytes
+//	header   = "INGEST SPOOL v2\n"                       16 bytes ("v1": no done or hole records)
 //	record   = length:u32 crc:u32 kind:u8 seq:u64 body  17 bytes + length
 //
 // Integers are little-endian. crc is CRC-32C (Castagnoli) of body, then
 // kind and seq as they are laid out, so that a record cut short, a record
 // with a flipped bit, and bytes that were never a record are all refused.
-// seq grows by one from record to record, across segments.
+// seq grows by one from record to record, across segments (a hole record
+// stands for n of them).
 //
 //	post body  = uvarint(len) publication uvarint(len) content uvarint(attempts)
 //	             [ uvarint(len) source uvarint(rows) uvarint(offset)
 //	               uvarint(lastAt) hash:u64 ]
-//	batch body = uvarint(n) uvarint(first) uvarint(delta)*(n-1)
-//	             uvarint(parts) ( uvarint(len) frame )*parts
+//	batch body = covers uvarint(parts) ( uvarint(len) frame )*parts
+//	done body  = uvarint(batch) covers
+//	hole body  = uvarint(n)
+//	covers     = uvarint(n) uvarint(first) uvarint(delta)*(n-1)
 //
 // A post's optional tail is the position of the input file it was read
 // from, after it (see Position). A batch lists the sequence numbers of the
 // posts it covers, ascending, then its parts: each the complete wire frame
-// a saver is sent.
+// a saver is sent. A done record says that the batch spooled as record
+// batch is stored, and repeats the posts it covers, so that a restart
+// neither offers that batch again nor processes its posts again, whatever
+// the sink still remembers, even if the batch record itself is lost. A
+// hole record, written by a repair, stands for n records (itself the
+// first) that damage destroyed; their bytes are in the quarantine.
 const (
-	segmentHeader = "INGEST SPOOL v1\n"
-	recordHeader  = 17
+	segmentHeader   = "INGEST SPOOL v2\n"
+	segmentHeaderV1 = "INGEST SPOOL v1\n"
+	recordHeader    = 17
 
 	kindPost  byte = 1
 	kindBatch byte = 2
+	kindDone  byte = 3
+	kindHole  byte = 4
 
 	// maxBody bounds a record's body: far above any post (--max-body) or
 	// batch, low enough that a damaged length is refused before it is
@@ -47,9 +58,11 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// errDamaged is what a record that cannot be read is; the scan at start
-// reports where and cuts there.
+// errDamaged is what a record that cannot be read is; recovery reports
+// where, and moves it aside.
 var errDamaged = errors.New("damaged record")
+
+func crc32Body(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // appendPost appends a post record's body to b.
 func appendPost(b []byte, p *wire.Post, pos *Position) []byte {
@@ -90,8 +103,8 @@ func decodePost(b []byte) (wire.Post, *Position, error) {
 	return p, nil, r.err
 }
 
-// appendBatch appends a batch record's body to b; covers must be sorted.
-func appendBatch(b []byte, covers []uint64, parts [][]byte) []byte {
+// appendCovers appends a sorted list of sequence numbers.
+func appendCovers(b []byte, covers []uint64) []byte {
 	b = binary.AppendUvarint(b, uint64(len(covers)))
 	var prev uint64
 	for i, s := range covers {
@@ -102,19 +115,13 @@ func appendBatch(b []byte, covers []uint64, parts [][]byte) []byte {
 		}
 		prev = s
 	}
-	b = binary.AppendUvarint(b, uint64(len(parts)))
-	for _, part := range parts {
-		b = binary.AppendUvarint(b, uint64(len(part)))
-		b = append(b, part...)
-	}
 	return b
 }
 
-// decodeBatch reads a batch record's body. The parts alias b.
-func decodeBatch(b []byte) (covers []uint64, parts [][]byte, err error) {
-	r := reader{b: b}
+// covers reads a list written by appendCovers.
+func (r *reader) covers() []uint64 {
 	n := r.count(1)
-	covers = make([]uint64, 0, n)
+	covers := make([]uint64, 0, n)
 	var prev uint64
 	for i := 0; i < n && r.err == nil; i++ {
 		v := r.uvarint()
@@ -127,14 +134,59 @@ func decodeBatch(b []byte) (covers []uint64, parts [][]byte, err error) {
 		covers = append(covers, v)
 		prev = v
 	}
+	return covers
+}
+
+// appendBatch appends a batch record's body to b; covers must be sorted.
+func appendBatch(b []byte, covers []uint64, parts [][]byte) []byte {
+	b = appendCovers(b, covers)
+	b = binary.AppendUvarint(b, uint64(len(parts)))
+	for _, part := range parts {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	return b
+}
+
+// decodeBatch reads a batch record's body. The parts alias b.
+func decodeBatch(b []byte) (covers []uint64, parts [][]byte, err error) {
+	r := reader{b: b}
+	covers = r.covers()
 	np := r.count(1)
 	for i := 0; i < np && r.err == nil; i++ {
 		parts = append(parts, r.bytes())
 	}
-	if r.err == nil && len(r.b) != 0 {
-		r.fail(fmt.Sprintf("%d bytes after a batch", len(r.b)))
-	}
+	r.end("a batch")
 	return covers, parts, r.err
+}
+
+// appendDone appends a done record's body to b; covers must be sorted.
+func appendDone(b []byte, batch uint64, covers []uint64) []byte {
+	b = binary.AppendUvarint(b, batch)
+	return appendCovers(b, covers)
+}
+
+// decodeDone reads a done record's body.
+func decodeDone(b []byte) (batch uint64, covers []uint64, err error) {
+	r := reader{b: b}
+	batch = r.uvarint()
+	covers = r.covers()
+	r.end("a done record")
+	return batch, covers, r.err
+}
+
+// appendHole appends a hole record's body to b.
+func appendHole(b []byte, n uint64) []byte { return binary.AppendUvarint(b, n) }
+
+// decodeHole reads a hole record's body: how many records it stands for.
+func decodeHole(b []byte) (uint64, error) {
+	r := reader{b: b}
+	n := r.uvarint()
+	if r.err == nil && n == 0 {
+		r.fail("a hole of no records")
+	}
+	r.end("a hole record")
+	return n, r.err
 }
 
 // putHeader fills the record header at the start of rec (whose body
@@ -160,7 +212,7 @@ func checkRecord(rec []byte) (kind byte, seq uint64, err error) {
 		return 0, 0, fmt.Errorf("%w: checksum mismatch", errDamaged)
 	}
 	kind, seq = rec[8], binary.LittleEndian.Uint64(rec[9:])
-	if kind != kindPost && kind != kindBatch {
+	if kind < kindPost || kind > kindHole {
 		return 0, 0, fmt.Errorf("%w: unknown kind %d", errDamaged, kind)
 	}
 	return kind, seq, nil
@@ -224,6 +276,13 @@ func (r *reader) bytes() []byte {
 }
 
 func (r *reader) str() string { return string(r.bytes()) }
+
+// end refuses bytes left after what was read.
+func (r *reader) end(what string) {
+	if r.err == nil && len(r.b) != 0 {
+		r.fail(fmt.Sprintf("%d bytes after %s", len(r.b), what))
+	}
+}
 
 func (r *reader) u64() uint64 {
 	if r.err != nil {

@@ -75,7 +75,7 @@ func testPosts(first, n, size int) []wire.Post {
 func appendOneByOne(t testing.TB, s *Spool, posts []wire.Post, durable bool) {
 	t.Helper()
 	for i := range posts {
-		if err := s.Append(context.Background(), posts[i:i+1], nil, durable, false); err != nil {
+		if err := appendMode(s, posts[i:i+1], durable); err != nil {
 			t.Fatalf("Append post %d: %v", i, err)
 		}
 	}
@@ -230,7 +230,7 @@ func TestRoundTrip(t *testing.T) {
 			want := testPosts(1, 7, 20)
 			calls := [][]wire.Post{want[0:1], want[1:5], want[5:7]}
 			for _, posts := range calls {
-				if err := s.Append(context.Background(), posts, nil, mode.durable, false); err != nil {
+				if err := appendMode(s, posts, mode.durable); err != nil {
 					t.Fatalf("Append: %v", err)
 				}
 			}
@@ -261,7 +261,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestAppendNothingIsNoop(t *testing.T) {
 	s, _ := openTest(t, Options{})
-	if err := s.Append(context.Background(), nil, &Position{Source: "x", Rows: 1}, true, false); err != nil {
+	if err := feedSynced(s, nil, &Position{Source: "x", Rows: 1}); err != nil {
 		t.Fatalf("Append(nil) = %v", err)
 	}
 	if st := s.Stats(); st.Appended != 0 {
@@ -288,7 +288,7 @@ func TestDurableAppendsShareSyncs(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				posts := testPosts(g*1000+i, 1, 30)
-				if err := s.Append(context.Background(), posts, nil, true, false); err != nil {
+				if err := s.Accept(posts); err != nil {
 					t.Errorf("goroutine %d: Append: %v", g, err)
 					return
 				}
@@ -327,7 +327,7 @@ func TestRecovery(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := openTest(t, Options{Dir: dir, Sync: mode.sync})
 			posts := testPosts(1, 6, 50)
-			if err := s.Append(context.Background(), posts, nil, mode.durable, false); err != nil {
+			if err := appendMode(s, posts, mode.durable); err != nil {
 				t.Fatal(err)
 			}
 			parts := [][]byte{[]byte("first part"), {}, bytes.Repeat([]byte{0, 1, 0xfe, 0xff}, 30000)}
@@ -373,7 +373,7 @@ func TestRecovery(t *testing.T) {
 
 			// The spool goes on where it was.
 			more := testPosts(8, 1, 10)
-			if err := s.Append(context.Background(), more, nil, mode.durable, false); err != nil {
+			if err := appendMode(s, more, mode.durable); err != nil {
 				t.Fatal(err)
 			}
 			if more[0].Spool != 8 {
@@ -509,7 +509,7 @@ func TestTornTail(t *testing.T) {
 			posts := testPosts(1, n, 40)
 			ends := make([]int64, n)
 			for i := range posts {
-				if err := s.Append(context.Background(), posts[i:i+1], nil, false, false); err != nil {
+				if err := s.Feed(context.Background(), posts[i:i+1], nil); err != nil {
 					t.Fatal(err)
 				}
 				ends[i] = diskBytes(t, dir)
@@ -545,7 +545,7 @@ func TestTornTail(t *testing.T) {
 			samePosts(t, nextPosts(t, s, tc.keep), posts[:tc.keep], seqRange(1, tc.keep))
 
 			more := testPosts(100, 1, 10)
-			if err := s.Append(context.Background(), more, nil, false, false); err != nil {
+			if err := s.Feed(context.Background(), more, nil); err != nil {
 				t.Fatalf("Append after recovery: %v", err)
 			}
 			if more[0].Spool != uint64(tc.keep+1) {
@@ -656,7 +656,7 @@ func TestPartialSegmentHeader(t *testing.T) {
 			}
 			checkBacklog(t, s, dir)
 			more := testPosts(100, 1, 10)
-			if err := s.Append(context.Background(), more, nil, false, false); err != nil {
+			if err := s.Feed(context.Background(), more, nil); err != nil {
 				t.Fatal(err)
 			}
 			if more[0].Spool != uint64(tc.before+1) {
@@ -810,7 +810,7 @@ func TestFull(t *testing.T) {
 			next++
 			beforeBytes, beforeUnread := s.Backlog()
 			beforeDisk := diskBytes(t, dir)
-			err := s.Append(ctx, p, &Position{Source: "in", Rows: int64(next)}, false, false)
+			err := s.Feed(ctx, p, &Position{Source: "in", Rows: int64(next)})
 			if err == nil {
 				took = append(took, p[0])
 				continue
@@ -874,7 +874,7 @@ func TestFull(t *testing.T) {
 	var waitErr error
 	go func() {
 		defer close(done)
-		waitErr = s.Append(ctx, waiting, nil, false, true)
+		waitErr = s.Feed(ctx, waiting, nil)
 	}()
 	select {
 	case <-done:
@@ -946,7 +946,7 @@ func TestCloseIntake(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			s, _ := openTest(t, Options{Sync: mode.sync})
 			posts := testPosts(1, 3, 10)
-			if err := s.Append(context.Background(), posts, nil, mode.durable, false); err != nil {
+			if err := appendMode(s, posts, mode.durable); err != nil {
 				t.Fatal(err)
 			}
 			s.CloseIntake()
@@ -998,7 +998,7 @@ func TestNextWaitsForAppend(t *testing.T) {
 		got <- p
 	}()
 	posts := testPosts(1, 1, 10)
-	if err := s.Append(context.Background(), posts, nil, false, false); err != nil {
+	if err := s.Feed(context.Background(), posts, nil); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -1063,7 +1063,7 @@ func TestPositions(t *testing.T) {
 	}
 	posts := testPosts(1, 3, 10)
 	at := Position{Source: "in.csv", Rows: 3, Hash: 0xfeedface}
-	if err := s.Append(context.Background(), posts, &at, true, false); err != nil {
+	if err := feedSynced(s, posts, &at); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := s.Position("in.csv"); !ok || got != at {
@@ -1277,7 +1277,7 @@ func BenchmarkAppendDurable(b *testing.B) {
 				posts := make([]wire.Post, 1)
 				for pb.Next() {
 					posts[0] = post
-					if err := s.Append(context.Background(), posts, nil, true, false); err != nil {
+					if err := s.Accept(posts); err != nil {
 						b.Error(err)
 						return
 					}

@@ -1,0 +1,458 @@
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/ingest-dev/ingest/wire"
+)
+
+// The log: segment files of records, appended under s.mu with one pwrite,
+// made durable by one fdatasync for everything written since the last
+// (group commit, outside the lock), read back in order by Next.
+
+type segment struct {
+	first   uint64 // seq of its first record (or the next one, if empty)
+	path    string
+	size    int64
+	synced  int64 // bytes durable (readable by Next)
+	pending int   // records not done: posts not covered by a stored batch, batches not stored
+	// f stays open for the spool's life: appended to (the last segment),
+	// read back by Next, and copied from if its file is removed.
+	f File
+}
+
+// waiter is an action due once the record seq is durable. It runs with
+// s.mu held: it may only change the spool's state or queue a call.
+type waiter struct {
+	seq uint64
+	fn  func(err error)
+}
+
+type cursor struct {
+	seg *segment
+	off int64
+	buf []byte
+}
+
+// segmentName is the file name of the segment whose first record is seq:
+// names sort as their sequence numbers do.
+func segmentName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, segmentSuffix) }
+
+// write writes records of kind (buf, split at offs, body CRCs crcs) at the
+// end of the active segment, starting the next segment first if this one
+// is full, and returns the last seq. On a failed write the segment is cut
+// back, so that the spool never holds a partial record it did not report;
+// the error is a *Fault (Sticky if the cut failed too), or ErrClosed.
+// s.mu is held; it is released while a segment is started.
+func (s *Spool) write(kind byte, buf []byte, offs []int, crcs []uint32) (uint64, error) {
+	for s.rotating {
+		s.cond.Wait()
+	}
+	switch {
+	case s.err != nil:
+		return 0, s.err
+	case s.closed:
+		return 0, ErrClosed
+	}
+	active := s.segs[len(s.segs)-1]
+	if active.size+int64(len(buf)) > s.segMax && active.size > int64(len(segmentHeader)) {
+		if err := s.rotate(); err != nil {
+			return 0, err
+		}
+		active = s.segs[len(s.segs)-1]
+	}
+	first := s.next
+	for i := range crcs {
+		putHeader(buf[offs[i]:offs[i+1]], kind, first+uint64(i), crcs[i])
+	}
+	if _, err := active.f.WriteAt(buf, active.size); err != nil {
+		if terr := active.f.Truncate(active.size); terr != nil {
+			return 0, s.fail(&Fault{Op: "write", Path: active.path, Sticky: true,
+				Err: fmt.Errorf("%w; and cutting back the partial write failed: %v", err, terr)})
+		}
+		return 0, &Fault{Op: "write", Path: active.path, Err: err}
+	}
+	n := uint64(len(crcs))
+	s.next += n
+	s.written = s.next - 1
+	active.size += int64(len(buf))
+	if kind == kindPost || kind == kindBatch {
+		active.pending += int(n)
+	}
+	s.bytes += int64(len(buf))
+	if !s.sync {
+		s.synced = s.written
+		active.synced = active.size
+	}
+	s.cond.Broadcast()
+	return s.written, nil
+}
+
+// rotate makes the active segment durable and starts the next one, with
+// s.mu released meanwhile (other writers wait on s.rotating). A failed
+// sync is Sticky; a segment that cannot be started is a Fault that lasts
+// until upkeep starts one. s.mu is held.
+func (s *Spool) rotate() error {
+	active := s.segs[len(s.segs)-1]
+	target, size, first := s.written, active.size, s.next
+	s.rotating = true
+	s.mu.Unlock()
+	var syncErr, err error
+	var seg *segment
+	if s.sync {
+		syncErr = active.f.Sync()
+	}
+	if syncErr == nil {
+		seg, err = s.createSegment(first)
+	}
+	s.mu.Lock()
+	s.rotating = false
+	s.cond.Broadcast()
+	if syncErr != nil {
+		return s.fail(&Fault{Op: "sync", Path: active.path, Err: syncErr, Sticky: true})
+	}
+	if s.sync {
+		s.stats.Syncs++
+		s.advance(target, active, size)
+	}
+	if err != nil {
+		return &Fault{Op: "start a segment", Path: filepath.Join(s.dir, segmentName(first)), Err: err}
+	}
+	s.segs = append(s.segs, seg)
+	s.bytes += seg.size
+	return nil
+}
+
+// createSegment starts the segment file for first: written whole under a
+// temporary name, synced, then renamed into place and the directory
+// synced, so that a segment file always starts with a complete header
+// and one that does not is damage, not a crash. It runs without s.mu.
+func (s *Spool) createSegment(first uint64) (*segment, error) {
+	path := filepath.Join(s.dir, segmentName(first))
+	f, err := s.writeFile(path, []byte(segmentHeader))
+	if err != nil {
+		return nil, err
+	}
+	n := int64(len(segmentHeader))
+	return &segment{first: first, path: path, size: n, synced: n, f: f}, nil
+}
+
+// writeFile writes path's content through a temporary file, renamed into
+// place once durable (with Options.Sync), and returns it open for reading
+// and writing. It leaves nothing behind if it fails.
+func (s *Spool) writeFile(path string, content []byte) (File, error) {
+	tmp := path + tmpSuffix
+	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.WriteAt(content, 0)
+	if err == nil && s.sync {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = s.fs.Rename(tmp, path)
+		if err == nil && s.sync {
+			if err = s.fs.SyncDir(filepath.Dir(path)); err != nil {
+				s.fs.Remove(path)
+			}
+		}
+	}
+	if err != nil {
+		f.Close()
+		s.fs.Remove(tmp)
+		return nil, err
+	}
+	return f, nil
+}
+
+// fail makes f sticky: the spool can no longer be trusted to hold what it
+// is given. Records waiting to be durable are told. s.mu is held.
+func (s *Spool) fail(f *Fault) *Fault {
+	if s.err == nil {
+		s.err = f
+		s.log.Error("the spool cannot be trusted any more: refusing posts for the rest of this run; what is on disk is recovered by the next start", "error", f)
+		s.failWaiters(f)
+		s.cond.Broadcast()
+	}
+	return s.err
+}
+
+// failWaiters tells every record waiting to be durable that it will not
+// be. s.mu is held.
+func (s *Spool) failWaiters(err error) {
+	for _, w := range s.waiters {
+		w.fn(err)
+	}
+	s.waiters = nil
+}
+
+// awaitDurable runs fn once the record seq is durable: at once if it is.
+// s.mu is held.
+func (s *Spool) awaitDurable(seq uint64, fn func(error)) {
+	if s.synced >= seq {
+		fn(nil)
+		return
+	}
+	s.waiters = append(s.waiters, waiter{seq, fn})
+}
+
+// syncLoop makes what was written durable, one fdatasync for everything
+// written since the last: concurrent appends share a sync.
+func (s *Spool) syncLoop() {
+	defer close(s.syncer)
+	s.mu.Lock()
+	defer s.unlock()
+	for {
+		for s.synced == s.written && !s.closed && s.err == nil {
+			s.cond.Wait()
+		}
+		if s.err != nil || s.synced == s.written {
+			return // failed (waiters told), or closed with nothing left
+		}
+		target := s.written
+		active := s.segs[len(s.segs)-1]
+		off := active.size
+		s.syncing = active // upkeep keeps it meanwhile
+		s.mu.Unlock()
+		err := active.f.Sync()
+		s.mu.Lock()
+		s.syncing = nil
+		s.stats.Syncs++
+		if err != nil {
+			s.fail(&Fault{Op: "sync", Path: active.path, Err: err, Sticky: true})
+			continue
+		}
+		if unlinked(active.f) {
+			// Synced into a file no longer in the directory: not durable
+			// in any sense a restart could use. Acknowledge nothing until
+			// upkeep has restored the file (restore then advances).
+			s.setFault(&Fault{Op: "directory", Path: s.dir, Err: errors.New("the segment appended to was removed")})
+			s.cond.Broadcast() // restore waits for syncing to be nil
+			for s.fault != nil && s.synced < target && !s.closed && s.err == nil {
+				s.cond.Wait()
+			}
+			continue
+		}
+		s.advance(target, active, off)
+		s.unlock() // runs the callbacks that came due
+		s.mu.Lock()
+		s.wake() // a segment may be done
+	}
+}
+
+// advance records that everything up to seq (and off bytes of seg) is
+// durable. s.mu is held.
+func (s *Spool) advance(seq uint64, seg *segment, off int64) {
+	if seq > s.synced {
+		s.synced = seq
+	}
+	if off > seg.synced {
+		seg.synced = off
+	}
+	s.promotePositions(seq)
+	n := 0
+	for n < len(s.waiters) && s.waiters[n].seq <= seq {
+		s.waiters[n].fn(nil)
+		n++
+	}
+	s.waiters = append(s.waiters[:0], s.waiters[n:]...)
+	s.cond.Broadcast()
+}
+
+// writeOrHold writes a batch or done record, or holds it in memory while
+// the disk cannot take it (upkeep writes it later, in order). s.mu is
+// held.
+func (s *Spool) writeOrHold(h *heldRecord) {
+	if s.fault == nil && len(s.held) == 0 {
+		err := s.writeHeld(h)
+		if err == nil {
+			return
+		}
+		var f *Fault
+		if !errors.As(err, &f) || f.Sticky {
+			if h.onDurable != nil {
+				s.calls = append(s.calls, call{h.onDurable, 0, err})
+			}
+			return
+		}
+		s.setFault(f)
+	}
+	s.held = append(s.held, h)
+	s.wake()
+}
+
+// writeHeld writes one batch or done record. A full disk gives up the
+// reserve, which is there for exactly this, and tries once more. s.mu is
+// held.
+func (s *Spool) writeHeld(h *heldRecord) error {
+	offs, crcs := []int{0, len(h.buf)}, []uint32{h.crc}
+	seq, err := s.write(h.kind, h.buf, offs, crcs)
+	if isNoSpace(err) && s.giveUpReserve() {
+		seq, err = s.write(h.kind, h.buf, offs, crcs)
+	}
+	if err != nil {
+		return err
+	}
+	h.written(seq)
+	return nil
+}
+
+// unlinked reports whether f's file was removed from its directory.
+func unlinked(f File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Nlink == 0
+}
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// setFault records a fault that lasts until heal clears it: posts are
+// refused meanwhile and batch records held. The first fault of an episode
+// is logged, not every refusal. s.mu is held.
+func (s *Spool) setFault(f *Fault) *Fault {
+	if s.fault == nil {
+		s.fault = f
+		s.faultAt = time.Now()
+		s.refused = 0
+		s.stats.Faults++
+		s.log.Warn("the spool cannot be written: posts are refused (503) and batches wait in memory until it can; checking again every moment", "error", f)
+		s.cond.Broadcast()
+		s.wake()
+	}
+	return s.fault
+}
+
+// clearFault ends a fault. s.mu is held.
+func (s *Spool) clearFault() {
+	if s.fault == nil {
+		return
+	}
+	s.log.Info("the spool is written again: taking posts", "fault", s.fault, "lasted", time.Since(s.faultAt).Round(time.Millisecond), "posts_refused", s.refused)
+	s.fault = nil
+	s.cond.Broadcast()
+}
+
+// Next returns the next spooled post that no spooled batch covers,
+// waiting until one is durable. ok is false once CloseIntake was called
+// and every post was returned, after Close, or when ctx ends. One caller
+// at a time.
+func (s *Spool) Next(ctx context.Context) (post wire.Post, ok bool) {
+	defer s.wakeOnDone(ctx)()
+	s.mu.Lock()
+	defer s.unlock()
+	for {
+		if s.closed || ctx.Err() != nil || s.err != nil {
+			return wire.Post{}, false
+		}
+		c := &s.cur
+		if c.off < c.seg.synced {
+			rec, err := readRecord(c.seg.f, c.off, c.seg.synced-c.off, &c.buf)
+			var kind byte
+			var seq uint64
+			if err == nil {
+				kind, seq, err = checkRecord(rec)
+			}
+			if err != nil {
+				s.fail(&Fault{Op: "read back", Path: c.seg.path, Err: fmt.Errorf("at byte %d: %w", c.off, err), Sticky: true})
+				return wire.Post{}, false
+			}
+			c.off += int64(len(rec))
+			if kind != kindPost {
+				continue
+			}
+			s.unread -= int64(len(rec))
+			s.cond.Broadcast() // an input waiting for Next to catch up
+			if s.covered.has(seq) {
+				continue
+			}
+			p, _, err := decodePost(rec[recordHeader:])
+			if err != nil {
+				s.fail(&Fault{Op: "read back", Path: c.seg.path, Err: fmt.Errorf("record %d: %w", seq, err), Sticky: true})
+				return wire.Post{}, false
+			}
+			p.Spool = seq
+			return p, true
+		}
+		if nxt := s.after(c.seg); nxt != nil && c.off >= c.seg.size {
+			*c = cursor{seg: nxt, off: int64(len(segmentHeader)), buf: c.buf}
+			s.wake() // the segment left behind may be done
+			continue
+		}
+		if !s.intake && s.synced == s.written {
+			return wire.Post{}, false
+		}
+		s.cond.Wait()
+	}
+}
+
+// after is the segment after seg, nil if seg is the last.
+func (s *Spool) after(seg *segment) *segment {
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].first > seg.first })
+	if i < len(s.segs) {
+		return s.segs[i]
+	}
+	return nil
+}
+
+// segmentOf is the segment holding record seq.
+func (s *Spool) segmentOf(seq uint64) *segment {
+	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].first > seq })
+	if i == 0 {
+		return nil
+	}
+	return s.segs[i-1]
+}
+
+func (s *Spool) closeFiles() {
+	for _, seg := range s.segs {
+		if seg.f != nil {
+			seg.f.Close()
+			seg.f = nil
+		}
+	}
+}
+
+// readRecord reads the record at off of r, at most left bytes long, into
+// *buf (grown as needed; a large one is let go for a small record). The
+// bytes are valid until the next call with buf. Its errors are
+// errDamaged.
+func readRecord(r interface {
+	ReadAt([]byte, int64) (int, error)
+}, off, left int64, buf *[]byte) ([]byte, error) {
+	if left < recordHeader {
+		return nil, fmt.Errorf("%w: %d bytes at the end, shorter than a record header (a write cut short)", errDamaged, left)
+	}
+	var hdr [recordHeader]byte
+	if _, err := r.ReadAt(hdr[:], off); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	n, err := bodyLen(hdr[:])
+	if err != nil {
+		return nil, err
+	}
+	if int64(recordHeader+n) > left {
+		return nil, fmt.Errorf("%w: a record of %d bytes with %d left in the file (a write cut short)", errDamaged, recordHeader+n, left)
+	}
+	if cap(*buf) < recordHeader+n || cap(*buf) > 4<<20 && recordHeader+n < 1<<20 {
+		*buf = make([]byte, recordHeader+n)
+	}
+	rec := (*buf)[:recordHeader+n]
+	copy(rec, hdr[:])
+	if _, err := r.ReadAt(rec[recordHeader:], off+recordHeader); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	return rec, nil
+}
