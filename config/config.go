@@ -56,8 +56,14 @@ type Config struct {
 	DataDir       string
 	Durability    string
 	SpoolMax      ByteSize
-	LogLevel      string
-	LogFormat     string
+	// SpoolDamaged (--spool-damaged) is what a start does with a damaged
+	// spool: SpoolDamagedRepair or SpoolDamagedRefuse.
+	SpoolDamaged string
+	// InputRestart (--input-restart) reads --input from its first row
+	// even where an earlier run on the data directory read part of it.
+	InputRestart bool
+	LogLevel     string
+	LogFormat    string
 	// CORSOrigins (--cors-origin, repeatable) may read the read API and
 	// /status from pages of their own: each "*" or scheme://host[:port].
 	CORSOrigins []string
@@ -132,6 +138,7 @@ func Default() Config {
 		QueueSize:     1024,
 		Durability:    DurabilityFsync,
 		SpoolMax:      1 << 30,
+		SpoolDamaged:  SpoolDamagedRepair,
 		MaxBody:       1 << 20,
 		MaxConns:      1024,
 		ReadTimeout:   30 * time.Second,
@@ -178,6 +185,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "where the spool of accepted posts lives (a subdirectory ingest-spool, locked: one ingest per data directory); default: the directory of --db, or ./ingest-data with other sinks")
 	fs.StringVar(&c.Durability, "durability", c.Durability, "fsync: a post is on disk (the spool, fsynced, shared by concurrent requests) before its 201, and survives the parent's death; none: posts wait in memory only, as before the spool, and a crash of the parent loses them")
 	fs.Var(&c.SpoolMax, "spool-max", "bytes of accepted posts the spool may hold on disk before clients get 503 (1GiB); with --durability none, --queue-size bounds them in memory instead")
+	fs.StringVar(&c.SpoolDamaged, "spool-damaged", c.SpoolDamaged, "what a start does when the spool was damaged (bytes that fail their checksum, segment files missing): repair moves what cannot be read to DATA/ingest-spool/quarantine, reports the records lost (log, /status, metrics) and goes on; refuse exits 2 naming the damage and changes nothing")
+	fs.BoolVar(&c.InputRestart, "input-restart", c.InputRestart, "with --input, read the file from its first row even if an earlier run on this data directory read part of it (those rows are counted again); without it, a file shorter than what was read before is refused")
 	fs.StringVar(&c.SpillDir, "spill-dir", c.SpillDir, "where a shutdown that runs out of --drain-timeout writes what it could not store (default: the directory of --db)")
 	fs.IntVar(&c.MaxRestarts, "max-restarts", c.MaxRestarts, "child restarts allowed per role within --restart-window; one more and ingest drains and exits non-zero, for systemd or a human to take over")
 	fs.DurationVar(&c.RestartWindow, "restart-window", c.RestartWindow, "the window --max-restarts counts restarts in")
@@ -327,6 +336,11 @@ func (c *Config) Validate() error {
 	default:
 		bad("--durability must be fsync or none (got %q)", c.Durability)
 	}
+	switch c.SpoolDamaged {
+	case SpoolDamagedRepair, SpoolDamagedRefuse:
+	default:
+		bad("--spool-damaged must be repair or refuse (got %q)", c.SpoolDamaged)
+	}
 	if c.Durability == DurabilityFsync && c.SpoolMax < 1<<20 {
 		bad("--spool-max must be at least 1MiB (got %s): it bounds the accepted posts kept on disk", &c.SpoolMax)
 	}
@@ -441,6 +455,12 @@ func checkOrigin(o string) error {
 const (
 	DurabilityFsync = "fsync"
 	DurabilityNone  = "none"
+)
+
+// The --spool-damaged policies.
+const (
+	SpoolDamagedRepair = "repair"
+	SpoolDamagedRefuse = "refuse"
 )
 
 // Spooled reports whether accepted posts go through the on-disk spool.

@@ -326,7 +326,7 @@ func (r *Reader) discard(n int64) (lines int64, err error) {
 		n -= int64(len(chunk))
 		if err != nil && n > 0 {
 			if errors.Is(err, io.EOF) {
-				return lines, fmt.Errorf("input %s: ends %d bytes before the offset to skip to", r.name, n)
+				return lines, fmt.Errorf("input %s: ends %d bytes before the offset to skip to: %w", r.name, n, io.ErrUnexpectedEOF)
 			}
 			return lines, r.readError(err)
 		}

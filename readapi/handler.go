@@ -61,6 +61,15 @@ type Status struct {
 	SpoolMax       int64        `json:"spool_max,omitempty"`   // --spool-max
 	Draining       bool         `json:"draining"`              // shutting down: no new posts
 	Children       []Child      `json:"children"`              // in the order to show them
+
+	// SpoolFault is why the spool takes no posts now (its disk), "" when
+	// it does; then the damage recovery found at start: records lost, how
+	// many of them may have been acknowledged posts, bytes moved to the
+	// quarantine.
+	SpoolFault            string `json:"spool_fault,omitempty"`
+	SpoolLostRecords      uint64 `json:"spool_lost_records,omitempty"`
+	SpoolUncertainPosts   uint64 `json:"spool_uncertain_posts,omitempty"`
+	SpoolQuarantinedBytes int64  `json:"spool_quarantined_bytes,omitempty"`
 }
 
 // Child is one child process as the live strip shows it.

@@ -28,10 +28,14 @@ type batchItem struct {
 //
 // All methods are safe for concurrent use.
 type batchQueue struct {
-	mu      sync.Mutex
-	items   []batchItem
-	closed  bool
-	changed chan struct{} // closed and replaced on every change
+	mu    sync.Mutex
+	items []batchItem
+	// expected counts batches on their way in: handed on, waiting for
+	// the spool to record them. They count as waiting (len, waitBelow),
+	// so that a spool that cannot record batches stops the feeding too.
+	expected int
+	closed   bool
+	changed  chan struct{} // closed and replaced on every change
 }
 
 func newBatchQueue() *batchQueue { return &batchQueue{changed: make(chan struct{})} }
@@ -47,6 +51,23 @@ func (q *batchQueue) notifyLocked() {
 func (q *batchQueue) push(items ...batchItem) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.items = append(q.items, items...)
+	q.notifyLocked()
+}
+
+// expect adds n (which may be negative) to the batches on their way in.
+func (q *batchQueue) expect(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.expected += n
+	q.notifyLocked()
+}
+
+// arrive pushes the parts of one batch that was expected.
+func (q *batchQueue) arrive(items ...batchItem) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.expected--
 	q.items = append(q.items, items...)
 	q.notifyLocked()
 }
@@ -91,7 +112,7 @@ func (q *batchQueue) take(ctx context.Context) (item batchItem, ok bool) {
 func (q *batchQueue) waitBelow(ctx context.Context, n int) bool {
 	for {
 		q.mu.Lock()
-		if len(q.items) < n {
+		if len(q.items)+q.expected < n {
 			q.mu.Unlock()
 			return true
 		}
@@ -116,11 +137,11 @@ func (q *batchQueue) close() {
 	}
 }
 
-// len is the number of items waiting.
+// len is the number of items waiting, and of batches on their way in.
 func (q *batchQueue) len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.items)
+	return len(q.items) + q.expected
 }
 
 // drain removes and returns every item left.

@@ -1,10 +1,11 @@
 package supervisor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net/http"
 	"path/filepath"
 	"sync/atomic"
 	"time"
@@ -33,13 +34,21 @@ import (
 // parent restarted after a crash waits until the old children are gone.
 func (p *parent) openSpool() error {
 	dir := p.cfg.SpoolDirectory()
-	lock, err := spool.Acquire(dir, p.log)
+	lock, err := spool.Acquire(p.cfg.DataDirectory(), p.log)
 	if err != nil {
 		return err
 	}
-	sp, rec, err := spool.Open(spool.Options{Dir: dir, Sync: true, MaxBytes: int64(p.cfg.SpoolMax), Log: p.log.Named("spool")})
+	policy := spool.Repair
+	if p.cfg.SpoolDamaged == config.SpoolDamagedRefuse {
+		policy = spool.Refuse
+	}
+	sp, rec, err := spool.Open(spool.Options{Dir: dir, Sync: true, MaxBytes: int64(p.cfg.SpoolMax), OnDamage: policy, Log: p.log.Named("spool")})
 	if err != nil {
 		lock.Release()
+		var corrupt *spool.CorruptionError
+		if errors.As(err, &corrupt) {
+			return err
+		}
 		return fmt.Errorf("%w: the spool in %s cannot be read; move the directory aside to start without it (what it holds is then not counted)", err, dir)
 	}
 	p.lock, p.spool = lock, sp
@@ -48,13 +57,16 @@ func (p *parent) openSpool() error {
 			return err
 		}
 	}
-	if rec.Posts > 0 || len(rec.Batches) > 0 || len(rec.Damage) > 0 {
-		args := []any{"spool", dir, "posts", rec.Posts, "batches", len(rec.Batches),
-			"posts_in_batches", p.recoveredInBatches.Load(), "segments", rec.Segments, "bytes", rec.Bytes}
-		if len(rec.Damage) > 0 {
-			args = append(args, "damage", rec.Damage)
-		}
-		p.log.Info("recovered from the spool: posts not yet counted will be processed, batches not known stored offered to the sink again", args...)
+	if rec.Posts > 0 || len(rec.Batches) > 0 {
+		p.log.Info("recovered from the spool: posts not yet counted will be processed, batches not known stored offered to the sink again",
+			"spool", dir, "posts", rec.Posts, "batches", len(rec.Batches),
+			"posts_in_batches", p.recoveredInBatches.Load(), "segments", rec.Segments, "bytes", rec.Bytes)
+	}
+	if st := sp.Stats(); st.LostRecords > 0 {
+		p.log.Error("the spool was damaged: records lost; see the lines above for where, and the quarantine for the bytes",
+			"lost_records", st.LostRecords, "up_to_acknowledged_posts_lost", st.UncertainPosts,
+			"quarantined_bytes", st.Quarantined, "quarantine", filepath.Join(dir, "quarantine"),
+			"to_refuse_instead", "--spool-damaged=refuse")
 	}
 	p.recoveredPosts = int64(rec.Posts)
 	return nil
@@ -101,9 +113,14 @@ func (p *parent) partStored(item batchItem) {
 
 // handOn gives a complete batch to the savers: at once without a spool,
 // else once the spool holds it durably. covers are the spool numbers of
-// the posts it covers. It never blocks (it runs on a worker's stdout
-// reader); the batch queue closes only after every batch spooled is
-// handed on (spooling).
+// the posts it covers. A batch the spool cannot record now (its disk is
+// full or gone) waits in the spool, counted as waiting for a saver, so
+// that workers are not fed meanwhile; it is never stored unrecorded, or
+// the next start would count its posts again. A batch the spool can never
+// record (it failed for good, or closed) is dropped: its posts stay in
+// the spool and the next start counts them. handOn never blocks (it runs
+// on a worker's stdout reader); the batch queue closes only after every
+// batch handed on is settled (spooling).
 func (p *parent) handOn(items []batchItem, covers []uint64) {
 	if p.spool == nil || len(covers) == 0 {
 		p.batches.push(items...)
@@ -117,22 +134,50 @@ func (p *parent) handOn(items []batchItem, covers []uint64) {
 		raws[i] = items[i].raw
 	}
 	p.spooling.Add(1)
-	_, err := p.spool.AppendBatch(covers, raws, func(seq uint64, err error) {
+	p.batches.expect(1)
+	err := p.spool.AppendBatch(covers, raws, func(seq uint64, err error) {
 		defer p.spooling.Done()
-		g.spool = seq // before any saver can see the parts
-		if err != nil && !errors.Is(err, spool.ErrClosed) {
-			p.log.Error("a batch could not be made durable in the spool; storing it anyway (a crash of the parent before it is stored would count its posts twice)", "error", err)
+		if err != nil {
+			p.batches.expect(-1)
+			p.batchNotSpooled(err, items)
+			return
 		}
-		p.batches.push(items...)
+		g.spool = seq // before any saver can see the parts
+		p.batches.arrive(items...)
 	})
 	if err != nil {
 		p.spooling.Done()
-		p.log.Error("a batch could not be written to the spool; storing it anyway (a crash of the parent before it is stored would count its posts twice)", "error", err)
-		for i := range items {
-			items[i].group = nil
-		}
-		p.batches.push(items...)
+		p.batches.expect(-1)
+		p.batchNotSpooled(err, items)
 	}
+}
+
+// batchNotSpooled drops a batch the spool can never record: its posts
+// are in the spool, not covered, and the next start processes them.
+func (p *parent) batchNotSpooled(err error, items []batchItem) {
+	n := 0
+	for _, it := range items {
+		n += it.posts
+	}
+	if errors.Is(err, spool.ErrClosed) {
+		p.log.Warn("a batch finished as the spool closed: its posts stay in the spool, and the next start counts them", "posts", n)
+		return
+	}
+	p.log.Error("a batch cannot be recorded in the spool: its posts stay there, and the next start counts them", "posts", n, "error", err)
+	p.spoolFailed(err)
+}
+
+// spoolFailed ends the run once the spool failed for good (a failed
+// fdatasync): nothing more can be recorded, so the parent drains what it
+// can and exits non-zero; a restart recovers what is on disk.
+func (p *parent) spoolFailed(err error) {
+	var f *spool.Fault
+	if !errors.As(err, &f) || !f.Sticky {
+		return
+	}
+	p.spoolFail.Do(func() {
+		p.giveUp(fmt.Errorf("the spool cannot be trusted after a failed sync (%w): restart ingest; it recovers what is on disk", err))
+	})
 }
 
 // pumpSpool reads spooled posts back into the post queue as the workers
@@ -143,6 +188,7 @@ func (p *parent) pumpSpool() {
 	for {
 		post, ok := p.spool.Next(p.ctx)
 		if !ok {
+			p.spoolFailed(p.spool.Err())
 			return
 		}
 		if err := p.posts.Put(p.ctx, post); err != nil {
@@ -179,22 +225,41 @@ func (p *parent) intake() writeapi.Intake {
 }
 
 // spoolIntake is the HTTP API's intake with a spool: posts are appended
-// and synced before TryPutAll returns.
+// and synced before TryPutAll returns. Its refusals name the cause, never
+// a file, and always say when to come back.
 type spoolIntake struct{ p *parent }
+
+// faultRetryAfter is the Retry-After of a refusal for a disk fault: the
+// spool checks again every quarter second, and a client should not come
+// back at that pace.
+const faultRetryAfter = 2 * time.Second
 
 func (in spoolIntake) TryPutAll(posts []wire.Post) error {
 	p := in.p
-	err := p.spool.Append(context.Background(), posts, nil, true, false)
+	if len(posts) > in.Cap() {
+		return queue.ErrTooMany
+	}
+	err := p.spool.Accept(posts)
+	var f *spool.Fault
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		bytes, _ := p.spool.Backlog()
-		return fmt.Errorf("%w: the spool of accepted posts is full (%.1f MiB on disk, --spool-max %s)", queue.ErrFull, float64(bytes)/(1<<20), &p.cfg.SpoolMax)
+		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, Reason: writeapi.ReasonQueueFull, Err: err,
+			Message: fmt.Sprintf("the spool of accepted posts is full (%.1f MiB on disk, --spool-max %s)", float64(bytes)/(1<<20), &p.cfg.SpoolMax)}
 	case errors.Is(err, spool.ErrClosed):
 		return queue.ErrClosed
+	case errors.As(err, &f) && f.Sticky:
+		p.spoolFailed(err)
+		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Reason: writeapi.ReasonUnavailable, Err: err,
+			Message: "this instance cannot keep posts any more (its disk failed a sync) and is stopping: send them to another instance, or retry after its restart"}
+	case errors.As(err, &f):
+		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: faultRetryAfter, Reason: writeapi.ReasonUnavailable, Err: err,
+			Message: fmt.Sprintf("the disk that keeps accepted posts cannot take them now (%s)", f.Cause())}
 	}
-	return fmt.Errorf("the spool cannot take posts: %w", err)
+	return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: faultRetryAfter, Reason: writeapi.ReasonUnavailable, Err: err,
+		Message: "the spool of accepted posts cannot take them now"}
 }
 
 func (in spoolIntake) RetryAfter() time.Duration { return in.p.posts.RetryAfter() }
@@ -226,7 +291,10 @@ func rowHash(post *wire.Post) uint64 {
 // resumeInput goes on with --input where an earlier run on this data
 // directory stopped, if it is the same file: the rows before are skipped
 // by their bytes, without decoding them, and the last of them must be the
-// row recorded there. It returns the position to continue from.
+// row recorded there. A file that ends before that position is refused
+// (a shortened copy would count its rows again), unless --input-restart
+// asks to read it from the start. It returns the position to continue
+// from.
 func (p *parent) resumeInput() (spool.Position, error) {
 	src := inputSource(p.cfg)
 	start := spool.Position{Source: src}
@@ -237,20 +305,52 @@ func (p *parent) resumeInput() (spool.Position, error) {
 	if !ok || at.Rows == 0 {
 		return start, nil
 	}
+	if p.cfg.InputRestart {
+		p.log.Warn("--input-restart: reading --input from its first row; an earlier run on this data directory read part of it, and those rows are counted again",
+			"input", p.cfg.Input, "rows_before", at.Rows)
+		return start, nil
+	}
 	if err := p.src.SkipTo(at.LastAt); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return spool.Position{}, p.shortened(at)
+		}
 		return p.restartInput(at, err.Error())
 	}
 	post, err := p.src.Next()
 	switch {
-	case err != nil:
-		return p.restartInput(at, fmt.Sprintf("no post where row %d was (%v)", at.Rows, err))
-	case rowHash(&post) != at.Hash || p.src.Offset() != at.Offset:
-		return p.restartInput(at, fmt.Sprintf("row %d differs from the one read before", at.Rows))
+	case errors.Is(err, io.EOF):
+		return spool.Position{}, p.shortened(at)
+	case err == nil && rowHash(&post) == at.Hash && p.src.Offset() == at.Offset:
+		p.resumedRows = at.Rows
+		p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
+			"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
+		return at, nil
 	}
-	p.resumedRows = at.Rows
-	p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
-		"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
-	return at, nil
+	// Another row where the recorded one was: another file, unless this
+	// one ends before the recorded position.
+	for p.src.Offset() < at.Offset {
+		_, err := p.src.Next()
+		var rowErr *input.RowError
+		if errors.Is(err, io.EOF) {
+			return spool.Position{}, p.shortened(at)
+		}
+		if err != nil && !errors.As(err, &rowErr) {
+			break
+		}
+	}
+	why := fmt.Sprintf("row %d differs from the one read before", at.Rows)
+	if err != nil {
+		why = fmt.Sprintf("no post where row %d was (%v)", at.Rows, err)
+	}
+	return p.restartInput(at, why)
+}
+
+// shortened is the error for an --input that ends before where an
+// earlier run stopped reading it.
+func (p *parent) shortened(at spool.Position) error {
+	return fmt.Errorf("--input %s ends before byte %d, where an earlier run on --data-dir %s stopped after %d rows: it is a shortened copy of the file read then, or another file under its name. "+
+		"Reading it from its start would count those rows again: to do that, add --input-restart; to go on with the file read then, put it back",
+		p.cfg.Input, at.Offset, p.cfg.DataDirectory(), at.Rows)
 }
 
 // restartInput reads --input from its start after all: it is not the file

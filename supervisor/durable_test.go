@@ -20,7 +20,7 @@ import (
 func crashedSpool(t *testing.T, dir string, posts []string, covered int) ([]wire.Post, *wire.Batch) {
 	t.Helper()
 	sdir := filepath.Join(dir, "ingest-spool")
-	lock, err := spool.Acquire(sdir, nil)
+	lock, err := spool.Acquire(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func crashedSpool(t *testing.T, dir string, posts []string, covered int) ([]wire
 	for i, c := range posts {
 		wp[i] = wire.Post{Publication: fmt.Sprintf("pub%d", i%3), Content: c}
 	}
-	if err := s.Append(context.Background(), wp, nil, true, false); err != nil {
+	if err := s.Accept(wp); err != nil {
 		t.Fatal(err)
 	}
 	// The batch a worker would have made of the first posts.
@@ -62,7 +62,7 @@ func crashedSpool(t *testing.T, dir string, posts []string, covered int) ([]wire
 		t.Fatal(err)
 	}
 	durable := make(chan error, 1)
-	if _, err := s.AppendBatch(covers, [][]byte{raw}, func(_ uint64, err error) { durable <- err }); err != nil {
+	if err := s.AppendBatch(covers, [][]byte{raw}, func(_ uint64, err error) { durable <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-durable; err != nil {
@@ -132,7 +132,7 @@ func TestRecoveryCountsEachPostOnce(t *testing.T) {
 // exits with an error naming the holder, before starting any child.
 func TestSecondParentRefused(t *testing.T) {
 	dir := t.TempDir()
-	lock, err := spool.Acquire(filepath.Join(dir, "ingest-spool"), nil)
+	lock, err := spool.Acquire(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
@@ -74,7 +75,24 @@ func newMetrics(p *parent) *metrics {
 				}
 				return float64(p.spool.Stats().Syncs)
 			}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver."},
+		spoolGauge(p, "ingest_spool_available", "1 while the spool takes posts; 0 during a disk fault (posts get 503) or after a failed sync.",
+			func(sp *spool.Spool) float64 { return b2f(sp.Err() == nil) }),
+		spoolGauge(p, "ingest_spool_held_records", "Batch and done records waiting in memory for the spool's disk to take them (workers are not fed meanwhile).",
+			func(sp *spool.Spool) float64 { return float64(sp.Stats().Held) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_spool_faults_total", Help: "Disk faults of the spool in this run (a write, a segment, the directory); each lasts until the spool can write again."},
+			func() float64 {
+				if p.spool == nil {
+					return 0
+				}
+				return float64(p.spool.Stats().Faults)
+			}),
+		spoolGauge(p, "ingest_spool_lost_records", "Spool records the start found lost to damage (checksum failures, missing segments); 0 if none.",
+			func(sp *spool.Spool) float64 { return float64(sp.Stats().LostRecords) }),
+		spoolGauge(p, "ingest_spool_uncertain_posts", "Of the records lost to damage, those that may have been acknowledged posts no batch covers: possibly not counted.",
+			func(sp *spool.Spool) float64 { return float64(sp.Stats().UncertainPosts) }),
+		spoolGauge(p, "ingest_spool_quarantined_bytes", "Bytes the start moved from damaged spool segments to ingest-spool/quarantine.",
+			func(sp *spool.Spool) float64 { return float64(sp.Stats().Quarantined) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver, and batches waiting for the spool to record them."},
 			func() float64 { return float64(p.batches.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
 			func() float64 { return b2f(p.draining.Load()) }),
@@ -101,6 +119,16 @@ func newMetrics(p *parent) *metrics {
 	return m
 }
 
+// spoolGauge is a gauge of the spool's state, 0 with --durability none.
+func spoolGauge(p *parent, name, help string, f func(*spool.Spool) float64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		if p.spool == nil {
+			return 0
+		}
+		return f(p.spool)
+	})
+}
+
 // registerWriteAPI adds the write API's refusals.
 func (m *metrics) registerWriteAPI(h *writeapi.Handler) {
 	m.reg.MustRegister(&rejectedCollector{h: h})
@@ -123,7 +151,7 @@ func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.h.Stats()
 	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
 		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining,
-		"unsupported_media_type": s.Unsupported, "busy": s.Busy} {
+		"unsupported_media_type": s.Unsupported, "busy": s.Busy, "unavailable": s.Unavailable} {
 		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -31,6 +31,10 @@ import (
 // that kept failing.
 var ErrDrainIncomplete = errors.New("drain incomplete")
 
+// ErrInputUnfinished is returned when a run on --input stopped (a signal)
+// before the end of the file; every post read was stored.
+var ErrInputUnfinished = errors.New("stopped before the end of the input")
+
 // Options are what Run needs besides the config.
 type Options struct {
 	Log     hclog.Logger
@@ -86,7 +90,8 @@ type parent struct {
 	workers    sync.WaitGroup // the worker slots' runners among them
 	retiring   sync.WaitGroup // old incarnations being stopped after their replacement started
 	bg         sync.WaitGroup // watchdog, HTTP server, input feeder, spool pump
-	spooling   sync.WaitGroup // batches written to the spool, not yet durable: the batch queue stays open for them
+	spooling   sync.WaitGroup // batches handed to the spool, not yet durable: the batch queue stays open for them
+	spoolFail  sync.Once      // the spool failed for good: give up once
 	served     chan error     // the HTTP server's end
 	intakeDone chan struct{}  // closed when the intake stops: ends the progress report
 	fed        chan error     // the input feeder's end (nil error at EOF)
@@ -507,12 +512,22 @@ func (p *parent) report(killed bool, failure error) error {
 			}
 		}
 	}
+	var unfinished error
+	if p.src != nil && !p.readAll {
+		unfinished = fmt.Errorf("%w: --input %s was not read to its end (%d rows read in this run)", ErrInputUnfinished, p.cfg.Input, p.read.Load()+p.skipped.Load())
+		if p.spool != nil && inputSource(p.cfg) != "" {
+			unfinished = fmt.Errorf("%w; run the same command again on this --data-dir to go on after the last row read", unfinished)
+		}
+	}
 	if p.summary != nil {
 		out := p.opts.Stdout
 		p.summary.print(out, p.cfg.Input, accepted, stored, dead, p.skipped.Load(), elapsed)
 		fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
 			p.cfg.Sink, p.commits.Load(), p.writes.Load(), per1000(p.commits.Load(), accepted), per1000(p.writes.Load(), accepted),
 			p.docs.Load(), per1000(p.docs.Load(), accepted))
+		if unfinished != nil {
+			fmt.Fprintf(out, "\nstopped before the end of %s: %v\n", p.cfg.Input, unfinished)
+		}
 	}
 	switch {
 	case notStored != 0:
@@ -522,9 +537,15 @@ func (p *parent) report(killed bool, failure error) error {
 			p.log.Error("stopped; not every accepted post was stored", args...)
 		}
 		return errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, notStored, accepted), failure)
-	case killed || failure != nil:
+	case failure != nil:
 		p.log.Error("stopped after a failure; every accepted post was stored", args...)
-		return errors.Join(fmt.Errorf("%w: the children were killed or failed", ErrDrainIncomplete), failure)
+		return errors.Join(failure, unfinished)
+	case killed:
+		p.log.Error("stopped: the children were killed; every accepted post was stored", args...)
+		return errors.Join(fmt.Errorf("%w: the children were killed", ErrDrainIncomplete), unfinished)
+	case unfinished != nil:
+		p.log.Warn("stopped before the end of --input; every accepted post was stored", args...)
+		return unfinished
 	}
 	p.log.Info("stopped cleanly", args...)
 	return nil
@@ -581,7 +602,7 @@ func (p *parent) feed() error {
 			if pos.Source != "" {
 				at = &pos
 			}
-			err = p.spool.Append(p.ctx, []wire.Post{post}, at, false, true)
+			err = p.spool.Feed(p.ctx, []wire.Post{post}, at)
 		} else {
 			err = p.posts.Put(p.ctx, post)
 		}
@@ -592,6 +613,7 @@ func (p *parent) feed() error {
 			if errors.Is(err, queue.ErrClosed) || errors.Is(err, spool.ErrClosed) || errors.Is(err, context.Canceled) {
 				return nil
 			}
+			p.spoolFailed(err)
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/version"
 )
 
@@ -55,12 +56,30 @@ func (p *parent) status() func() readapi.Status {
 		if p.spool != nil {
 			st.SpoolBytes, _ = p.spool.Backlog()
 			st.SpoolMax = p.spool.Max()
+			st.SpoolFault = spoolCause(p.spool.Err())
+			ss := p.spool.Stats()
+			st.SpoolLostRecords, st.SpoolUncertainPosts, st.SpoolQuarantinedBytes = ss.LostRecords, ss.UncertainPosts, ss.Quarantined
 		}
 		for _, c := range p.childStates() {
 			st.Children = append(st.Children, readapi.Child{Role: string(c.role), ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
 		}
 		return st
 	}
+}
+
+// spoolCause is why the spool takes no posts, in words without file
+// names; "" if it takes them.
+func spoolCause(err error) string {
+	var f *spool.Fault
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &f) && f.Sticky:
+		return "a sync failed: this instance cannot keep posts any more (" + f.Cause() + ")"
+	case errors.As(err, &f):
+		return f.Cause()
+	}
+	return err.Error()
 }
 
 // childStates is a snapshot of every slot, workers first.
@@ -95,7 +114,7 @@ func (p *parent) ready() error {
 	}
 	if p.spool != nil {
 		if err := p.spool.Err(); err != nil {
-			return fmt.Errorf("the spool cannot take posts: %w", err)
+			return fmt.Errorf("the spool cannot take posts: %s", spoolCause(err))
 		}
 		if bytes, _ := p.spool.Backlog(); bytes > p.spool.Max()/10*9 {
 			return fmt.Errorf("the spool is nearly full: %.1f MiB of --spool-max %s", float64(bytes)/(1<<20), &p.cfg.SpoolMax)

@@ -36,15 +36,53 @@ const drainingRetryAfter = 5 * time.Second
 
 // Intake is where accepted posts go: a *queue.Queue[wire.Post] (posts
 // wait in memory), or the parent's spool (they are on disk before the
-// 201). TryPutAll takes all the posts or none; its errors match the queue
-// package's sentinels (queue.ErrFull, ErrTooMany, ErrClosed), and when
-// they carry more text than the sentinel that text is what the client is
-// told. It may be called concurrently.
+// 201). TryPutAll takes all the posts or none. Its error is a *Refusal,
+// which says what the client is told, or matches one of the queue
+// package's sentinels (queue.ErrFull, ErrTooMany, ErrClosed); any other
+// error is answered 503 with Retry-After and logged. It may be called
+// concurrently.
 type Intake interface {
 	TryPutAll(posts []wire.Post) error
 	RetryAfter() time.Duration // how long a refused client should wait
 	Cap() int                  // posts it can hold, for the messages of bare sentinels
 }
+
+// Refusal is an Intake's answer to posts it does not take: the status,
+// when to come back, and what to tell the client. Nothing of the request
+// was taken.
+type Refusal struct {
+	// Status is 503 (come back later) or 413 (never in this form).
+	Status int
+	// RetryAfter is sent as Retry-After with a 503; 0 means the
+	// Intake's RetryAfter().
+	RetryAfter time.Duration
+	// Reason is the Stats counter it is counted under: ReasonQueueFull,
+	// ReasonUnavailable, ReasonDraining or ReasonTooLarge.
+	Reason string
+	// Message is for the client: what is wrong, never file names or
+	// other internals ("retry after N s" is added to a 503's).
+	Message string
+	// Err is the cause, for the intake's own logs; it may be nil.
+	Err error
+}
+
+func (r *Refusal) Error() string {
+	if r.Err != nil {
+		return r.Message + ": " + r.Err.Error()
+	}
+	return r.Message
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// The reasons a Refusal may give, as they appear in Stats and in the
+// ingest_posts_rejected_total metric.
+const (
+	ReasonQueueFull   = "queue_full"
+	ReasonUnavailable = "unavailable"
+	ReasonDraining    = "draining"
+	ReasonTooLarge    = "too_large"
+)
 
 // Config is what New needs. The zero value of each optional field is
 // documented; New applies the defaults.
@@ -92,11 +130,12 @@ type Stats struct {
 	Draining     uint64 // 503: draining or queue closed
 	Unsupported  uint64 // 415: Content-Type or Content-Encoding not accepted
 	Busy         uint64 // 503: BodyMemory in use by other requests
+	Unavailable  uint64 // 503: the intake cannot take posts for now (the spool's disk failed)
 }
 
 // Rejected is the number of refused requests, all reasons together.
 func (s Stats) Rejected() uint64 {
-	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy + s.Unavailable
 }
 
 // reason is the label of a refusal in logs and the Stats field it counts.
@@ -110,10 +149,11 @@ const (
 	reasonDraining
 	reasonUnsupported
 	reasonBusy
+	reasonUnavailable
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type", "busy"}
+var reasonNames = [numReasons]string{"", "bad_request", ReasonTooLarge, "unauthorized", ReasonQueueFull, ReasonDraining, "unsupported_media_type", "busy", ReasonUnavailable}
 
 // Handler serves the write API and the health routes (see the package
 // documentation for routes and statuses): ServeHTTP routes all of them, and
@@ -133,6 +173,9 @@ type Handler struct {
 	draining atomic.Bool
 	accepted atomic.Uint64
 	rejected [numReasons]atomic.Uint64
+	// loggedUnknown is when (Unix seconds) an error outside the Intake's
+	// contract was last logged.
+	loggedUnknown atomic.Int64
 
 	bodies  sync.Pool // *[]byte, request body buffers
 	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
@@ -208,6 +251,7 @@ func (h *Handler) Stats() Stats {
 		Draining:     h.rejected[reasonDraining].Load(),
 		Unsupported:  h.rejected[reasonUnsupported].Load(),
 		Busy:         h.rejected[reasonBusy].Load(),
+		Unavailable:  h.rejected[reasonUnavailable].Load(),
 	}
 }
 
@@ -345,35 +389,65 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	switch err := h.q.TryPutAll(posts); {
-	case err == nil:
+	err = h.q.TryPutAll(posts)
+	if err == nil {
 		h.accepted.Add(uint64(len(posts)))
 		b := make([]byte, 0, 32)
 		b = append(b, `{"accepted":`...)
 		b = strconv.AppendInt(b, int64(len(posts)), 10)
 		b = append(b, '}')
 		httpjson.Write(w, http.StatusCreated, b)
+		return
+	}
+	h.refuseIntake(w, r, len(posts), err)
+}
+
+// refuseIntake answers posts the intake did not take: as its Refusal
+// says, or as the queue's sentinel means. Every 503 carries Retry-After.
+func (h *Handler) refuseIntake(w http.ResponseWriter, r *http.Request, n int, err error) {
+	var ref *Refusal
+	switch {
+	case errors.As(err, &ref):
 	case errors.Is(err, queue.ErrFull):
-		retry := retrySeconds(h.q.RetryAfter())
-		w.Header().Set("Retry-After", strconv.Itoa(retry))
-		why := fmt.Sprintf("input queue is full (capacity %d posts)", h.q.Cap())
+		ref = &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonQueueFull,
+			Message: fmt.Sprintf("input queue is full (capacity %d posts)", h.q.Cap())}
 		if err != queue.ErrFull {
-			why = err.Error()
+			ref.Message = err.Error()
 		}
-		h.refuse(w, r, http.StatusServiceUnavailable, reasonQueueFull,
-			fmt.Sprintf("%s: retry later, after %d s (Retry-After)", why, retry))
 	case errors.Is(err, queue.ErrTooMany):
-		h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
-			fmt.Sprintf("batch of %d posts is larger than the queue capacity of %d (--queue-size): split it into requests of at most %d posts",
-				len(posts), h.q.Cap(), h.q.Cap()))
+		ref = &Refusal{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
+			Message: fmt.Sprintf("batch of %d posts is larger than the queue capacity of %d (--queue-size): split it into requests of at most %d posts",
+				n, h.q.Cap(), h.q.Cap())}
 	case errors.Is(err, queue.ErrClosed):
 		h.refuseDraining(w, r)
+		return
 	default:
-		// queue documents no other error; refuse rather than guess.
-		h.log.Error("enqueue failed", "error", err)
-		h.refuse(w, r, http.StatusServiceUnavailable, reasonQueueFull,
-			fmt.Sprintf("cannot enqueue: %v: retry later", err))
+		// Not in the Intake's contract: say so in the log, at most once a
+		// minute (a client must not control the log's growth), and let
+		// the client come back.
+		if now := time.Now().Unix(); h.loggedUnknown.Load() <= now-60 {
+			h.loggedUnknown.Store(now)
+			h.log.Error("enqueue failed with an error the intake does not document; refusing with 503", "error", err)
+		}
+		ref = &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonUnavailable, Message: "cannot enqueue now"}
 	}
+	why := reasonUnavailable
+	for i, name := range reasonNames {
+		if name == ref.Reason && i != 0 {
+			why = reason(i)
+		}
+	}
+	msg := ref.Message
+	if ref.Status == http.StatusServiceUnavailable {
+		d := ref.RetryAfter
+		if d <= 0 {
+			d = h.q.RetryAfter()
+		}
+		retry := retrySeconds(d)
+		w.Header().Set("Retry-After", strconv.Itoa(retry))
+		msg = fmt.Sprintf("%s: retry after %d s (Retry-After)", msg, retry)
+	}
+	h.refuse(w, r, ref.Status, why, msg)
 }
 
 func (h *Handler) refuseDraining(w http.ResponseWriter, r *http.Request) {

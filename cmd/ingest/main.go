@@ -18,6 +18,7 @@ import (
 	"github.com/ingest-dev/ingest/child"
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/internal/procname"
+	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/supervisor"
 	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
@@ -68,7 +69,15 @@ func run() int {
 		opts.ProgressBar = os.Stderr
 	}
 	err = supervisor.Run(cfg, opts)
-	if err != nil {
+	var corrupt *spool.CorruptionError
+	switch {
+	case err == nil:
+	case errors.Is(err, spool.ErrLocked) || errors.As(err, &corrupt):
+		// Refused before starting: systemd does not retry exit status 2
+		// (RestartPreventExitStatus), which a person must resolve.
+		log.Error("cannot start", "error", err)
+		return 2
+	default:
 		log.Error("exiting with failure", "error", err)
 		return 1
 	}
