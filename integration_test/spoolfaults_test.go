@@ -33,7 +33,9 @@ type ledger struct {
 	mu       sync.Mutex
 	told     map[string]answer
 	noRetry  []string // 503s without Retry-After
+	leaks    []string // answers that name a file of the data directory
 	statuses map[int]int
+	private  string // the data directory: no answer may name it
 }
 
 func newLedger() *ledger {
@@ -53,6 +55,9 @@ func (l *ledger) post(client *http.Client, url string, a article) answer {
 	l.statuses[ans.status]++
 	if ans.status == http.StatusServiceUnavailable && ans.retryAfter == "" {
 		l.noRetry = append(l.noRetry, fmt.Sprintf("%s: %s", a.Publication, ans.body))
+	}
+	if l.private != "" && strings.Contains(ans.body, l.private) {
+		l.leaks = append(l.leaks, ans.body)
 	}
 	return ans
 }
@@ -148,6 +153,9 @@ func (l *ledger) check(t *testing.T, db string, lost map[string]bool) {
 	}
 	if len(l.noRetry) > 0 {
 		t.Errorf("%d answers 503 without Retry-After; the first: %q", len(l.noRetry), l.noRetry[:min(5, len(l.noRetry))])
+	}
+	if len(l.leaks) > 0 {
+		t.Errorf("%d answers name files of the data directory; the first: %q", len(l.leaks), l.leaks[0])
 	}
 	t.Logf("answers by status: %v", l.statuses)
 }
@@ -294,6 +302,7 @@ func TestSpoolDiskFull(t *testing.T) {
 	filler := fillTo(t, data, 250<<10)
 
 	l := newLedger()
+	l.private = data
 	client := &http.Client{Timeout: 30 * time.Second}
 	arts := faultArticles(1, "Full Disk Gazette", 1200, 300)
 	for _, a := range arts[:1000] {
@@ -302,6 +311,11 @@ func TestSpoolDiskFull(t *testing.T) {
 	acks, refusals := l.count(acked), l.count(refused)
 	if acks == 0 || refusals == 0 {
 		t.Fatalf("with 250 KB free: %d acknowledged, %d refused; want both", acks, refusals)
+	}
+	// A fault is logged once, not once per refused post: a client must
+	// not control the log's growth.
+	if n := strings.Count(p.logs.String(), "\n"); n > 40 {
+		t.Errorf("%d log lines after %d refusals; want the fault logged, not every refusal", n, refusals)
 	}
 	if st := p.spoolStatus(t); st.Fault == "" {
 		t.Errorf("/status shows no spool fault while the disk is full")
@@ -348,6 +362,7 @@ func TestSpoolSegmentStartFails(t *testing.T) {
 	}
 
 	l := newLedger()
+	l.private = data
 	client := &http.Client{Timeout: 30 * time.Second}
 	arts := faultArticles(2, "Inode Courier", 900, 300)
 	for _, a := range arts[:700] { // about twice a segment of --spool-max/8
@@ -691,5 +706,50 @@ func TestInputInterruptedAndShortened(t *testing.T) {
 		if n := got[pubKey(a.Publication)]; n != 1 {
 			t.Errorf("%q counted %d times, want 1", a.Publication, n)
 		}
+	}
+}
+
+// TestSpoolIntakeLimits: with the spool, an NDJSON request of more posts
+// than --queue-size is refused whole with 413, as without it; a
+// truncated .gz --input fails with the input's own error, not a word
+// about children.
+func TestSpoolIntakeLimits(t *testing.T) {
+	p := startParent(t, nil, append([]string{"--queue-size=4"}, faultArgs...)...)
+	arts := faultArticles(6, "Limit Ledger", 5, 200)
+	if r := p.post(t, "application/x-ndjson", ndjson(arts), nil); r.status != http.StatusRequestEntityTooLarge || !strings.Contains(r.body, "--queue-size") {
+		t.Errorf("NDJSON of 5 posts with --queue-size=4: %d %s; want 413 naming --queue-size", r.status, r.body)
+	}
+	if r := p.post(t, "application/x-ndjson", ndjson(arts[:4]), nil); r.status != http.StatusCreated {
+		t.Errorf("NDJSON of 4 posts with --queue-size=4: %d %s; want 201", r.status, r.body)
+	}
+	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+	got, err := articlesByKey(p.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || got[pubKey(arts[4].Publication)] != 0 {
+		t.Errorf("stored %v; want the four posts of the request taken", got)
+	}
+
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "posts.ndjson")
+	inputFile(t, whole, faultArticles(7, "Gzip Gazette", 200, 2000))
+	gz := filepath.Join(dir, "posts.ndjson.gz")
+	if out, err := exec.Command("gzip", "-k", whole).CombinedOutput(); err != nil {
+		t.Fatalf("gzip: %v %s", err, out)
+	}
+	b, err := os.ReadFile(gz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gz, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runInput(t, "--input="+gz, "--db="+filepath.Join(dir, "ingest.db"), "--workers=1")
+	i := strings.LastIndex(out, "exiting with failure")
+	if code == 0 || i < 0 || !strings.Contains(out[i:], "unexpected EOF") || strings.Contains(out[i:], "children") {
+		t.Errorf("a truncated .gz: exit %d, want non-zero with the input's error and no word of children:\n%s", code, out[max(i, 0):])
 	}
 }

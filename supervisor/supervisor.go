@@ -513,7 +513,7 @@ func (p *parent) report(killed bool, failure error) error {
 		}
 	}
 	var unfinished error
-	if p.src != nil && !p.readAll {
+	if p.src != nil && !p.readAll && failure == nil {
 		unfinished = fmt.Errorf("%w: --input %s was not read to its end (%d rows read in this run)", ErrInputUnfinished, p.cfg.Input, p.read.Load()+p.skipped.Load())
 		if p.spool != nil && inputSource(p.cfg) != "" {
 			unfinished = fmt.Errorf("%w; run the same command again on this --data-dir to go on after the last row read", unfinished)

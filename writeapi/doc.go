@@ -62,8 +62,11 @@
 //	413  an NDJSON batch has more posts than the queue can ever hold
 //	     (--queue-size): split it
 //	503  the queue is full (Retry-After, estimated from the drain rate),
-//	     or closed because the service is shutting down
+//	     or closed because the service is shutting down, or the intake
+//	     refuses for now as its Refusal says (the spool's disk is full,
+//	     gone or failed: the message names the cause, never a file)
 //	201  {"accepted": N}
 //
-// Any status but 201 means nothing from the request was enqueued.
+// Any status but 201 means nothing from the request was enqueued. Every
+// 503 carries Retry-After.
 package writeapi
