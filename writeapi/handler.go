@@ -445,7 +445,7 @@ func (h *Handler) refuseIntake(w http.ResponseWriter, r *http.Request, n int, er
 		}
 		retry := retrySeconds(d)
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
-		msg = fmt.Sprintf("%s: retry after %d s (Retry-After)", msg, retry)
+		msg = fmt.Sprintf("%s: retry later, after %d s (Retry-After)", msg, retry)
 	}
 	h.refuse(w, r, ref.Status, why, msg)
 }
