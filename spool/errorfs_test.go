@@ -24,6 +24,11 @@ type errorFS struct {
 	synced map[string]int64      // bytes of each file made durable, by name
 	gate   chan struct{}         // non-nil: syncs of segments wait for it to close
 	free   int64                 // >= 0: what Free reports
+	// after, if set, is called after every call that changed the
+	// directory (a write, a truncate, a create, a rename, a remove), with
+	// the file and, for a write, where it wrote: a crash could have
+	// happened just then.
+	after func(o op, path string, off, n int64)
 }
 
 // op is a kind of call on an FS or File: a call site of the spool's file
@@ -181,6 +186,9 @@ func (fs *errorFS) OpenFile(name string, flag int, perm os.FileMode) (File, erro
 		fs.synced[name] = 0
 	}
 	fs.mu.Unlock()
+	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
+		fs.changed(opOpen, name, 0, 0)
+	}
 	return ef, nil
 }
 
@@ -198,6 +206,7 @@ func (fs *errorFS) Remove(name string) error {
 		}
 		delete(fs.open, name)
 		fs.mu.Unlock()
+		fs.changed(opRemove, name, 0, 0)
 	}
 	return err
 }
@@ -218,8 +227,19 @@ func (fs *errorFS) Rename(oldname, newname string) error {
 		fs.synced[newname] = fs.synced[oldname]
 		delete(fs.synced, oldname)
 		fs.mu.Unlock()
+		fs.changed(opRename, newname, 0, 0)
 	}
 	return err
+}
+
+// changed calls the after hook.
+func (fs *errorFS) changed(o op, path string, off, n int64) {
+	fs.mu.Lock()
+	after := fs.after
+	fs.mu.Unlock()
+	if after != nil {
+		after(o, path, off, n)
+	}
 }
 
 func (fs *errorFS) MkdirAll(dir string, perm os.FileMode) error {
@@ -286,7 +306,11 @@ func (f *errFile) name() string {
 func (f *errFile) WriteAt(b []byte, off int64) (int, error) {
 	err, short := f.fs.fault(opWrite, f.name())
 	if err == nil {
-		return f.File.WriteAt(b, off)
+		n, err := f.File.WriteAt(b, off)
+		if n > 0 {
+			f.fs.changed(opWrite, f.name(), off, int64(n))
+		}
+		return n, err
 	}
 	if short {
 		n, werr := f.File.WriteAt(b[:len(b)/2], off)
@@ -309,7 +333,11 @@ func (f *errFile) Truncate(size int64) error {
 	if err, _ := f.fs.fault(opTruncate, f.name()); err != nil {
 		return err
 	}
-	return f.File.Truncate(size)
+	if err := f.File.Truncate(size); err != nil {
+		return err
+	}
+	f.fs.changed(opTruncate, f.name(), size, 0)
+	return nil
 }
 
 func (f *errFile) Sync() error {

@@ -120,14 +120,14 @@ const (
 )
 
 // fuzzRecords makes records with valid checksums from data, so that what
-// lies behind a checksum is fuzzed too: each record is a kind byte, a
+// lies behind a checksum is fuzzed too: each record is a kind byte (mod 5), a
 // sequence byte (below 240: the next record's, else off by up to 15), a
 // little-endian u16 body length (cut to what is left), and the body.
 func fuzzRecords(data []byte) []byte {
 	var out []byte
 	next := uint64(1)
 	for len(data) >= 4 {
-		kind, adj := data[0]%4, data[1]
+		kind, adj := data[0]%5, data[1]
 		n := min(int(data[2])|int(data[3])<<8, len(data)-4)
 		seq := next
 		if adj >= 240 {
@@ -160,6 +160,13 @@ func FuzzRecover(f *testing.F) {
 	chunks = append(chunks, fuzzChunk(kindBatch, appendBatch(nil, []uint64{1}, [][]byte{[]byte("frame")}))...)
 	chunks = append(chunks, fuzzChunk(kindPost, []byte{0xff})...)
 	f.Add(chunks, checksummed)
+	var withDone []byte // a post, a batch, its done record, a hole, a post
+	withDone = append(withDone, fuzzChunk(kindPost, appendPost(nil, &wire.Post{Publication: "a", Content: "b"}, nil))...)
+	withDone = append(withDone, fuzzChunk(kindBatch, appendBatch(nil, []uint64{1}, [][]byte{[]byte("frame")}))...)
+	withDone = append(withDone, fuzzChunk(kindDone, appendDone(nil, 2, []uint64{1}))...)
+	withDone = append(withDone, fuzzChunk(kindHole, appendHole(nil, 1))...)
+	withDone = append(withDone, fuzzChunk(kindPost, appendPost(nil, &wire.Post{Publication: "c", Content: "d"}, nil))...)
+	f.Add(withDone, checksummed)
 	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
 		mode %= fuzzModes
 		var content []byte

@@ -441,23 +441,40 @@ func (s *Spool) scanSegment(sc *scanState, seg *segment, limit uint64) error {
 			off, startIntact = end, end
 			continue
 		}
-		whole, kind2 := s.wholeAt(seg.f, off, end)
-		d.Kind = kind2
+		n, kindN, wholeTo := s.wholeRecords(seg.f, off, end)
+		if n == 1 && wholeTo == off+d.Bytes {
+			d.Kind = kindN
+		}
 		switch {
 		case ok:
 			d.Last = nextSeq - 1
+			if d.Lost() != 1 {
+				d.Kind = ""
+			}
 		case !last:
 			// gap() tells the rest, from the next file's name.
-		case whole:
-			// A record written whole (its length says so), then damaged:
-			// it may have been acknowledged.
-			d.Last = s.next
+			d.Kind = ""
+		case n > 0:
+			// Records written whole (their lengths say so), then
+			// damaged: they may have been acknowledged. Whatever
+			// follows them was cut short.
+			d.Last = s.next + n - 1
+			if n > 1 {
+				d.Kind = ""
+			}
 		default:
 			// Not a whole record, at the end of the newest segment: a
 			// write a crash cut short, never acknowledged.
-			d.Tail = true
+			d.Tail, d.Kind = true, ""
 		}
 		i := damage(d)
+		if last && !ok && n > 0 {
+			// After the records lost, what is left may be one intact
+			// but for its length field.
+			if mended, ok := s.mend(sc, seg, wholeTo, end); ok {
+				pieces = append(pieces, piece{from: wholeTo, to: end, lit: mended})
+			}
+		}
 		if !ok {
 			if !last {
 				sc.open = i
@@ -502,23 +519,52 @@ func (s *Spool) mend(sc *scanState, seg *segment, off, end int64) ([]byte, bool)
 	return rec, true
 }
 
-// wholeAt reports whether the damaged bytes [off, end) of f are one
-// record by the length in their header, which a single damaged byte
-// leaves recognisable: its kind or its sequence number is still the one
-// due. kind names the kind if it is one.
-func (s *Spool) wholeAt(f File, off, end int64) (whole bool, kind string) {
-	var hdr [recordHeader]byte
-	if end-off < recordHeader {
-		return false, ""
+// wholeRecords counts the damaged records from off, before end, that
+// were written whole, and so may have been acknowledged before they were
+// damaged: records laid end to end, each recognisable by its header (a
+// single damaged byte leaves its kind or its sequence number the one due)
+// and no longer than what is left; and, where that chain breaks (a
+// damaged length), the records before a later header of a record that
+// could follow them (of a kind, numbered next or a few after, no longer
+// than what is left), since that was written after them. Two damaged
+// fields of one record (its length and its kind or number) at the very
+// end are beyond this: they read as a write cut short. at is where the
+// count stops: what follows is not a record whole, a write a crash cut
+// short (zeros, or a record whose length runs past end) unless mend finds
+// it one. kind names the kind of the first, if it is one.
+func (s *Spool) wholeRecords(f File, off, end int64) (n uint64, kind string, at int64) {
+	b := make([]byte, end-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return 0, "", off
 	}
-	if _, err := f.ReadAt(hdr[:], off); err != nil {
-		return false, ""
+	header := func(i int) (length int, kind string, seq uint64) {
+		return int(binary.LittleEndian.Uint32(b[i:])), kindName(b[i+8]), binary.LittleEndian.Uint64(b[i+9:])
 	}
-	if off+recordHeader+int64(binary.LittleEndian.Uint32(hdr[:])) != end {
-		return false, ""
+	i := 0
+	for {
+		for i+recordHeader <= len(b) {
+			length, k, seq := header(i)
+			if length > len(b)-i-recordHeader || k == "" && seq != s.next+n {
+				break
+			}
+			if i == 0 {
+				kind = k
+			}
+			n++
+			i += recordHeader + length
+		}
+		later := false
+		for j := i + 1; j+recordHeader <= len(b); j++ {
+			length, k, q := header(j)
+			if k != "" && length <= len(b)-j-recordHeader && q >= s.next+n && q <= s.next+n+uint64((j-i)/recordHeader)+1 {
+				n, i, later = q-s.next, j, true
+				break
+			}
+		}
+		if !later {
+			return n, kind, off + int64(i)
+		}
 	}
-	kind = kindName(hdr[8])
-	return kind != "" || binary.LittleEndian.Uint64(hdr[9:]) == s.next, kind
 }
 
 // resync finds the first intact record after the damage at off (at off
