@@ -137,7 +137,9 @@ func (s *Spool) rotate() error {
 	s.rotating = false
 	s.cond.Broadcast()
 	if syncErr != nil {
-		return s.fail(&Fault{Op: "sync", Path: active.path, Err: syncErr, Sticky: true})
+		f := s.fail(&Fault{Op: "sync", Path: active.path, Err: syncErr, Sticky: true})
+		s.cutUnsynced(active)
+		return f
 	}
 	if gone {
 		return &Fault{Op: opDirectory, Path: s.dir, Err: errors.New("the segment appended to was removed")}
@@ -217,6 +219,24 @@ func (s *Spool) fail(f *Fault) *Fault {
 	return s.err
 }
 
+// cutUnsynced cuts off seg what a failed sync could not make durable:
+// records nobody was told are durable (Accept refused them, batches were
+// told the error), which the next start must then not count either. The
+// cut is as durable as the kernel makes it without a sync; a crash before
+// it reaches the disk may leave them to be counted. s.mu is held, the
+// spool failed.
+func (s *Spool) cutUnsynced(seg *segment) {
+	if seg.size <= seg.synced {
+		return
+	}
+	if err := seg.f.Truncate(seg.synced); err != nil {
+		s.log.Error("cannot cut off the records a failed sync did not make durable: the next start may count posts that were refused", "segment", seg.path, "error", err)
+		return
+	}
+	s.bytes -= seg.size - seg.synced
+	seg.size = seg.synced
+}
+
 // dropHeld gives up the records held for the disk, telling each batch's
 // caller err. s.mu is held.
 func (s *Spool) dropHeld(err error) {
@@ -279,6 +299,7 @@ func (s *Spool) syncLoop() {
 		s.stats.Syncs++
 		if err != nil {
 			s.fail(&Fault{Op: "sync", Path: active.path, Err: err, Sticky: true})
+			s.cutUnsynced(active)
 			continue
 		}
 		if gone {

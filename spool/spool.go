@@ -348,9 +348,11 @@ func encodePosts(posts []wire.Post, pos *Position) (buf []byte, offs []int, crcs
 // (with Options.Sync): what the HTTP API does before its 201. It sets each
 // post's Spool to its sequence number. It never waits for room: a full
 // spool is ErrFull, a fault a *Fault (ErrUnavailable), a draining one
-// ErrClosed. A nil error means the posts are on disk; any other means
-// they are not counted, even where the spool holds them (a write cut
-// back, or a sync that failed).
+// ErrClosed. A nil error means the posts are on disk and will be
+// counted; any other means they will not: a write that failed is cut
+// back, and so is what a failed sync could not make durable (that cut
+// is the one thing not synced: a crash right after it may still leave
+// such posts for the next start to count).
 func (s *Spool) Accept(posts []wire.Post) error {
 	if len(posts) == 0 {
 		return nil

@@ -30,16 +30,20 @@ func (s *Spool) upkeep() {
 	t := time.NewTicker(s.watch)
 	defer t.Stop()
 	for {
+		tick := false
 		select {
 		case <-s.stop:
 			return
-		case <-s.kick:
+		case <-s.kick: // a fault, a record held, a segment that may be done
 		case <-t.C:
+			tick = true
 			s.checkDir()
 		}
 		s.heal()
 		s.deleteDone()
-		s.keepReserve()
+		if tick { // not at every kick: a sync kicks, and this asks the file system
+			s.keepReserve()
+		}
 	}
 }
 
