@@ -79,6 +79,47 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
+func FuzzDecodeDone(f *testing.F) {
+	f.Add([]byte{}, false)
+	f.Add(appendDone(nil, 9, []uint64{1, 2, 3}), false)
+	f.Add(appendDone(nil, 1<<63, nil), false)
+	f.Add(appendHole(nil, 3), true)
+	f.Fuzz(func(t *testing.T, body []byte, hole bool) {
+		if hole {
+			n, err := decodeHole(body)
+			if err != nil {
+				if !errors.Is(err, errDamaged) {
+					t.Fatalf("decodeHole error %v is not errDamaged", err)
+				}
+				return
+			}
+			if n == 0 || n > maxHole {
+				t.Fatalf("decodeHole accepted a hole of %d records", n)
+			}
+			if again, err := decodeHole(appendHole(nil, n)); err != nil || again != n {
+				t.Fatalf("round trip of a hole of %d: %d, %v", n, again, err)
+			}
+			return
+		}
+		batch, covers, err := decodeDone(body)
+		if err != nil {
+			if !errors.Is(err, errDamaged) {
+				t.Fatalf("decodeDone error %v is not errDamaged", err)
+			}
+			return
+		}
+		for i := 1; i < len(covers); i++ {
+			if covers[i] <= covers[i-1] {
+				t.Fatalf("covers not ascending: %v", covers)
+			}
+		}
+		batch2, covers2, err := decodeDone(appendDone(nil, batch, covers))
+		if err != nil || batch2 != batch || !slicesEqual(covers, covers2) {
+			t.Fatalf("round trip changed %d %v into %d %v (%v)", batch, covers, batch2, covers2, err)
+		}
+	})
+}
+
 func slicesEqual(a, b []uint64) bool {
 	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
 }

@@ -472,8 +472,9 @@ func (s *Spool) appendPosts(ctx context.Context, posts []wire.Post, buf []byte, 
 // now, the spool holds it in memory and writes it as soon as it can: a
 // batch is never stored before it is recorded, or its posts would be
 // counted again by the next start. onDurable is never called with the
-// spool's lock held, and must not block; it may run before AppendBatch
-// returns, on any goroutine. AppendBatch returns an error only if the
+// spool's lock held, and must not block (nor call Close, which waits for
+// the goroutine it may run on); it may run before AppendBatch returns, on
+// any goroutine. AppendBatch returns an error only if the
 // spool failed for good (a Sticky fault) or is closed: then onDurable is
 // never called. Whenever the batch is not made durable, the posts it
 // covers stay in the spool for the next start.
