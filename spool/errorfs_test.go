@@ -85,7 +85,6 @@ func anyPath(string) bool     { return true }
 func isSegment(p string) bool { return strings.HasSuffix(p, segmentSuffix) }
 func isNewSeg(p string) bool  { return strings.HasSuffix(p, segmentSuffix+tmpSuffix) }
 func isState(p string) bool   { return strings.HasPrefix(filepath.Base(p), stateFile) }
-func isReserve(p string) bool { return filepath.Base(p) == reserveFile }
 func isDir(dir string) func(string) bool {
 	return func(p string) bool { return filepath.Clean(p) == filepath.Clean(dir) }
 }

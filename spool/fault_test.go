@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/ingest-dev/ingest/wire"
 )
 
 // ledger is a workload's bookkeeping: what the spool was given and what
@@ -738,6 +735,3 @@ func TestHeldBatchIsToldClose(t *testing.T) {
 		s2.Close()
 	})
 }
-
-var _ = slices.Equal[[]uint64]
-var _ wire.Post

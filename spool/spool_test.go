@@ -180,11 +180,10 @@ func TestAcceptAnswersWhatCloseMadeDurable(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Accept of a post the closing sync made durable: %v, want nil", err)
 		}
-		s, rec := openTest(t, Options{Dir: dir, Sync: true})
+		_, rec := openTest(t, Options{Dir: dir, Sync: true})
 		if rec.Posts != 1 {
 			t.Fatalf("recovered %d posts, want the one accepted", rec.Posts)
 		}
-		_ = s
 	})
 }
 
