@@ -39,10 +39,12 @@ func (s *Spool) allDone() bool {
 }
 
 // deletable is the oldest segment if it can be deleted now: done, not
-// the one appended to, read back or synced, and the directory trusted.
-// s.mu is held.
+// the one appended to, read back or synced, and the directory trusted (a
+// directory fault may mean that the path names another file now; a full
+// disk, on the other hand, is exactly when deleting matters). s.mu is
+// held.
 func (s *Spool) deletable() *segment {
-	if len(s.segs) < 2 || s.fault != nil || s.err != nil {
+	if len(s.segs) < 2 || s.err != nil || s.fault != nil && s.fault.Op == opDirectory {
 		return nil
 	}
 	seg := s.segs[0]
@@ -70,14 +72,32 @@ func (s *Spool) deleteDone() {
 		if seg == nil {
 			return
 		}
-		if err := s.saveState(next); err != nil {
-			s.log.Error("cannot save the spool's state; keeping the stored segment it would let go", "segment", seg.path, "error", err)
+		err := s.saveState(next)
+		if isNoSpace(err) {
+			// The state file must be written before the segment goes, and
+			// deleting it is what frees the disk: the reserve is for this
+			// too.
+			s.mu.Lock()
+			gave := s.giveUpReserve()
+			s.unlock()
+			if gave {
+				err = s.saveState(next)
+			}
+		}
+		if err == nil {
+			err = s.fs.Remove(seg.path)
+			if errors.Is(err, os.ErrNotExist) {
+				err = nil
+			}
+		}
+		if err != nil {
+			if !s.delFailing {
+				s.log.Error("cannot delete a spool segment that is stored; it takes disk until it is (trying again every moment)", "segment", seg.path, "error", err)
+			}
+			s.delFailing = true
 			return
 		}
-		if err := s.fs.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Error("cannot delete a spool segment that is stored; it takes disk until it is", "segment", seg.path, "error", err)
-			return
-		}
+		s.delFailing = false
 		if s.sync {
 			if err := s.fs.SyncDir(s.dir); err != nil {
 				s.log.Warn("deleting a stored segment may not be durable", "error", err)
@@ -87,7 +107,6 @@ func (s *Spool) deleteDone() {
 		if len(s.segs) > 0 && s.segs[0] == seg {
 			s.segs = s.segs[1:]
 			s.bytes -= seg.size
-			s.oldest = next
 			s.stats.Deleted++
 			if seg.f != nil {
 				seg.f.Close()

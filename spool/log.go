@@ -23,6 +23,11 @@ type segment struct {
 	size    int64
 	synced  int64 // bytes durable (readable by Next)
 	pending int   // records not done: posts not covered by a stored batch, batches not stored
+	// full: starting the next segment was tried and failed, and may have
+	// left its file (named for the next record) behind: no record may be
+	// written here any more, or that file would name a record it does
+	// not hold. The next write starts the segment again.
+	full bool
 	// f stays open for the spool's life: appended to (the last segment),
 	// read back by Next, and copied from if its file is removed.
 	f File
@@ -45,16 +50,28 @@ type cursor struct {
 // names sort as their sequence numbers do.
 func segmentName(seq uint64) string { return fmt.Sprintf("%020d%s", seq, segmentSuffix) }
 
-// write writes records of kind (buf, split at offs, body CRCs crcs) at the
-// end of the active segment, starting the next segment first if this one
-// is full, and returns the last seq. On a failed write the segment is cut
-// back, so that the spool never holds a partial record it did not report;
-// the error is a *Fault (Sticky if the cut failed too), or ErrClosed.
-// s.mu is held; it is released while a segment is started.
-func (s *Spool) write(kind byte, buf []byte, offs []int, crcs []uint32) (uint64, error) {
+// errRotated is write's answer when it started the next segment instead
+// of writing: s.mu was released meanwhile, so the caller checks again
+// whether it may write (a fault, Close, records held) and calls again.
+var errRotated = errors.New("spool: a new segment was started; check again")
+
+// waitRotation waits until no writer is starting a segment. Every writer
+// calls it before it decides to write, so that what it checked still
+// holds when it writes. s.mu is held.
+func (s *Spool) waitRotation() {
 	for s.rotating {
 		s.cond.Wait()
 	}
+}
+
+// write writes records of kind (buf, split at offs, body CRCs crcs) at the
+// end of the active segment and returns the last seq. If the active
+// segment is full, it starts the next one instead and returns errRotated
+// (or why it could not). On a failed write the segment is cut back, so
+// that the spool never holds a partial record it did not report; the
+// error is a *Fault (Sticky if the cut failed too), or ErrClosed. s.mu is
+// held, and no rotation is under way (waitRotation).
+func (s *Spool) write(kind byte, buf []byte, offs []int, crcs []uint32) (uint64, error) {
 	switch {
 	case s.err != nil:
 		return 0, s.err
@@ -62,11 +79,11 @@ func (s *Spool) write(kind byte, buf []byte, offs []int, crcs []uint32) (uint64,
 		return 0, ErrClosed
 	}
 	active := s.segs[len(s.segs)-1]
-	if active.size+int64(len(buf)) > s.segMax && active.size > int64(len(segmentHeader)) {
+	if active.full || active.size+int64(len(buf)) > s.segMax && active.size > int64(len(segmentHeader)) {
 		if err := s.rotate(); err != nil {
 			return 0, err
 		}
-		active = s.segs[len(s.segs)-1]
+		return 0, errRotated
 	}
 	first := s.next
 	for i := range crcs {
@@ -96,33 +113,43 @@ func (s *Spool) write(kind byte, buf []byte, offs []int, crcs []uint32) (uint64,
 }
 
 // rotate makes the active segment durable and starts the next one, with
-// s.mu released meanwhile (other writers wait on s.rotating). A failed
-// sync is Sticky; a segment that cannot be started is a Fault that lasts
-// until upkeep starts one. s.mu is held.
+// s.mu released meanwhile (other writers wait in waitRotation). A failed
+// sync is Sticky. A segment synced into a file that is no longer in the
+// directory is not durable for a restart: a directory fault, which
+// upkeep heals by restoring the file (and then its records count as
+// durable). A segment that cannot be started is a Fault that lasts until
+// a write can start one. s.mu is held.
 func (s *Spool) rotate() error {
 	active := s.segs[len(s.segs)-1]
-	target, size, first := s.written, active.size, s.next
+	target, size, first, f := s.written, active.size, s.next, active.f
 	s.rotating = true
 	s.mu.Unlock()
 	var syncErr, err error
 	var seg *segment
 	if s.sync {
-		syncErr = active.f.Sync()
+		syncErr = f.Sync()
 	}
-	if syncErr == nil {
+	gone := syncErr == nil && unlinked(f)
+	if syncErr == nil && !gone {
 		seg, err = s.createSegment(first)
 	}
 	s.mu.Lock()
 	s.rotating = false
 	s.cond.Broadcast()
 	if syncErr != nil {
-		return s.fail(&Fault{Op: "sync", Path: active.path, Err: syncErr, Sticky: true})
+		f := s.fail(&Fault{Op: "sync", Path: active.path, Err: syncErr, Sticky: true})
+		s.cutUnsynced(active)
+		return f
+	}
+	if gone {
+		return &Fault{Op: opDirectory, Path: s.dir, Err: errors.New("the segment appended to was removed")}
 	}
 	if s.sync {
 		s.stats.Syncs++
 		s.advance(target, active, size)
 	}
 	if err != nil {
+		active.full = true
 		return &Fault{Op: "start a segment", Path: filepath.Join(s.dir, segmentName(first)), Err: err}
 	}
 	s.segs = append(s.segs, seg)
@@ -146,7 +173,10 @@ func (s *Spool) createSegment(first uint64) (*segment, error) {
 
 // writeFile writes path's content through a temporary file, renamed into
 // place once durable (with Options.Sync), and returns it open for reading
-// and writing. It leaves nothing behind if it fails.
+// and writing. Until the rename, a failure leaves nothing behind; once
+// renamed, the file stays even if the directory's sync fails (it may
+// replace a file that is gone now, as a repair or a restore does), and
+// the error says that its name may not be durable.
 func (s *Spool) writeFile(path string, content []byte) (File, error) {
 	tmp := path + tmpSuffix
 	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
@@ -159,30 +189,63 @@ func (s *Spool) writeFile(path string, content []byte) (File, error) {
 	}
 	if err == nil {
 		err = s.fs.Rename(tmp, path)
-		if err == nil && s.sync {
-			if err = s.fs.SyncDir(filepath.Dir(path)); err != nil {
-				s.fs.Remove(path)
-			}
-		}
 	}
 	if err != nil {
 		f.Close()
 		s.fs.Remove(tmp)
 		return nil, err
 	}
+	if s.sync {
+		if err := s.fs.SyncDir(filepath.Dir(path)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	return f, nil
 }
 
 // fail makes f sticky: the spool can no longer be trusted to hold what it
-// is given. Records waiting to be durable are told. s.mu is held.
+// is given. Records waiting to be durable, and batches held for the
+// disk, are told (their posts stay in the spool for the next start).
+// s.mu is held.
 func (s *Spool) fail(f *Fault) *Fault {
 	if s.err == nil {
 		s.err = f
 		s.log.Error("the spool cannot be trusted any more: refusing posts for the rest of this run; what is on disk is recovered by the next start", "error", f)
 		s.failWaiters(f)
+		s.dropHeld(f)
 		s.cond.Broadcast()
 	}
 	return s.err
+}
+
+// cutUnsynced cuts off seg what a failed sync could not make durable:
+// records nobody was told are durable (Accept refused them, batches were
+// told the error), which the next start must then not count either. The
+// cut is as durable as the kernel makes it without a sync; a crash before
+// it reaches the disk may leave them to be counted. s.mu is held, the
+// spool failed.
+func (s *Spool) cutUnsynced(seg *segment) {
+	if seg.size <= seg.synced {
+		return
+	}
+	if err := seg.f.Truncate(seg.synced); err != nil {
+		s.log.Error("cannot cut off the records a failed sync did not make durable: the next start may count posts that were refused", "segment", seg.path, "error", err)
+		return
+	}
+	s.bytes -= seg.size - seg.synced
+	seg.size = seg.synced
+}
+
+// dropHeld gives up the records held for the disk, telling each batch's
+// caller err. s.mu is held.
+func (s *Spool) dropHeld(err error) {
+	for _, h := range s.held {
+		if h.onDurable != nil {
+			s.calls = append(s.calls, call{h.onDurable, 0, err})
+		}
+	}
+	s.held = nil
 }
 
 // failWaiters tells every record waiting to be durable that it will not
@@ -205,11 +268,17 @@ func (s *Spool) awaitDurable(seq uint64, fn func(error)) {
 }
 
 // syncLoop makes what was written durable, one fdatasync for everything
-// written since the last: concurrent appends share a sync.
+// written since the last: concurrent appends share a sync. It ends when
+// the spool fails, or once it is closed and nothing written is left to
+// sync; syncDone then tells those waiting for a sync that none will come.
 func (s *Spool) syncLoop() {
-	defer close(s.syncer)
 	s.mu.Lock()
-	defer s.unlock()
+	defer func() {
+		s.syncDone = true
+		s.cond.Broadcast()
+		s.unlock()
+		close(s.syncer)
+	}()
 	for {
 		for s.synced == s.written && !s.closed && s.err == nil {
 			s.cond.Wait()
@@ -219,23 +288,29 @@ func (s *Spool) syncLoop() {
 		}
 		target := s.written
 		active := s.segs[len(s.segs)-1]
-		off := active.size
-		s.syncing = active // upkeep keeps it meanwhile
+		f, off := active.f, active.size
+		s.syncing = active // neither deleted nor swapped by a restore meanwhile
 		s.mu.Unlock()
-		err := active.f.Sync()
+		err := f.Sync()
+		gone := err == nil && unlinked(f)
 		s.mu.Lock()
 		s.syncing = nil
+		s.cond.Broadcast() // a restore may wait for it
 		s.stats.Syncs++
 		if err != nil {
 			s.fail(&Fault{Op: "sync", Path: active.path, Err: err, Sticky: true})
+			s.cutUnsynced(active)
 			continue
 		}
-		if unlinked(active.f) {
+		if gone {
 			// Synced into a file no longer in the directory: not durable
 			// in any sense a restart could use. Acknowledge nothing until
-			// upkeep has restored the file (restore then advances).
-			s.setFault(&Fault{Op: "directory", Path: s.dir, Err: errors.New("the segment appended to was removed")})
-			s.cond.Broadcast() // restore waits for syncing to be nil
+			// upkeep has restored the file (restore then advances). A
+			// closed spool restores nothing: Close tells the waiters.
+			if s.closed {
+				return
+			}
+			s.setFault(&Fault{Op: opDirectory, Path: s.dir, Err: errors.New("the segment appended to was removed")})
 			for s.fault != nil && s.synced < target && !s.closed && s.err == nil {
 				s.cond.Wait()
 			}
@@ -268,30 +343,41 @@ func (s *Spool) advance(seq uint64, seg *segment, off int64) {
 }
 
 // writeOrHold writes a batch or done record, or holds it in memory while
-// the disk cannot take it (upkeep writes it later, in order). s.mu is
-// held.
-func (s *Spool) writeOrHold(h *heldRecord) {
-	if s.fault == nil && len(s.held) == 0 {
+// the disk cannot take it (upkeep writes it later, in order, after those
+// held before it). It fails only if the spool failed for good or is
+// closed: then the record is neither written nor held. s.mu is held.
+func (s *Spool) writeOrHold(h *heldRecord) error {
+	for {
+		s.waitRotation()
+		switch {
+		case s.err != nil:
+			return s.err
+		case s.closed:
+			return ErrClosed
+		case s.fault != nil || len(s.held) > 0:
+			s.held = append(s.held, h)
+			s.wake()
+			return nil
+		}
 		err := s.writeHeld(h)
 		if err == nil {
-			return
+			return nil
+		}
+		if errors.Is(err, errRotated) {
+			continue
 		}
 		var f *Fault
 		if !errors.As(err, &f) || f.Sticky {
-			if h.onDurable != nil {
-				s.calls = append(s.calls, call{h.onDurable, 0, err})
-			}
-			return
+			return err
 		}
-		s.setFault(f)
+		s.setFault(f) // and hold it
 	}
-	s.held = append(s.held, h)
-	s.wake()
 }
 
 // writeHeld writes one batch or done record. A full disk gives up the
-// reserve, which is there for exactly this, and tries once more. s.mu is
-// held.
+// reserve, which is there for exactly this, and tries once more. It
+// returns errRotated (nothing written) when it started a segment
+// instead. s.mu is held, no rotation under way.
 func (s *Spool) writeHeld(h *heldRecord) error {
 	offs, crcs := []int{0, len(h.buf)}, []uint32{h.crc}
 	seq, err := s.write(h.kind, h.buf, offs, crcs)
@@ -321,17 +407,24 @@ func isNoSpace(err error) bool {
 
 // setFault records a fault that lasts until heal clears it: posts are
 // refused meanwhile and batch records held. The first fault of an episode
-// is logged, not every refusal. s.mu is held.
+// is logged, not every refusal; a directory fault takes the place of
+// another, since only healing it (a restore) can end the episode. s.mu is
+// held.
 func (s *Spool) setFault(f *Fault) *Fault {
-	if s.fault == nil {
-		s.fault = f
+	switch {
+	case s.fault == nil:
 		s.faultAt = time.Now()
 		s.refused = 0
 		s.stats.Faults++
 		s.log.Warn("the spool cannot be written: posts are refused (503) and batches wait in memory until it can; checking again every moment", "error", f)
-		s.cond.Broadcast()
-		s.wake()
+	case f.Op == opDirectory && s.fault.Op != opDirectory:
+		s.log.Warn("the spool's directory is not usable", "error", f)
+	default:
+		return s.fault
 	}
+	s.fault = f
+	s.cond.Broadcast()
+	s.wake()
 	return s.fault
 }
 

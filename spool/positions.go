@@ -94,38 +94,52 @@ func (s *Spool) Forget(source string) error {
 	s.mu.Lock()
 	delete(s.pos, source)
 	s.pending = slices.DeleteFunc(s.pending, func(p posAt) bool { return p.pos.Source == source })
-	_, ok := s.saved[source]
-	delete(s.saved, source)
+	if _, ok := s.saved[source]; ok {
+		delete(s.saved, source)
+		s.stateStale = true
+	}
 	st := state{Version: stateFileVersion, Oldest: s.oldest, Inputs: maps.Clone(s.saved)}
 	s.unlock()
-	if !ok {
-		return nil
-	}
-	return s.writeState(st)
+	return s.flushState(st)
 }
 
-// saveState writes the state file if it changed: the durable positions,
-// and oldest as the first record kept.
+// saveState makes the state file say oldest as the first record kept,
+// and hold every durable position, writing it if that changes it.
 func (s *Spool) saveState(oldest uint64) error {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
 	s.mu.Lock()
-	changed := oldest != s.oldest
+	if oldest != s.oldest {
+		// From now on, whoever writes the state file (Forget, a
+		// restore) writes this oldest.
+		s.oldest = oldest
+		s.stateStale = true
+	}
 	for src, p := range s.pos {
 		if old, ok := s.saved[src]; !ok || old != p.pos {
 			s.saved[src] = p.pos
-			changed = true
+			s.stateStale = true
 		}
 	}
 	st := state{Version: stateFileVersion, Oldest: oldest, Inputs: maps.Clone(s.saved)}
 	s.unlock()
-	if !changed {
-		return nil
-	}
-	return s.writeState(st)
+	return s.flushState(st)
 }
 
-// writeState writes st durably. s.stateMu is held.
+// flushState writes st if the state file is stale. s.stateMu is held.
+func (s *Spool) flushState(st state) error {
+	if !s.stateStale {
+		return nil
+	}
+	if err := s.writeState(st); err != nil {
+		return err
+	}
+	s.stateStale = false
+	return nil
+}
+
+// writeState writes st durably. s.stateMu is held; a caller that changed
+// the state first set stateStale, so that a failed write is tried again.
 func (s *Spool) writeState(st state) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

@@ -54,6 +54,9 @@ const (
 	// batch, low enough that a damaged length is refused before it is
 	// allocated.
 	maxBody = 1 << 30
+	// maxHole bounds the records a hole record stands for: far beyond
+	// any spool, far below the end of sequence numbers.
+	maxHole = 1 << 48
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -63,6 +66,26 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var errDamaged = errors.New("damaged record")
 
 func crc32Body(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// kindName names a record kind, "" if it is not one.
+func kindName(kind byte) string {
+	switch kind {
+	case kindPost:
+		return "post"
+	case kindBatch:
+		return "batch"
+	case kindDone:
+		return "done"
+	case kindHole:
+		return "hole"
+	}
+	return ""
+}
+
+// validHeader reports whether hdr is a segment header this version reads.
+func validHeader(hdr []byte) bool {
+	return string(hdr) == segmentHeader || string(hdr) == segmentHeaderV1
+}
 
 // appendPost appends a post record's body to b.
 func appendPost(b []byte, p *wire.Post, pos *Position) []byte {
@@ -182,8 +205,8 @@ func appendHole(b []byte, n uint64) []byte { return binary.AppendUvarint(b, n) }
 func decodeHole(b []byte) (uint64, error) {
 	r := reader{b: b}
 	n := r.uvarint()
-	if r.err == nil && n == 0 {
-		r.fail("a hole of no records")
+	if r.err == nil && (n == 0 || n > maxHole) {
+		r.fail(fmt.Sprintf("a hole of %d records", n))
 	}
 	r.end("a hole record")
 	return n, r.err

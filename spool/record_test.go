@@ -193,3 +193,48 @@ func TestSortedCovers(t *testing.T) {
 		t.Errorf("sortedCovers changed its argument: %v", in)
 	}
 }
+
+func TestDoneAndHoleBodies(t *testing.T) {
+	body := appendDone(nil, 1<<40, []uint64{3, 4, 900})
+	batch, covers, err := decodeDone(body)
+	if err != nil || batch != 1<<40 || !reflect.DeepEqual(covers, []uint64{3, 4, 900}) {
+		t.Errorf("decodeDone = %d, %v, %v; want %d, [3 4 900]", batch, covers, err, uint64(1<<40))
+	}
+	if n, err := decodeHole(appendHole(nil, 7)); n != 7 || err != nil {
+		t.Errorf("decodeHole = %d, %v; want 7", n, err)
+	}
+	uv := func(vs ...uint64) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.AppendUvarint(b, v)
+		}
+		return b
+	}
+	bad := []struct {
+		name string
+		hole bool
+		body []byte
+	}{
+		{"done: empty", false, nil},
+		{"done: covers missing", false, uv(5)},
+		{"done: covers not ascending", false, uv(5, 2, 3, 0)},
+		{"done: bytes after", false, append(appendDone(nil, 5, []uint64{1}), 0)},
+		{"hole: empty", true, nil},
+		{"hole: of no records", true, uv(0)},
+		{"hole: beyond any spool", true, uv(maxHole + 1)},
+		{"hole: bytes after", true, uv(1, 1)},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.hole {
+				_, err = decodeHole(tc.body)
+			} else {
+				_, _, err = decodeDone(tc.body)
+			}
+			if !errors.Is(err, errDamaged) {
+				t.Errorf("err = %v, want errDamaged", err)
+			}
+		})
+	}
+}

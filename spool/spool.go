@@ -37,7 +37,7 @@ var (
 // may have dropped the data it could not write, so this process never
 // trusts the spool again (a restart recovers what is on disk).
 type Fault struct {
-	Op     string // what failed: "write", "sync", "start a segment", "directory"
+	Op     string // what failed: "write", "sync", "start a segment", "read back", "directory"
 	Path   string // the file or directory
 	Err    error  // why
 	Sticky bool
@@ -48,6 +48,11 @@ func (f *Fault) Error() string {
 }
 
 func (f *Fault) Unwrap() error { return f.Err }
+
+// opDirectory is the Op of a fault of the spool directory itself (or of a
+// segment file in it): removed, replaced, not writable. Only a restore
+// (upkeep.go) ends it.
+const opDirectory = "directory"
 
 // Is makes every Fault match ErrUnavailable.
 func (f *Fault) Is(target error) bool { return target == ErrUnavailable }
@@ -179,13 +184,14 @@ type Spool struct {
 	// The log (log.go): segment files, oldest first, the last being the
 	// one appended to; sequence numbers written and durable.
 	segs     []*segment
-	next     uint64 // seq of the next record
-	written  uint64 // last seq written
-	synced   uint64 // last seq durable (== written without Sync)
-	bytes    int64  // size of every segment file
-	unread   int64  // bytes of post records Next has not returned
-	rotating bool   // a writer is starting the next segment, outside the lock
-	syncing  *segment
+	next     uint64   // seq of the next record
+	written  uint64   // last seq written
+	synced   uint64   // last seq durable (== written without Sync)
+	bytes    int64    // size of every segment file
+	unread   int64    // bytes of post records Next has not returned
+	rotating bool     // a writer is starting the next segment, outside the lock
+	syncing  *segment // the segment the sync loop is syncing, outside the lock
+	syncDone bool     // the sync loop has ended: no more syncs
 	waiters  []waiter // records written, waiting to be durable, by seq
 	cur      cursor   // Next's place
 
@@ -209,17 +215,20 @@ type Spool struct {
 	calls   []call // AppendBatch callbacks due, run by unlock
 
 	dirID   os.FileInfo // the spool directory as opened (or restored)
+	checkAt int         // where checkDir goes on among the older segments
 	reserve File        // the RESERVE file, nil while given up
 	lost    seqSet      // sequence numbers known lost (hole records)
 
-	delMu   sync.Mutex    // one deleter of segments at a time
-	stateMu sync.Mutex    // one writer of the state file at a time
-	kick    chan struct{} // wakes upkeep; buffered 1
-	stop    chan struct{} // closed by Close: upkeep ends
-	syncer  chan struct{} // closed when the sync loop ends
-	upkept  chan struct{} // closed when upkeep ends
-	watch   time.Duration
-	stats   Stats
+	delMu      sync.Mutex    // one deleter of segments at a time
+	delFailing bool          // deleting a segment failed (logged once); under delMu
+	stateMu    sync.Mutex    // one writer of the state file at a time
+	stateStale bool          // the state file does not say what it should yet; under stateMu
+	kick       chan struct{} // wakes upkeep; buffered 1
+	stop       chan struct{} // closed by Close: upkeep ends
+	syncer     chan struct{} // closed when the sync loop ends
+	upkept     chan struct{} // closed when upkeep ends
+	watch      time.Duration
+	stats      Stats
 }
 
 // call is an AppendBatch callback due.
@@ -248,6 +257,12 @@ const (
 	filePerm       = 0o640
 	segmentSuffix  = ".seg"
 	quarantineName = "%s.%d.bad" // segment, byte offset
+	// checkSegments is how many segments besides the active one each
+	// directory check looks at.
+	checkSegments = 16
+	// minFree is the disk a fault waits for beyond the reserve before
+	// posts are taken again.
+	minFree = 64 << 10
 )
 
 // Open opens the spool in opts.Dir and recovers what it holds (recover.go
@@ -333,9 +348,11 @@ func encodePosts(posts []wire.Post, pos *Position) (buf []byte, offs []int, crcs
 // (with Options.Sync): what the HTTP API does before its 201. It sets each
 // post's Spool to its sequence number. It never waits for room: a full
 // spool is ErrFull, a fault a *Fault (ErrUnavailable), a draining one
-// ErrClosed. A nil error means the posts are on disk; any other means
-// they are not counted, even where the spool holds them (a write cut
-// back, or a sync that failed).
+// ErrClosed. A nil error means the posts are on disk and will be
+// counted; any other means they will not: a write that failed is cut
+// back, and so is what a failed sync could not make durable (that cut
+// is the one thing not synced: a crash right after it may still leave
+// such posts for the next start to count).
 func (s *Spool) Accept(posts []wire.Post) error {
 	if len(posts) == 0 {
 		return nil
@@ -353,8 +370,10 @@ func (s *Spool) Accept(posts []wire.Post) error {
 	}
 	// A fault does not end this wait: the posts are in the spool, so they
 	// will be counted, and the answer must not say otherwise. A removed
-	// directory is restored, then the sync acknowledges them.
-	for s.synced < last && s.err == nil && !s.closed {
+	// directory is restored, then the sync acknowledges them. Close does
+	// not end it either until the sync loop has made its last sync: a
+	// post that sync makes durable is counted, so it must be answered so.
+	for s.synced < last && s.err == nil && !s.syncDone {
 		s.cond.Wait()
 	}
 	switch {
@@ -393,6 +412,7 @@ func (s *Spool) Feed(ctx context.Context, posts []wire.Post, pos *Position) erro
 func (s *Spool) appendPosts(ctx context.Context, posts []wire.Post, buf []byte, offs []int, crcs []uint32, pos *Position) (uint64, error) {
 	need := int64(len(buf))
 	for {
+		s.waitRotation()
 		switch {
 		case s.err != nil:
 			return 0, s.err
@@ -418,6 +438,9 @@ func (s *Spool) appendPosts(ctx context.Context, posts []wire.Post, buf []byte, 
 		}
 		if why == nil {
 			last, err := s.write(kindPost, buf, offs, crcs)
+			if errors.Is(err, errRotated) {
+				continue // s.mu was released: check again
+			}
 			if err == nil {
 				for i := range posts {
 					posts[i].Spool = last - uint64(len(posts)-1-i)
@@ -447,17 +470,20 @@ func (s *Spool) appendPosts(ctx context.Context, posts []wire.Post, buf []byte, 
 }
 
 // AppendBatch spools a complete batch: its parts (wire frames, kept as
-// they are) and the posts it covers. onDurable is called with the batch's
-// sequence number (for Stored) once it is on disk (nil error), or with
-// ErrClosed if the spool is closed first; only then may a saver be given
-// the parts. If the disk cannot take the batch now, the spool holds it in
-// memory and writes it as soon as it can: a batch is never stored before
-// it is recorded, or its posts would be counted again by the next start.
-// onDurable is never called with the spool's lock held, and must not
-// block; it may run before AppendBatch returns. AppendBatch returns an
-// error only if the spool failed for good (a Sticky fault) or is closed:
-// then onDurable is never called, and the posts the batch covers stay in
-// the spool for the next start.
+// they are) and the posts it covers. onDurable is called exactly once:
+// with the batch's sequence number (for Stored) once it is on disk (nil
+// error), and only then may a saver be given the parts; or, if that can
+// no longer happen, with ErrClosed (the spool was closed first) or the
+// Sticky fault that ended the spool. If the disk cannot take the batch
+// now, the spool holds it in memory and writes it as soon as it can: a
+// batch is never stored before it is recorded, or its posts would be
+// counted again by the next start. onDurable is never called with the
+// spool's lock held, and must not block (nor call Close, which waits for
+// the goroutine it may run on); it may run before AppendBatch returns, on
+// any goroutine. AppendBatch returns an error only if the
+// spool failed for good (a Sticky fault) or is closed: then onDurable is
+// never called. Whenever the batch is not made durable, the posts it
+// covers stay in the spool for the next start.
 func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(seq uint64, err error)) error {
 	covers = sortedCovers(covers)
 	buf := make([]byte, recordHeader, recordHeader+16+len(covers)*2)
@@ -469,14 +495,7 @@ func (s *Spool) AppendBatch(covers []uint64, parts [][]byte, onDurable func(seq 
 	}
 	s.mu.Lock()
 	defer s.unlock()
-	if s.err != nil {
-		return s.err
-	}
-	if s.closed {
-		return ErrClosed
-	}
-	s.writeOrHold(h)
-	return nil
+	return s.writeOrHold(h)
 }
 
 // Stored records that the batch spooled as seq is stored (every part
@@ -501,9 +520,7 @@ func (s *Spool) Stored(seq uint64) {
 			}
 		})
 	}
-	if s.err == nil {
-		s.writeOrHold(h)
-	}
+	s.writeOrHold(h) // if the spool failed or closed, the next start offers the batch again
 }
 
 // CloseIntake stops Accept and Feed (ErrClosed); Next returns what was
@@ -578,13 +595,9 @@ func (s *Spool) Close() error {
 	<-s.syncer
 	<-s.upkept
 	s.mu.Lock()
+	s.waitRotation() // a writer starting a segment finishes, then sees closed
 	s.failWaiters(ErrClosed)
-	for _, h := range s.held {
-		if h.onDurable != nil {
-			s.calls = append(s.calls, call{h.onDurable, 0, ErrClosed})
-		}
-	}
-	s.held = nil
+	s.dropHeld(ErrClosed)
 	var err error
 	allDone := s.err == nil && s.allDone()
 	if s.err == nil {

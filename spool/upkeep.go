@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,28 +30,41 @@ func (s *Spool) upkeep() {
 	t := time.NewTicker(s.watch)
 	defer t.Stop()
 	for {
+		tick := false
 		select {
 		case <-s.stop:
 			return
-		case <-s.kick:
+		case <-s.kick: // a fault, a record held, a segment that may be done
 		case <-t.C:
+			tick = true
 			s.checkDir()
 		}
 		s.heal()
 		s.deleteDone()
-		s.keepReserve()
+		if tick { // not at every kick: a sync kicks, and this asks the file system
+			s.keepReserve()
+		}
 	}
 }
 
-// checkDir sets a fault if the spool directory or the active segment is
-// gone or replaced, or the directory is not writable.
+// checkDir sets a fault if the spool directory is gone, replaced or not
+// writable, or a segment file is gone or replaced: the active segment at
+// every check, the others a few at a time (a large spool has many).
 func (s *Spool) checkDir() {
 	s.mu.Lock()
 	if s.closed || s.err != nil || len(s.segs) == 0 {
 		s.unlock()
 		return
 	}
-	active := s.segs[len(s.segs)-1]
+	check := []*segment{s.segs[len(s.segs)-1]}
+	for range min(len(s.segs)-1, checkSegments) {
+		s.checkAt = (s.checkAt + 1) % (len(s.segs) - 1)
+		check = append(check, s.segs[s.checkAt])
+	}
+	files := make([]File, len(check))
+	for i, seg := range check {
+		files[i] = seg.f
+	}
 	dirID := s.dirID
 	s.unlock()
 	var why error
@@ -60,54 +74,64 @@ func (s *Spool) checkDir() {
 		why = errors.New("the spool directory was removed and another made in its place")
 	} else if err := s.fs.Writable(s.dir); err != nil {
 		why = fmt.Errorf("the spool directory is not writable (%v)", errors.Unwrap(err))
-	} else if fi, err := s.fs.Stat(active.path); err != nil {
-		why = fmt.Errorf("the segment appended to is gone (%v)", errors.Unwrap(err))
-	} else if own, err := active.f.Stat(); err != nil || !os.SameFile(fi, own) {
-		why = errors.New("the segment appended to was replaced")
+	} else {
+		for i, seg := range check {
+			if fi, err := s.fs.Stat(seg.path); err != nil {
+				why = fmt.Errorf("segment %s is gone (%v)", filepath.Base(seg.path), errors.Unwrap(err))
+				break
+			} else if own, err := files[i].Stat(); err != nil || !os.SameFile(fi, own) {
+				why = fmt.Errorf("segment %s was replaced", filepath.Base(seg.path))
+				break
+			}
+		}
 	}
 	if why == nil {
 		return
 	}
 	s.mu.Lock()
 	defer s.unlock()
-	if s.fault == nil || s.fault.Op != "directory" {
-		s.setFault(&Fault{Op: "directory", Path: s.dir, Err: why})
+	if !s.closed && (s.fault == nil || s.fault.Op != opDirectory) {
+		s.setFault(&Fault{Op: opDirectory, Path: s.dir, Err: why})
 	}
 }
 
-// heal tries to end a fault: restore the directory, start a segment,
-// write the held records, and, that done, take posts again if the disk
-// has room for them.
+// heal tries to end a fault: restore the directory, write the held
+// records (starting a segment if need be), and, that done, take posts
+// again if the disk has room for them.
 func (s *Spool) heal() {
 	s.mu.Lock()
 	defer s.unlock()
 	if s.fault == nil && len(s.held) == 0 || s.err != nil || s.closed {
 		return
 	}
-	if s.fault != nil && s.fault.Op == "directory" {
+	if s.fault != nil && s.fault.Op == opDirectory {
 		s.unlock()
 		err := s.restore()
 		s.mu.Lock()
 		if err != nil {
-			s.fault.Err = err
+			if s.fault != nil && s.err == nil && !s.closed {
+				// A new Fault, not a change to the one callers were given.
+				s.fault = &Fault{Op: opDirectory, Path: s.dir, Err: err}
+			}
 			return
 		}
 	}
 	for len(s.held) > 0 {
-		h := s.held[0]
-		if err := s.writeHeld(h); err != nil {
+		s.waitRotation()
+		if s.err != nil || s.closed || len(s.held) == 0 {
+			return // fail and Close tell the held batches
+		}
+		err := s.writeHeld(s.held[0])
+		if errors.Is(err, errRotated) {
+			continue
+		}
+		if err != nil {
 			var f *Fault
 			if errors.As(err, &f) && !f.Sticky {
+				s.setFault(f)
 				return // still cannot: the fault goes on
 			}
-			// Failed for good (the spool failed, or closed): a batch is
-			// told, and its posts stay in the spool for the next start.
-			for _, h := range s.held {
-				if h.onDurable != nil {
-					s.calls = append(s.calls, call{h.onDurable, 0, err})
-				}
-			}
-			s.held = nil
+			// Failed for good (fail told the held batches), or closed.
 			return
 		}
 		s.held = s.held[1:]
@@ -118,7 +142,7 @@ func (s *Spool) heal() {
 	// Posts take the room that is left: take them again once there is
 	// some beyond the reserve's worth (a full disk frees slowly; without
 	// a margin every post would fail again at once).
-	if free, _, err := s.fs.Free(s.dir); err == nil && free < max(s.reserveMax, 64<<10) {
+	if free, _, err := s.fs.Free(s.dir); err == nil && free < max(s.reserveMax, minFree) {
 		return
 	}
 	if err := s.fs.Writable(s.dir); err != nil {
@@ -145,6 +169,7 @@ func (s *Spool) restore() error {
 		return err
 	}
 	s.mu.Lock()
+	s.waitRotation() // the fault keeps new writers off; one under way finishes
 	segs := append([]*segment(nil), s.segs...)
 	sizes := make([]int64, len(segs))
 	for i, seg := range segs {
@@ -167,8 +192,8 @@ func (s *Spool) restore() error {
 			return fmt.Errorf("cannot restore %s (%v)", filepath.Base(seg.path), errors.Unwrap(err))
 		}
 		s.mu.Lock()
-		for s.syncing == seg {
-			s.cond.Wait() // never close a file the sync loop is syncing
+		for s.syncing == seg || s.rotating {
+			s.cond.Wait() // never close a file being synced
 		}
 		old := seg.f
 		seg.f = f
@@ -177,6 +202,7 @@ func (s *Spool) restore() error {
 		restored++
 		activeRestored = activeRestored || i == len(segs)-1
 	}
+	s.stateMu.Lock()
 	s.mu.Lock()
 	s.dirID = dirID
 	if s.sync && activeRestored && segs[len(segs)-1] == s.segs[len(s.segs)-1] {
@@ -184,19 +210,13 @@ func (s *Spool) restore() error {
 		// Every record written is in the file just written and synced.
 		s.advance(s.written, active, active.size)
 	}
-	st := state{Version: stateFileVersion, Oldest: s.oldest}
+	st := state{Version: stateFileVersion, Oldest: s.oldest, Inputs: maps.Clone(s.saved)}
 	s.unlock()
-	s.stateMu.Lock()
-	s.mu.Lock()
-	st.Inputs = make(map[string]Position, len(s.saved))
-	for k, v := range s.saved {
-		st.Inputs[k] = v
-	}
-	s.unlock()
-	err = s.writeState(st)
+	s.stateStale = true // the file may be gone with the directory
+	err = s.flushState(st)
 	s.stateMu.Unlock()
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot restore %s (%v)", stateFile, errors.Unwrap(err))
 	}
 	if restored > 0 {
 		s.log.Warn("restored the spool's files from the copies it holds open: nothing accepted is lost", "dir", s.dir, "segments", restored)
@@ -226,9 +246,11 @@ func (s *Spool) reserveSize(want int64) int64 {
 	return n
 }
 
-// keepReserve makes the reserve file if it is missing and the disk has
-// room to spare for it (four times its size), so that it never takes the
-// last of the disk from posts.
+// keepReserve holds the reserve file: one left by an earlier run is taken
+// as it is (its disk is already set aside, however full the disk is now);
+// a missing one is made once the disk has room to spare for it (four
+// times its size), so that it never takes the last of the disk from
+// posts.
 func (s *Spool) keepReserve() {
 	s.mu.Lock()
 	need := s.reserve == nil && s.reserveMax > 0 && s.fault == nil && s.err == nil && !s.closed
@@ -236,15 +258,26 @@ func (s *Spool) keepReserve() {
 	if !need {
 		return
 	}
-	if free, _, err := s.fs.Free(s.dir); err != nil || free < 4*s.reserveMax {
-		return
-	}
 	path := filepath.Join(s.dir, reserveFile)
-	f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE, filePerm)
+	f, err := s.fs.OpenFile(path, os.O_RDWR, 0)
 	if err == nil {
-		if err = f.Allocate(s.reserveMax); err != nil {
-			f.Close()
-			s.fs.Remove(path)
+		if fi, serr := f.Stat(); serr != nil || fi.Size() < s.reserveMax {
+			err = f.Allocate(s.reserveMax) // grow it, if it can be now
+		}
+		if err != nil {
+			s.log.Debug("the spool's reserve is smaller than it should be", "error", err)
+			err = nil // what it holds is kept back all the same
+		}
+	} else {
+		if free, _, ferr := s.fs.Free(s.dir); ferr != nil || free < 4*s.reserveMax {
+			return
+		}
+		f, err = s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE, filePerm)
+		if err == nil {
+			if err = f.Allocate(s.reserveMax); err != nil {
+				f.Close()
+				s.fs.Remove(path)
+			}
 		}
 	}
 	if err != nil {
