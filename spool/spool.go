@@ -418,12 +418,6 @@ func (s *Spool) appendPosts(ctx context.Context, posts []wire.Post, buf []byte, 
 			return 0, s.err
 		case !s.intake || s.closed:
 			return 0, ErrClosed
-		case s.rotating:
-			// Check for room only once the segment being started is in
-			// place: write would wait for it with the lock released, and
-			// other appends would pass the check meanwhile.
-			s.cond.Wait()
-			continue
 		}
 		var why error
 		switch {
