@@ -161,9 +161,9 @@ func shapeOf(text string) (shape string, class uint8, letters, upper int) {
 
 // sentenceKind classifies a sentence: mostly numbers when at least half
 // its tokens that are not punctuation are numbers; all capitals when it
-// has at least four letters and no lower-case one... or nearly: a
-// headline may hold "McDonald" or "iPhone", so at most one word in ten
-// with a lower-case letter.
+// has at least four letters and no lower-case one, or nearly: a headline
+// may hold "McDONALD'S" or "iPHONE", so at most one word in five with a
+// lower-case letter.
 func sentenceKind(ws []*wordInfo) int {
 	nums, words, lowerWords, letters := 0, 0, 0, 0
 	for _, w := range ws {
@@ -182,7 +182,7 @@ func sentenceKind(ws []*wordInfo) int {
 	switch {
 	case words > 0 && 2*nums >= words && words >= 2:
 		return kindNumbers
-	case letters >= 4 && lowerWords*10 <= words && words-nums >= 2:
+	case letters >= 4 && lowerWords*5 <= words && words-nums >= 2:
 		return kindCaps
 	}
 	return kindOrdinary

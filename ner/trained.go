@@ -220,16 +220,16 @@ func spanText(text string, a, b int32) string {
 	prevSpace = false
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		i += size
 		if isSpaceRune(r) {
 			if !prevSpace {
 				out.WriteByte(' ')
 			}
 			prevSpace = true
-			continue
+		} else {
+			prevSpace = false
+			out.WriteString(s[i : i+size]) // the bytes as they are, valid or not
 		}
-		prevSpace = false
-		out.WriteRune(r)
+		i += size
 	}
 	return out.String()
 }
