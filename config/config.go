@@ -163,8 +163,8 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.CacheSize, "cache-size", c.CacheSize, "posts a worker aggregates before it flushes a batch (the original's 25000)")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
 	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
-	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted. trained labels "+strings.Join(ner.Labels(ner.EngineTrained), ", ")+
-		"; fast and prose label "+strings.Join(ner.Labels(ner.EngineFast), ", ")+" (the default skips prose's number, money and time labels, which its model never gives, for the original's sake)")
+	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted. The trained engine labels "+strings.Join(ner.Labels(ner.EngineTrained), ", ")+
+		"; fast and prose label "+strings.Join(ner.Labels(ner.EngineFast), ", ")+". The default is the original application's skip set (numbers, money, times), which no engine here gives: every entity counts")
 	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: trained (ours, the default: a model trained from open corpora, far more often right than prose, headlines included; the model mapped once and shared by every worker), "+
 		"fast (prose's model and exactly its output, tens of times faster than prose: what the exactness tests compare) or prose (the library itself)")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")

@@ -323,7 +323,10 @@ type counts struct {
 // expected computes the counts by calling prose directly, with the rules
 // the service documents: skip CARDINAL, MONEY, ORDINAL, DATE, TIME; entity
 // text and publication trimmed and lower-cased.
-func expected(arts []article) counts {
+func expected(arts []article) counts { return expectedBy(arts, proseWords) }
+
+// expectedBy computes the counts with words as the entity extractor.
+func expectedBy(arts []article, words func(text string) []string) counts {
 	c := counts{map[string]int64{}, map[string]map[string]bool{}, map[string]map[string]int64{}}
 	for _, a := range arts {
 		key := strings.ToLower(strings.TrimSpace(a.Publication))
@@ -333,7 +336,7 @@ func expected(arts []article) counts {
 			c.entities[key] = map[string]int64{}
 		}
 		c.names[key][a.Publication] = true
-		for _, w := range proseWords(a.Content) {
+		for _, w := range words(a.Content) {
 			c.entities[key][w]++
 		}
 	}

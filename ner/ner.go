@@ -17,8 +17,10 @@ package ner
 
 import (
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/jdkato/prose/v2"
 )
@@ -49,6 +51,35 @@ const DefaultEngine = EngineTrained
 
 // Engines lists the engines, the default first.
 var Engines = []Engine{EngineTrained, EngineFast, EngineProse}
+
+// Model identifies the model engine runs, as the database, /status and
+// the --input summary record which counted: "trained-" and the start of
+// the shipped model's SHA-256, "fast-" and that of the image derived from
+// prose's model, "prose-" and prose's module version. Different strings
+// mean different counts for the same text.
+func Model(engine Engine) string {
+	switch engine {
+	case EngineTrained:
+		return TrainedModel()
+	case EngineFast:
+		return "fast-" + shortSHA(imageSHA256)
+	case EngineProse:
+		return "prose-" + proseVersion()
+	}
+	return string(engine)
+}
+
+// proseVersion is the version of prose this binary is built with.
+var proseVersion = sync.OnceValue(func() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/jdkato/prose/v2" {
+				return m.Version
+			}
+		}
+	}
+	return "v2"
+})
 
 // Labels returns the entity labels engine reports (what --skip-labels may
 // name), or nil for an unknown engine.
