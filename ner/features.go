@@ -449,7 +449,7 @@ func contextKeys(ctx *sentenceContext, i int, out []uint64) []uint64 {
 	return append(out,
 		key2(tBigramP, prev.lower, w.lower),
 		key2(tBigramN, w.lower, next.lower),
-		keyBytes(tClass3, prev.class, w.class, next.class),
+		keyBytes(tClass3, prev.class, w.class, next.class, byte(ctx.kind)),
 		keyBytes(tKind, byte(ctx.kind), w.class, first),
 		keyBytes(tKindProf, byte(ctx.kind), ctx.prof[i], w.class, first),
 		keyBytes(tGaz, ctx.gaz[i], w.class, byte(ctx.kind)),

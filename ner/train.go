@@ -49,19 +49,38 @@ type TrainConfig struct {
 	Epochs     int     // passes over the training sentences
 	Seed       uint64  // the order of sentences and which are upper-cased
 	UpperShare float64 // share of training sentences upper-cased in each epoch
+	TableShare float64 // synthetic result and table lines per training sentence in each epoch (synthetic.go)
 	MinCount   int     // a feature seen fewer times in training is dropped
 	Folds      int     // gazetteer and profile folds
 	Scale      int     // weights are stored as round(weight × Scale)
 	// Dev selects the development sentences, never trained on; nil: the
 	// held-out slice (corpusSentence.heldOut).
 	Dev func(s *corpusSentence) bool
-	// Progress receives a progress bar and per-epoch scores; nil: none.
+	// Progress receives per-epoch scores, and a progress bar when Bar is
+	// set (a terminal); nil: nothing.
 	Progress io.Writer
+	Bar      bool
 }
 
 // DefaultTrainConfig is the configuration of the shipped model.
 func DefaultTrainConfig(corpora string) TrainConfig {
-	return TrainConfig{Corpora: corpora, Epochs: 12, Seed: 20, UpperShare: 0.1, MinCount: 2, Folds: 5, Scale: 32}
+	return TrainConfig{Corpora: corpora, Epochs: 8, Seed: 20, UpperShare: 0.1, TableShare: 0.03, MinCount: 2, Folds: 5, Scale: 32}
+}
+
+// synthetic returns TableShare synthetic lines per training sentence,
+// each of a fold chosen at random and made of that fold's entities.
+func (t *trainer) synthetic(rng *rand.Rand) []*trainSentence {
+	n := int(t.cfg.TableShare * float64(len(t.train)))
+	var out []*trainSentence
+	for len(out) < n {
+		fold := rng.IntN(t.cfg.Folds)
+		cs := synthLine(rng, t.pools[fold])
+		if cs == nil {
+			continue
+		}
+		out = append(out, &trainSentence{corpusSentence: cs, fold: fold, gold: goldTags(len(cs.words), cs.spans)})
+	}
+	return out
 }
 
 // trainSentence is a corpus sentence prepared for training.
@@ -270,6 +289,7 @@ type trainer struct {
 	train   []*trainSentence
 	dev     []*trainSentence
 	lex     []*lexiconMaps // per fold
+	pools   []*entityPool  // per fold: its own entities, for synthetic lines
 	full    *lexiconMaps   // all training sentences
 	span    *perceptron    // span tags, numTags wide
 	typ     *perceptron    // types, len(trainedLabels) wide
@@ -394,7 +414,8 @@ func newTrainer(cfg TrainConfig, sents []corpusSentence) (*trainer, error) {
 	}
 	t := &trainer{cfg: cfg, infos: map[string]*wordInfo{}, ndomain: len(corpora)}
 	for i := range sents {
-		s := &trainSentence{corpusSentence: &sents[i], fold: (sents[i].chunk / 10) % cfg.Folds}
+		cs := sents[i]
+		s := &trainSentence{corpusSentence: &cs, fold: (cs.chunk / 10) % cfg.Folds}
 		s.gold = goldTags(len(s.words), s.spans)
 		if dev(s.corpusSentence) {
 			t.dev = append(t.dev, s)
@@ -417,6 +438,15 @@ func newTrainer(cfg TrainConfig, sents []corpusSentence) (*trainer, error) {
 		t.lex = append(t.lex, buildLexicon(others))
 	}
 	t.full = buildLexicon(t.train)
+	t.pools = make([]*entityPool, cfg.Folds)
+	for f := range t.pools {
+		t.pools[f] = &entityPool{}
+	}
+	for _, s := range t.train {
+		for _, sp := range s.spans {
+			t.pools[s.fold].add(s.words[sp.start:sp.end], sp.label)
+		}
+	}
 
 	// Features: count each key over the training sentences (and, apart,
 	// over their upper-cased copies), keep those seen MinCount times.
@@ -424,7 +454,7 @@ func newTrainer(cfg TrainConfig, sents []corpusSentence) (*trainer, error) {
 	for _, upper := range []bool{false, true} {
 		spanCount, typeCount := map[uint64]int{}, map[uint64]int{}
 		var keys []uint64
-		for _, s := range t.train {
+		for _, s := range append(slices.Clone(t.train), t.synthetic(rand.New(rand.NewPCG(cfg.Seed, 0x636f756e74)))...) {
 			ctx := t.context(s, upper, t.lex[s.fold])
 			for i := range s.words {
 				keys = tokenKeys(ctx, i, keys[:0])
@@ -508,15 +538,20 @@ func (t *trainer) run() *TrainReport {
 	for i := range order {
 		order[i] = i
 	}
-	bar := newProgress(t.cfg.Progress, t.cfg.Epochs*len(t.train))
+	bar := newProgress(t.cfg.Progress, t.cfg.Bar, t.cfg.Epochs*(len(t.train)+int(t.cfg.TableShare*float64(len(t.train)))))
 	var keys []uint64
 	var idx [][]int32
 	var pred []uint8
 	var typeIdx []int32
 	for epoch := 1; epoch <= t.cfg.Epochs; epoch++ {
+		sents := append(slices.Clone(t.train), t.synthetic(rng)...)
+		order = order[:0]
+		for i := range sents {
+			order = append(order, i)
+		}
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for n, oi := range order {
-			s := t.train[oi]
+			s := sents[oi]
 			upper := rng.Float64() < t.cfg.UpperShare
 			lex := t.lex[s.fold]
 			ctx := t.context(s, upper, lex)
@@ -831,7 +866,8 @@ func (t *trainer) export(rep *TrainReport) ([]byte, error) {
 		info.Corpora = append(info.Corpora, spec.attribution)
 	}
 	tr := &info.Training
-	tr.Epochs, tr.Seed, tr.UpperShare, tr.MinCount, tr.Folds, tr.Scale = t.cfg.Epochs, t.cfg.Seed, t.cfg.UpperShare, t.cfg.MinCount, t.cfg.Folds, t.cfg.Scale
+	tr.Epochs, tr.Seed, tr.UpperShare, tr.TableShare = t.cfg.Epochs, t.cfg.Seed, t.cfg.UpperShare, t.cfg.TableShare
+	tr.MinCount, tr.Folds, tr.Scale = t.cfg.MinCount, t.cfg.Folds, t.cfg.Scale
 	tr.Sentences, tr.Tokens = rep.Sentences, rep.Tokens
 	tr.HeldOut = "every tenth chunk of each corpus (documents of wikigold, runs of 20 sentences of the others)"
 	if t.cfg.Dev != nil {

@@ -79,6 +79,7 @@ type ModelInfo struct {
 		Epochs     int     `json:"epochs"`
 		Seed       uint64  `json:"seed"`
 		UpperShare float64 `json:"upper_share"`
+		TableShare float64 `json:"table_share"`
 		MinCount   int     `json:"min_count"`
 		Folds      int     `json:"folds"`
 		Scale      int     `json:"scale"`

@@ -9,17 +9,17 @@ import (
 	"github.com/schollz/progressbar/v3"
 )
 
-// trainProgress shows a training run: a bar over every epoch's sentences,
-// and a line of development scores after each epoch. A nil writer shows
-// nothing.
+// trainProgress shows a training run: a bar over every epoch's sentences
+// (when bar is set: on a terminal), and a line of development scores after
+// each epoch. A nil writer shows nothing.
 type trainProgress struct {
 	w   io.Writer
 	bar *progressbar.ProgressBar
 }
 
-func newProgress(w io.Writer, total int) *trainProgress {
+func newProgress(w io.Writer, bar bool, total int) *trainProgress {
 	p := &trainProgress{w: w}
-	if w != nil {
+	if w != nil && bar {
 		p.bar = progressbar.NewOptions(total,
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionSetWidth(30),
@@ -40,13 +40,17 @@ func (p *trainProgress) add(n int) {
 
 // epoch prints an epoch's development scores above the bar.
 func (p *trainProgress) epoch(s EpochScore) {
-	if p.bar == nil {
+	if p.w == nil {
 		return
 	}
-	_ = p.bar.Clear()
+	if p.bar != nil {
+		_ = p.bar.Clear()
+	}
 	fmt.Fprintf(p.w, "epoch %2d  %s\n          upper-cased: %s\n          types right: %.3f (%s)\n",
 		s.Epoch, formatScores(s.PerCorpus), formatScores(s.Upper), s.Typed[newsDomain], corpora[newsDomain].name)
-	_ = p.bar.RenderBlank()
+	if p.bar != nil {
+		_ = p.bar.RenderBlank()
+	}
 }
 
 func (p *trainProgress) done() {

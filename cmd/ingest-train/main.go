@@ -16,6 +16,8 @@ import (
 	"os"
 	"strings"
 
+	"golang.org/x/term"
+
 	"github.com/ingest-dev/ingest/ner"
 )
 
@@ -33,9 +35,10 @@ func run(args []string) int {
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the training sentences")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the sentence order and of which sentences are upper-cased")
 	fs.Float64Var(&cfg.UpperShare, "upper-share", cfg.UpperShare, "share of training sentences upper-cased in each epoch, so headlines are learnt")
+	fs.Float64Var(&cfg.TableShare, "table-share", cfg.TableShare, "synthetic result and table lines, made of the training entities, per training sentence in each epoch")
 	fs.IntVar(&cfg.MinCount, "min-count", cfg.MinCount, "features seen fewer times in training are dropped (1 keeps all)")
 	fs.IntVar(&cfg.Scale, "scale", cfg.Scale, "weights are stored as 16-bit integers, round(weight × scale)")
-	quiet := fs.Bool("quiet", false, "no progress bar or per-epoch scores")
+	quiet := fs.Bool("quiet", false, "no progress bar (drawn on a terminal) or per-epoch scores")
 	eval := fs.String("eval", "", "instead of training, score these engines (comma-separated: trained,fast,prose) on the corpora's held-out slice, as the pipeline counts, and print a Markdown table")
 	limit := fs.Int("eval-limit", 0, "with -eval, at most this many sentences per corpus (0: all)")
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +63,7 @@ func run(args []string) int {
 	}
 	if !*quiet {
 		cfg.Progress = os.Stderr
+		cfg.Bar = term.IsTerminal(int(os.Stderr.Fd()))
 	}
 	res, err := ner.TrainModel(cfg)
 	if err != nil {
