@@ -157,13 +157,16 @@ func evaluate(e *Extractor, sents []corpusSentence, opts EvalOptions) (*Evaluati
 }
 
 // goldKind is the kind of a corpus sentence.
-func goldKind(words []string) int {
+func goldKind(words []string) int { return sentenceKind(infosOf(words)) }
+
+// infosOf returns the word information of words.
+func infosOf(words []string) []*wordInfo {
 	ws := make([]*wordInfo, len(words))
 	for i, w := range words {
 		wi := newWordInfo(w)
 		ws[i] = &wi
 	}
-	return sentenceKind(ws)
+	return ws
 }
 
 func corpusNames() []string {

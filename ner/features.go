@@ -188,6 +188,26 @@ func sentenceKind(ws []*wordInfo) int {
 	return kindOrdinary
 }
 
+// isTableLine reports whether a sentence is a line of results or a table
+// row, where the engine adds the weights learnt from synthetic ones
+// (synthetic.go): at least a quarter of its tokens that are not
+// punctuation are numbers ("Harbor United 3 Riverside Rovers 1",
+// "Tomas Reyes ( Spain ) 4:36:12"). Running text with a number or two
+// is not.
+func isTableLine(ws []*wordInfo) bool {
+	nums, words := 0, 0
+	for _, w := range ws {
+		switch w.class {
+		case clsPunct, clsOther:
+			continue
+		case clsNum:
+			nums++
+		}
+		words++
+	}
+	return nums > 0 && 4*nums >= words
+}
+
 // lexicon is what the features know from the training text beyond the
 // weights: the gazetteer (entity strings, as hashes of their lower-cased
 // tokens joined by spaces) and each word's capitalisation profile. The

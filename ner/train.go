@@ -75,7 +75,7 @@ func (t *trainer) synthetic(rng *rand.Rand) []*trainSentence {
 	for len(out) < n {
 		fold := rng.IntN(t.cfg.Folds)
 		cs := synthLine(rng, t.pools[fold])
-		if cs == nil {
+		if cs == nil || !isTableLine(infosOf(cs.words)) {
 			continue
 		}
 		out = append(out, &trainSentence{corpusSentence: cs, fold: fold, gold: goldTags(len(cs.words), cs.spans)})
@@ -257,6 +257,17 @@ func (p *perceptron) indices(keys []uint64, domain int, out []int32) []int32 {
 	return out
 }
 
+// domainIndices maps keys to the indices of their copies for domain
+// alone.
+func (p *perceptron) domainIndices(keys []uint64, domain int, out []int32) []int32 {
+	for _, k := range keys {
+		if j, ok := p.index[domainKey(k, domain)]; ok {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
 func (p *perceptron) update(idx []int32, class int, delta int32) {
 	for _, i := range idx {
 		p.w[int(i)*p.width+class] += delta
@@ -412,7 +423,7 @@ func newTrainer(cfg TrainConfig, sents []corpusSentence) (*trainer, error) {
 	if dev == nil {
 		dev = func(s *corpusSentence) bool { return s.heldOut() }
 	}
-	t := &trainer{cfg: cfg, infos: map[string]*wordInfo{}, ndomain: len(corpora)}
+	t := &trainer{cfg: cfg, infos: map[string]*wordInfo{}, ndomain: len(corpora) + 1} // + tablesDomain
 	for i := range sents {
 		cs := sents[i]
 		s := &trainSentence{corpusSentence: &cs, fold: (cs.chunk / 10) % cfg.Folds}
@@ -534,17 +545,18 @@ func (t *trainer) run() *TrainReport {
 		rep.Tokens += len(s.words)
 	}
 	rng := rand.New(rand.NewPCG(t.cfg.Seed, 0x6e6572))
+	synth := rand.New(rand.NewPCG(t.cfg.Seed, 0x73796e7468)) // its own stream: the lines made do not move the order
 	order := make([]int, len(t.train))
 	for i := range order {
 		order[i] = i
 	}
 	bar := newProgress(t.cfg.Progress, t.cfg.Bar, t.cfg.Epochs*(len(t.train)+int(t.cfg.TableShare*float64(len(t.train)))))
 	var keys []uint64
-	var idx [][]int32
+	var idx, upd [][]int32
 	var pred []uint8
 	var typeIdx []int32
 	for epoch := 1; epoch <= t.cfg.Epochs; epoch++ {
-		sents := append(slices.Clone(t.train), t.synthetic(rng)...)
+		sents := append(slices.Clone(t.train), t.synthetic(synth)...)
 		order = order[:0]
 		for i := range sents {
 			order = append(order, i)
@@ -555,30 +567,53 @@ func (t *trainer) run() *TrainReport {
 			upper := rng.Float64() < t.cfg.UpperShare
 			lex := t.lex[s.fold]
 			ctx := t.context(s, upper, lex)
+			// A synthetic line is scored as the engine scores a line of
+			// numbers (shared, news and tables weights) and updates the
+			// tables weights alone, so that what it teaches applies to such
+			// lines only.
+			tables := s.domain == tablesDomain
+			scored, updated := []int{0, s.domain + 1}, []int{0, s.domain + 1}
+			if tables {
+				scored, updated = []int{0, newsDomain + 1, tablesDomain + 1}, []int{tablesDomain + 1}
+			}
 			idx = grow(idx, len(s.words))
+			upd = grow(upd, len(s.words))
 			for i := range s.words {
 				keys = tokenKeys(ctx, i, keys[:0])
-				idx[i] = t.span.indices(keys, s.domain, idx[i][:0])
+				if tables {
+					idx[i] = t.span.indices(keys, newsDomain, idx[i][:0])
+					upd[i] = t.span.domainIndices(keys, tablesDomain, upd[i][:0])
+					idx[i] = append(idx[i], upd[i]...)
+				} else {
+					idx[i] = t.span.indices(keys, s.domain, idx[i][:0])
+					upd[i] = idx[i]
+				}
 			}
-			pred = t.viterbi(idx, s.domain, pred)
+			pred = t.viterbi(idx, scored, pred)
 			if !slices.Equal(pred, s.gold) {
 				prev, prevP := tagStart, tagStart
 				for i := range s.words {
 					g, p := int(s.gold[i]), int(pred[i])
 					if g != p {
-						t.span.update(idx[i], g, 1)
-						t.span.update(idx[i], p, -1)
+						t.span.update(upd[i], g, 1)
+						t.span.update(upd[i], p, -1)
 					}
 					if g != p || prev != prevP {
-						t.transUpdate(s.domain, prev*numTags+g, 1)
-						t.transUpdate(s.domain, prevP*numTags+p, -1)
+						t.transUpdate(updated, prev*numTags+g, 1)
+						t.transUpdate(updated, prevP*numTags+p, -1)
 					}
 					prev, prevP = g, p
 				}
-				t.transUpdate(s.domain, (numTags+1)*numTags+prev, 1)
-				t.transUpdate(s.domain, (numTags+1)*numTags+prevP, -1)
+				t.transUpdate(updated, (numTags+1)*numTags+prev, 1)
+				t.transUpdate(updated, (numTags+1)*numTags+prevP, -1)
 			}
 			t.span.step++
+			if n%256 == 0 {
+				bar.add(min(256, len(order)-n))
+			}
+			if tables {
+				continue // their types are the pool's, not evidence
+			}
 			// Types, on the gold spans.
 			for _, sp := range s.spans {
 				keys = typeKeys(ctx, lex, sp.start, sp.end, keys[:0])
@@ -588,9 +623,6 @@ func (t *trainer) run() *TrainReport {
 					t.typ.update(typeIdx, p, -1)
 				}
 				t.typ.step++
-			}
-			if n%256 == 0 {
-				bar.add(min(256, len(order)-n))
 			}
 		}
 		score := t.evaluate()
@@ -602,15 +634,17 @@ func (t *trainer) run() *TrainReport {
 	return rep
 }
 
-func (t *trainer) transUpdate(domain, j int, delta int32) {
-	for _, c := range []int{0, domain + 1} {
+// transUpdate updates transition j of the copies (0 shared, 1+d domain d).
+func (t *trainer) transUpdate(copies []int, j int, delta int32) {
+	for _, c := range copies {
 		t.trans[c][j] += delta
 		t.transU[c][j] += int64(delta) * t.span.step
 	}
 }
 
-// viterbi returns the best valid tag sequence under the current weights.
-func (t *trainer) viterbi(idx [][]int32, domain int, out []uint8) []uint8 {
+// viterbi returns the best valid tag sequence under the current weights,
+// the transitions summed over copies.
+func (t *trainer) viterbi(idx [][]int32, copies []int, out []uint8) []uint8 {
 	n := len(idx)
 	em := make([][numTags]int64, n)
 	for i := range n {
@@ -623,7 +657,9 @@ func (t *trainer) viterbi(idx [][]int32, domain int, out []uint8) []uint8 {
 	}
 	var trans [(numTags+1)*numTags + numTags]int64
 	for j := range trans {
-		trans[j] = int64(t.trans[0][j]) + int64(t.trans[domain+1][j])
+		for _, c := range copies {
+			trans[j] += int64(t.trans[c][j])
+		}
 	}
 	return viterbi(&t.vit, em, trans[:], out)
 }
@@ -666,11 +702,13 @@ func (t *trainer) evaluate() EpochScore {
 	for j := range avgType {
 		avgType[j] = t.typ.quantized(j, fixed)
 	}
-	var trans [(numTags+1)*numTags + numTags]int64
+	var trans, transNum [(numTags+1)*numTags + numTags]int64
 	for j := range trans {
 		for _, c := range []int{0, newsDomain + 1} {
 			trans[j] += divRound((int64(t.trans[c][j])*t.span.step-t.transU[c][j])*fixed, t.span.step)
 		}
+		c := tablesDomain + 1
+		transNum[j] = trans[j] + divRound((int64(t.trans[c][j])*t.span.step-t.transU[c][j])*fixed, t.span.step)
 	}
 	typedRight, typedAll := make([]int, len(corpora)), make([]int, len(corpora))
 	var keys []uint64
@@ -680,17 +718,25 @@ func (t *trainer) evaluate() EpochScore {
 	for _, s := range t.dev {
 		for _, upper := range []bool{false, true} {
 			ctx := t.context(s, upper, t.full)
+			table := isTableLine(ctx.words)
 			em := make([][numTags]int64, len(s.words))
 			for i := range s.words {
 				keys = tokenKeys(ctx, i, keys[:0])
 				idx = t.span.indices(keys, newsDomain, idx[:0])
+				if table {
+					idx = t.span.domainIndices(keys, tablesDomain, idx)
+				}
 				for _, f := range idx {
 					for c := range numTags {
 						em[i][c] += avgSpan[int(f)*numTags+c]
 					}
 				}
 			}
-			pred = viterbi(&t.vit, em, trans[:], pred)
+			tr := trans[:]
+			if table {
+				tr = transNum[:]
+			}
+			pred = viterbi(&t.vit, em, tr, pred)
 			spans = spansOfTags(pred, spans[:0])
 			got := map[string]int{}
 			for _, sp := range spans {
@@ -826,6 +872,34 @@ func (t *trainer) export(rep *TrainReport) ([]byte, error) {
 		return keys, rows
 	}
 	c.spanKeys, c.spanRows = table(t.span)
+	// The tables domain's weights alone, added for lines of numbers.
+	rowOf := map[uint64][]int16{}
+	for _, k := range t.span.base {
+		i, ok := t.span.index[domainKey(k, tablesDomain)]
+		if !ok {
+			continue
+		}
+		row := make([]int16, numTags)
+		zero := true
+		for cl := range row {
+			q := t.span.quantized(int(i)*numTags+cl, scale)
+			row[cl] = int16(max(-32767, min(32767, q)))
+			zero = zero && row[cl] == 0
+		}
+		if !zero {
+			rowOf[k] = row
+			c.numKeys = append(c.numKeys, k)
+		}
+	}
+	c.numKeys = dedupKeys(c.numKeys)
+	for _, k := range c.numKeys {
+		c.numRows = append(c.numRows, rowOf[k]...)
+	}
+	c.numTrans = make([]int32, (numTags+1)*numTags+numTags)
+	for j := range c.numTrans {
+		d := tablesDomain + 1
+		c.numTrans[j] = int32(divRound((int64(t.trans[d][j])*t.span.step-t.transU[d][j])*scale, t.span.step))
+	}
 	c.typeKeys, c.typeRows = table(t.typ)
 	c.trans = make([]int32, (numTags+1)*numTags+numTags)
 	for j := range c.trans {
@@ -873,7 +947,7 @@ func (t *trainer) export(rep *TrainReport) ([]byte, error) {
 	if t.cfg.Dev != nil {
 		tr.HeldOut = "custom"
 	}
-	info.Features.Span, info.Features.Type = len(c.spanKeys), len(c.typeKeys)
+	info.Features.Span, info.Features.Type, info.Features.Numbers = len(c.spanKeys), len(c.typeKeys), len(c.numKeys)
 	info.Features.Gazetteer, info.Features.Words = len(c.gazKeys), len(c.wordKeys)
 	if n := len(rep.Epochs); n > 0 {
 		last := rep.Epochs[n-1]

@@ -154,7 +154,23 @@ func (e *trainedEngine) sentence(text string, toks []span) {
 		e.keys = contextKeys(&ctx, i, e.keys[:0])
 		e.rowSum(e.keys, em)
 	}
-	e.tags = viterbi(&e.vit, e.em[:n], e.m.trans, e.tags)
+	trans := e.m.trans
+	if isTableLine(e.infos[:n]) {
+		// Lines of numbers (results, tables) add the weights learnt from
+		// synthetic ones (synthetic.go), over every feature of a token.
+		trans = e.m.transNum
+		for i := range n {
+			e.keys = tokenKeys(&ctx, i, e.keys[:0])
+			for _, k := range e.keys {
+				if row := e.m.numRow(k); row != nil {
+					for c := range numTags {
+						e.em[i][c] += int32(row[c])
+					}
+				}
+			}
+		}
+	}
+	e.tags = viterbi(&e.vit, e.em[:n], trans, e.tags)
 	e.spans = spansOfTags(e.tags, e.spans[:0])
 	for _, sp := range e.spans {
 		a, b := sp[0], sp[1]

@@ -54,7 +54,10 @@ const (
 	msWordProf       = msWordTab + 2  // uint8 per entry: profileOf
 	msFormOffs       = msWordProf + 1 // uint32 per entry + 1: its usual form in msFormBlob
 	msFormBlob       = msFormOffs + 1
-	numModelSections = msFormBlob + 1
+	msNumTab         = msFormBlob + 1 // keytab of span features' extra weights in sentences of numbers (synthetic.go)
+	msNumRows        = msNumTab + 2   // int16s: numTags per entry
+	msNumTrans       = msNumRows + 1  // int32s: the extra transition weights there, laid out as msTrans
+	numModelSections = msNumTrans + 1
 )
 
 // Params.
@@ -90,6 +93,7 @@ type ModelInfo struct {
 	Features struct {
 		Span      int `json:"span"`
 		Type      int `json:"type"`
+		Numbers   int `json:"numbers"`
 		Gazetteer int `json:"gazetteer"`
 		Words     int `json:"words"`
 	} `json:"features"`
@@ -210,6 +214,9 @@ type trainedModel struct {
 	wordProf    []byte
 	formOffs    []uint32
 	formBlob    []byte
+	numTab      keytab
+	numRows     []int16
+	transNum    []int32 // trans plus the extra transitions of sentences of numbers
 }
 
 // The model is the engine's lexicon.
@@ -239,6 +246,15 @@ func (m *trainedModel) form(h uint64) string {
 func (m *trainedModel) spanRow(key uint64) []int16 {
 	if e := m.spanTab.find(key); e >= 0 {
 		return m.spanRows[e*numTags : e*numTags+numTags]
+	}
+	return nil
+}
+
+// numRow returns the extra weights of a span feature in sentences of
+// numbers, nil when absent.
+func (m *trainedModel) numRow(key uint64) []int16 {
+	if e := m.numTab.find(key); e >= 0 {
+		return m.numRows[e*numTags : e*numTags+numTags]
 	}
 	return nil
 }
@@ -313,6 +329,9 @@ type modelContent struct {
 	wordKeys  []uint64 // finish(lower-cased word hash)
 	wordProf  []byte
 	wordForms []string
+	numKeys   []uint64
+	numRows   []int16
+	numTrans  []int32
 }
 
 // encode writes the model file.
@@ -345,6 +364,9 @@ func (c *modelContent) encode() ([]byte, error) {
 	}
 	w.u32s(offs)
 	w.add(blob)
+	w.keytab(c.numKeys)
+	w.i16s(c.numRows)
+	w.i32s(c.numTrans)
 	if len(w.sections) != numModelSections {
 		return nil, fmt.Errorf("%w: encode: %d sections, want %d", errModel, len(w.sections), numModelSections)
 	}
@@ -416,12 +438,20 @@ func openModel(data []byte, want string) (*trainedModel, error) {
 	m.wordProf = secs[msWordProf]
 	m.formOffs = u32view(secs[msFormOffs])
 	m.formBlob = secs[msFormBlob]
+	m.numTab = tab(msNumTab)
+	m.numRows = i16(secs[msNumRows])
+	numTrans := i32view(secs[msNumTrans])
 	nl := len(trainedLabels)
 	if bad || len(m.trans) != (numTags+1)*numTags+numTags ||
 		len(m.spanRows) != numTags*len(m.spanTab.fps) || len(m.typeRows) != nl*len(m.typeTab.fps) ||
 		len(m.gazVals) != len(m.gazTab.fps) || len(m.wordProf) != len(m.wordTab.fps) ||
-		len(m.formOffs) != len(m.wordTab.fps)+1 {
+		len(m.formOffs) != len(m.wordTab.fps)+1 ||
+		len(m.numRows) != numTags*len(m.numTab.fps) || len(numTrans) != len(m.trans) {
 		return nil, fmt.Errorf("%w: inconsistent tables", errModel)
+	}
+	m.transNum = make([]int32, len(m.trans))
+	for j := range m.trans {
+		m.transNum[j] = m.trans[j] + numTrans[j]
 	}
 	for i := 1; i < len(m.formOffs); i++ {
 		if m.formOffs[i-1] > m.formOffs[i] || int(m.formOffs[i]) > len(m.formBlob) {

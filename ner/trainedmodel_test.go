@@ -45,7 +45,10 @@ func TestTrainedModelIsCurrent(t *testing.T) {
 // and opened: a round trip through the file format.
 func testModel(t testing.TB) (*trainedModel, []byte) {
 	t.Helper()
-	c := &modelContent{scale: 8, trans: make([]int32, (numTags+1)*numTags+numTags)}
+	c := &modelContent{scale: 8, trans: make([]int32, (numTags+1)*numTags+numTags), numTrans: make([]int32, (numTags+1)*numTags+numTags)}
+	c.trans[3], c.numTrans[3] = 5, 2
+	c.numKeys = []uint64{key1(tShape, "d")}
+	c.numRows = []int16{0, 1, 0, 0, 7}
 	c.info.Engine = string(EngineTrained)
 	c.info.Labels = trainedLabels
 	for i := range 300 {
@@ -112,6 +115,12 @@ func TestModelRoundTrip(t *testing.T) {
 	}
 	if m.form(hashString(hashSeed, "the")) != "" || m.profile(hashString(hashSeed, "zzz")) != 0 {
 		t.Error("a lower-case or unseen word has a form or a profile")
+	}
+	if row := m.numRow(key1(tShape, "d")); !slices.Equal(row, []int16{0, 1, 0, 0, 7}) || m.numRow(key1(tShape, "x")) != nil {
+		t.Errorf("weights of lines of numbers: %v", row)
+	}
+	if m.transNum[3] != 7 || m.trans[3] != 5 {
+		t.Errorf("transitions %d, in lines of numbers %d; want 5 and 7", m.trans[3], m.transNum[3])
 	}
 }
 
