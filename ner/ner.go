@@ -95,9 +95,9 @@ func Labels(engine Engine) []string {
 
 // Extractor finds entities in text. It holds the engine's model, loaded
 // once (loading it per document is slower than extracting): for prose,
-// prose's model in the heap; for fast, the shared model image and caches
-// of its own. It is not safe for concurrent use: a worker process owns
-// one.
+// prose's model in the heap; for fast and trained, the shared, mapped
+// model image or file and caches of its own. It is not safe for
+// concurrent use: a worker process owns one.
 type Extractor struct {
 	engine  Engine
 	model   *prose.Model   // EngineProse

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"unicode"
 )
 
 // The trainer: an averaged structured perceptron over BILOU span tags
@@ -335,7 +334,7 @@ func (t *trainer) context(s *trainSentence, upper bool, lex lexicon) *sentenceCo
 		ctx.words[i] = t.info(w)
 	}
 	ctx.kind = sentenceKind(ctx.words)
-	if ctx.kind == kindCaps && truecaseCaps {
+	if ctx.kind == kindCaps {
 		for i, w := range ctx.words {
 			ctx.words[i] = t.info(truecase(lex, w, i == 0))
 		}
@@ -390,10 +389,6 @@ func lowers(ws []*wordInfo) []string {
 	}
 	return out
 }
-
-var truecaseCaps = true
-
-var evalHook func(words []string, got, want map[string]int, upper bool)
 
 // Train trains a model from the corpora in cfg.Corpora and returns it as a
 // model file's bytes, with the development scores of each epoch.
@@ -746,9 +741,6 @@ func (t *trainer) evaluate() EpochScore {
 			for _, sp := range s.spans {
 				want[strings.ToLower(strings.Join(s.words[sp.start:sp.end], " "))]++
 			}
-			if evalHook != nil && s.domain == newsDomain {
-				evalHook(s.words, got, want, upper)
-			}
 			if upper {
 				es.Upper[s.domain].add(got, want)
 				continue
@@ -822,16 +814,6 @@ func ratio(a, b int) float64 {
 
 func (s Score) String() string {
 	return fmt.Sprintf("P %.3f R %.3f F1 %.3f (%d found, %d wanted)", s.P(), s.R(), s.F1(), s.Found, s.Wanted)
-}
-
-// isUpperWord reports whether every letter of w is upper-case.
-func isUpperWord(w string) bool {
-	for _, r := range w {
-		if unicode.IsLower(r) {
-			return false
-		}
-	}
-	return true
 }
 
 // export writes the model: the shared weights plus newsDomain's, averaged
