@@ -358,7 +358,7 @@ func TestSpillAndReplay(t *testing.T) {
 		}
 	}
 	if postFile != "" {
-		out, err := exec.Command(binary, "--input="+postFile, "--db="+p.db, "--top-n=0", "--workers=1").CombinedOutput()
+		out, err := exec.Command(binary, pinEngine([]string{"--input=" + postFile, "--db=" + p.db, "--top-n=0", "--workers=1"})...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("--input spilled posts: %v\n%s", err, out)
 		}

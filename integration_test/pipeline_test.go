@@ -260,7 +260,7 @@ func TestInputFile(t *testing.T) {
 	for _, file := range []string{"../testdata/articles.ndjson", "../testdata/articles.csv"} {
 		t.Run(file, func(t *testing.T) {
 			db := t.TempDir() + "/ingest.db"
-			cmd := exec.Command(binary, "--input="+file, "--db="+db, "--workers=2", "--top-n=0")
+			cmd := exec.Command(binary, pinEngine([]string{"--input=" + file, "--db=" + db, "--workers=2", "--top-n=0"})...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("ingest --input %s: %v\n%s", file, err, out)

@@ -74,7 +74,7 @@ func TestScaleRead(t *testing.T) {
 	const nposts = 112 // 100,000 entities and a margin
 	scalePosts(t, posts, publication, nposts)
 	start := time.Now()
-	out, err := exec.Command(binary, "--input="+posts, "--db="+db, "--workers=2", "--top-n=0").CombinedOutput()
+	out, err := exec.Command(binary, pinEngine([]string{"--input=" + posts, "--db=" + db, "--workers=2", "--top-n=0"})...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ingest --input: %v\n%s", err, out)
 	}

@@ -11,7 +11,7 @@ import (
 // through, when the dataset is present.
 const benchArticles = 300
 
-// benchTexts returns the articles both engines are measured on: the first
+// benchTexts returns the articles the engines are measured on: the first
 // benchArticles of the dataset when present, else the fixtures.
 func benchTexts(b *testing.B) (texts []string, source string) {
 	arts, err := readArticles(datasetPath, benchArticles)
@@ -29,10 +29,10 @@ func benchTexts(b *testing.B) (texts []string, source string) {
 	return texts, source
 }
 
-// BenchmarkEngines measures both engines side by side on the same
+// BenchmarkEngines measures the engines side by side on the same
 // articles, one article per iteration, cycling through them; words/s
-// counts white-space separated words of article text. Compare the two
-// with the same -benchtime=Nx, so both process the same articles:
+// counts white-space separated words of article text. Compare them with
+// the same -benchtime=Nx, so each processes the same articles:
 //
 //	go test -run=NONE -bench=Engines -benchtime=100x ./ner
 func BenchmarkEngines(b *testing.B) {
@@ -42,7 +42,7 @@ func BenchmarkEngines(b *testing.B) {
 		words[i] = len(strings.Fields(t))
 	}
 	b.Logf("articles from %s (%d)", source, len(texts))
-	for _, engine := range []Engine{EngineProse, EngineFast} {
+	for _, engine := range []Engine{EngineProse, EngineFast, EngineTrained} {
 		b.Run(string(engine), func(b *testing.B) {
 			e, err := NewEngine(engine, DefaultSkip)
 			if err != nil {

@@ -31,9 +31,9 @@ func TestNewEngine(t *testing.T) {
 	}
 }
 
-func TestNewIsFast(t *testing.T) {
-	if e := New(nil); e.Engine() != EngineFast {
-		t.Errorf("New gives the %s engine, want %s", e.Engine(), EngineFast)
+func TestNewIsDefault(t *testing.T) {
+	if e := New(nil); e.Engine() != DefaultEngine || DefaultEngine != EngineTrained {
+		t.Errorf("New gives the %s engine, want %s, the default", e.Engine(), EngineTrained)
 	}
 }
 

@@ -17,13 +17,14 @@ import (
 )
 
 // TestWorkerFootprint measures what a worker costs, opt-in
-// (INGEST_NER_FOOTPRINT=1; it is a measurement, not a check): it starts
-// this test binary twice at once as worker-like processes, each loading
-// the fast engine (timed from spawn to its "ready" line, as a worker's
-// handshake follows its model load) and running footprintPosts posts
-// (dataset articles when present, else the fixtures, cycled), then reads
-// from /proc what each holds while both are alive: RssAnon (private,
-// anonymous), RssFile (file pages, the image among them, shared), Pss.
+// (INGEST_NER_FOOTPRINT=1; it is a measurement, not a check), for the
+// trained and fast engines in turn: it starts this test binary twice at
+// once as worker-like processes, each loading the engine (timed from
+// spawn to its "ready" line, as a worker's handshake follows its model
+// load) and running footprintPosts posts (dataset articles when present,
+// else the fixtures, cycled), then reads from /proc what each holds while
+// both are alive: RssAnon (private, anonymous; the target is at most 64
+// MiB), RssFile (file pages, the mapped model among them, shared), Pss.
 //
 //	INGEST_NER_FOOTPRINT=1 go test -count=1 -run=WorkerFootprint -v ./ner
 func TestWorkerFootprint(t *testing.T) {
@@ -34,14 +35,25 @@ func TestWorkerFootprint(t *testing.T) {
 	if os.Getenv("INGEST_NER_FOOTPRINT") != "1" {
 		t.Skip("a measurement: INGEST_NER_FOOTPRINT=1 runs it")
 	}
-	if _, err := sharedImage(); err != nil { // the image exists before the workers start
+	// The files exist before the workers start, as a parent's first
+	// worker leaves them.
+	if _, err := sharedImage(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := sharedModel(); err != nil {
+		t.Fatal(err)
+	}
+	for _, engine := range []Engine{EngineTrained, EngineFast} {
+		t.Run(string(engine), func(t *testing.T) { footprint(t, engine) })
+	}
+}
+
+func footprint(t *testing.T, engine Engine) {
 	const workers = 2
 	var kids []*child
 	for range workers {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestWorkerFootprint$", "-test.count=1")
-		cmd.Env = append(os.Environ(), footprintChildEnv+"=1")
+		cmd.Env = append(os.Environ(), footprintChildEnv+"="+string(engine))
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -101,7 +113,7 @@ func (k *child) expect(line string) bool {
 
 // footprintChild is the worker side: stdout carries its lines only.
 func footprintChild(t *testing.T) {
-	e, err := NewEngine(EngineFast, DefaultSkip)
+	e, err := NewEngine(Engine(os.Getenv(footprintChildEnv)), DefaultSkip)
 	if err != nil {
 		t.Fatal(err)
 	}

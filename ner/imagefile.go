@@ -10,11 +10,14 @@ import (
 	"unsafe"
 )
 
-// Where the image lives. A worker maps the file read-only, so every worker
-// of every ingest process on the machine shares its pages; the first
-// process to need it builds it from prose's model (about a second) and
-// writes it atomically (temporary file, then rename), and every process
-// verifies the checksum of what it maps before using it.
+// Where the image lives, and the trained engine's model (modelfile.go),
+// which is handled the same way. A worker maps the file read-only, so
+// every worker of every ingest process on the machine shares its pages;
+// the first process to need it builds it (the image from prose's model,
+// about a second; the model from the compressed copy the binary carries,
+// a fraction of that) and writes it atomically (temporary file, then
+// rename), and every process verifies the checksum of what it maps before
+// using it.
 //
 // The directory is $INGEST_NER_IMAGE_DIR when set, else "ingest" in the
 // user's cache directory (os.UserCacheDir: $XDG_CACHE_HOME or ~/.cache on
@@ -67,75 +70,104 @@ func imagePath(dir string) string {
 }
 
 // loadImage maps the image from the first of dirs that has it, or can be
+// given it (loadMapped).
+func loadImage(dirs ...string) (*modelImage, imageSource, error) {
+	return loadMapped(imageFile, dirs...)
+}
+
+// imageFile is how the fast engine's image is named, built and opened.
+var imageFile = &mappedFile[*modelImage]{
+	path:    imagePath,
+	build:   func() ([]byte, error) { return imageBuilder() },
+	open:    func(data []byte) (*modelImage, error) { return openImage(data, imageSHA256) },
+	errKind: errImage,
+	stale:   "built from prose's model by this binary: if ner's code changed, run go test ./ner -run TestImageIsCurrent and update imageSHA256",
+}
+
+// mappedFile says how one kind of mapped file (the fast engine's image,
+// the trained engine's model) is named, built and opened.
+type mappedFile[T any] struct {
+	path    func(dir string) string
+	build   func() ([]byte, error) // the file's bytes, from what the binary carries
+	open    func(data []byte) (T, error)
+	errKind error  // wraps open's errors about the content
+	stale   string // what to do when this binary's own build is refused
+}
+
+// loadMapped maps the file from the first of dirs that has it, or can be
 // given it: when it is missing, damaged or stale there, it is built and
 // written, one process at a time (workers started together would
-// otherwise each decode prose's model, a few hundred MB apiece), each
-// looking again once it holds the lock, since the process before it may
-// have written it. When no directory can take it, the image is built into
-// this process's memory.
-func loadImage(dirs ...string) (*modelImage, imageSource, error) {
+// otherwise each build it), each looking again once it holds the lock,
+// since the process before it may have written it. When no directory can
+// take it, it is built into this process's memory.
+func loadMapped[T any](f *mappedFile[T], dirs ...string) (T, imageSource, error) {
+	var zero T
 	var data []byte
 	build := func() error {
 		if data != nil {
 			return nil
 		}
 		var err error
-		data, err = imageBuilder()
-		debug.FreeOSMemory() // return the decoded gob maps to the system
+		data, err = f.build()
+		debug.FreeOSMemory() // return what building decoded to the system
 		return err
 	}
 	for _, dir := range dirs {
-		path := imagePath(dir)
-		if im, err := mapImage(path); err == nil {
-			return im, imageMapped, nil
+		path := f.path(dir)
+		if v, err := mapOpen(f, path); err == nil {
+			return v, imageMapped, nil
 		}
-		im, src, err := func() (*modelImage, imageSource, error) {
+		v, src, err := func() (T, imageSource, error) {
 			unlock, err := lockDir(dir)
 			if err != nil {
-				return nil, 0, err
+				return zero, 0, err
 			}
 			defer unlock()
-			if im, err := mapImage(path); err == nil {
-				return im, imageMapped, nil
+			if v, err := mapOpen(f, path); err == nil {
+				return v, imageMapped, nil
 			}
 			if err := build(); err != nil {
-				return nil, 0, err
+				return zero, 0, err
 			}
 			if err := writeImage(path, data); err != nil {
-				return nil, 0, err
+				return zero, 0, err
 			}
-			im, err := mapImage(path)
-			return im, imageWritten, err
+			v, err := mapOpen(f, path)
+			return v, imageWritten, err
 		}()
 		if err == nil {
-			return im, src, nil
+			return v, src, nil
 		}
-		if errors.Is(err, errImage) && data == nil {
-			return nil, 0, err // prose's model could not be turned into an image
+		if errors.Is(err, f.errKind) && data == nil {
+			return zero, 0, err // what the binary carries could not be built into a file
 		}
 	}
 	if err := build(); err != nil {
-		return nil, 0, err
+		return zero, 0, err
 	}
-	im, err := openImage(aligned(data), imageSHA256)
+	v, err := f.open(aligned(data))
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w (built from prose's model by this binary: if ner's code changed, run go test ./ner -run TestImageIsCurrent and update imageSHA256)", err)
+		return zero, 0, fmt.Errorf("%w (%s)", err, f.stale)
 	}
-	return im, imageHeap, nil
+	return v, imageHeap, nil
 }
 
-// mapImage maps path read-only and opens it.
-func mapImage(path string) (*modelImage, error) {
+// mapImage maps path read-only and opens it as the fast engine's image.
+func mapImage(path string) (*modelImage, error) { return mapOpen(imageFile, path) }
+
+// mapOpen maps path read-only and opens it.
+func mapOpen[T any](f *mappedFile[T], path string) (T, error) {
+	var zero T
 	data, err := mapFile(path)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	im, err := openImage(data, imageSHA256)
+	v, err := f.open(data)
 	if err != nil {
 		unmapFile(data)
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return zero, fmt.Errorf("%s: %w", path, err)
 	}
-	return im, nil
+	return v, nil
 }
 
 // writeImage writes data to path atomically: readers see the old file or

@@ -5,8 +5,17 @@ import (
 	"testing"
 )
 
+func fastExtractor(t testing.TB, skip []string) *Extractor {
+	t.Helper()
+	e, err := NewEngine(EngineFast, skip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func TestWordsSkipsLabelsAndNormalises(t *testing.T) {
-	e := New(DefaultSkip)
+	e := fastExtractor(t, DefaultSkip)
 	words, err := e.Words("Elena Marsh flew from Chicago to Paris on Monday with 300 dollars and met Google executives.")
 	if err != nil {
 		t.Fatal(err)
@@ -24,11 +33,11 @@ func TestWordsSkipsLabelsAndNormalises(t *testing.T) {
 	}
 	// prose labels Chicago GPE: skipping GPE must drop it, and only it.
 	const text = "Elena Marsh moved to Chicago."
-	withGPE, err := New(nil).Words(text)
+	withGPE, err := fastExtractor(t, nil).Words(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	withoutGPE, err := New([]string{" gpe "}).Words(text)
+	withoutGPE, err := fastExtractor(t, []string{" gpe "}).Words(text)
 	if err != nil {
 		t.Fatal(err)
 	}

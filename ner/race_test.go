@@ -7,3 +7,6 @@ package ner
 // fixtures, the package's race run stays under two minutes and still
 // covers a few hundred articles.
 func init() { defaultDatasetArticles = 150 }
+
+// raceEnabled: TestRetrain does not train under the race detector.
+const raceEnabled = true

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/version"
 	"github.com/ingest-dev/ingest/wire"
@@ -53,7 +54,11 @@ func newMetrics(p *parent) *metrics {
 		ConstLabels: prometheus.Labels{"version": v.Version, "revision": v.Revision,
 			"dirty": strconv.FormatBool(v.Dirty), "goversion": v.GoVersion}})
 	build.Set(1)
-	m.reg.MustRegister(build)
+	engine := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_ner_info",
+		Help:        "1, labelled with the NER engine that counts (--ner) and its model; a database counted by others is logged at start and shown in /status.",
+		ConstLabels: prometheus.Labels{"engine": p.cfg.NER, "model": ner.Model(ner.Engine(p.cfg.NER))}})
+	engine.Set(1)
+	m.reg.MustRegister(build, engine)
 	m.reg.MustRegister(m.commits, m.writes, m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},

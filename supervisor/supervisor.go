@@ -109,6 +109,7 @@ type parent struct {
 	readAll               bool         // --input was read to its end
 	commits, writes       atomic.Int64 // the sink's work, from the savers' acks
 	docs                  atomic.Int64 // documents in the batches: the original's one RPC each
+	ner                   nerRecord    // which NER engine counts (engine.go)
 }
 
 // Run is the parent's whole life, phase by phase:
@@ -218,6 +219,10 @@ func (p *parent) openSink() error {
 		return err
 	}
 	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return err
+	}
+	if err := p.recordEngine(ctx, s); err != nil {
 		s.Close()
 		return err
 	}
@@ -525,6 +530,7 @@ func (p *parent) report(killed bool, failure error) error {
 		fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
 			p.cfg.Sink, p.commits.Load(), p.writes.Load(), per1000(p.commits.Load(), accepted), per1000(p.writes.Load(), accepted),
 			p.docs.Load(), per1000(p.docs.Load(), accepted))
+		p.printEngine(out)
 		if unfinished != nil {
 			fmt.Fprintf(out, "\nstopped before the end of %s: %v\n", p.cfg.Input, unfinished)
 		}

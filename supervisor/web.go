@@ -12,7 +12,6 @@ import (
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/spool"
-	"github.com/ingest-dev/ingest/version"
 )
 
 // httpServer is the parent's HTTP server: every route (newHTTPHandler)
@@ -47,7 +46,7 @@ func (p *parent) status() func() readapi.Status {
 	accepted := readapi.NewRate(10*time.Second, func() uint64 { return uint64(p.accepted()) })
 	return func() readapi.Status {
 		st := readapi.Status{
-			Build:          version.Get(),
+			Build:          p.build(),
 			AcceptedPerSec: accepted.PerSec(),
 			QueueDepth:     p.posts.Len(),
 			QueueCapacity:  p.posts.Cap(),

@@ -56,6 +56,15 @@ type Info struct {
 	GoVersion string `json:"go_version"`
 	// Platform is GOOS/GOARCH of the binary, e.g. linux/arm64.
 	Platform string `json:"platform"`
+	// NER is the entity engine and model that count, as a running parent
+	// reports them (--ner; ner.Model): "trained-1dc173c101ae" and so on.
+	// Get leaves it empty.
+	NER string `json:"ner,omitempty"`
+	// NERCountedBy lists, comma-separated, the engines and models that
+	// counted what the database holds, this one included, as a running
+	// parent found them at start (sink.EngineRecorder); more than one
+	// means its counts are mixed. Get leaves it empty.
+	NERCountedBy string `json:"ner_counted_by,omitempty"`
 }
 
 // Get returns this binary's Info. It may be called from any goroutine;

@@ -75,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.engine, "ner", "", "NER engine (ingest --ner) for the raw and pipeline runs; empty is ingest's default")
 	fs.StringVar(&o.note, "note", "", "a line for the report's header, e.g. the commit")
 	fs.BoolVar(&o.skipRaw, "no-raw", false, "skip the raw NER run")
-	fs.BoolVar(&o.skipEngines, "no-engines", false, "skip the side-by-side run of both NER engines (fast and prose) on the same posts")
+	fs.BoolVar(&o.skipEngines, "no-engines", false, "skip the side-by-side run of the NER engines (trained, fast and prose) on the same posts")
 	fs.BoolVar(&o.skipPipeline, "no-pipeline", false, "skip the pipeline runs")
 	fs.BoolVar(&o.skipEdge, "no-edge", false, "skip the edge runs")
 	var scaleSizes string
@@ -155,7 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !o.skipEngines {
 		// prose is several times slower: compare on a sixth of a run's posts.
 		n := max(20, o.posts/6)
-		for _, engine := range []string{string(ner.EngineFast), string(ner.EngineProse)} {
+		for _, engine := range []string{string(ner.EngineTrained), string(ner.EngineFast), string(ner.EngineProse)} {
 			logf("engines: raw NER and a 1-worker pipeline with --ner %s, %d posts", engine, n)
 			var e engineResult
 			e.raw, e.err = rawNER(ds.first(n), engine, "")
