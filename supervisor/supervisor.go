@@ -67,6 +67,7 @@ type parent struct {
 	spool      *spool.Spool            // accepted posts and complete batches, on disk (nil with --durability none)
 	lock       *spool.Lock             // the data directory's, held by the children too
 	slots      []*slot
+	family     family // every child process forked and not yet exited: what kill reaches
 	budgets    map[wire.Role]*budget
 	metrics    *metrics
 	summary    *summary // --input only
@@ -260,7 +261,9 @@ func (p *parent) start() error {
 			first[i], errs[i] = s.start()
 		})
 	}
-	wg.Wait()
+	if sig := p.awaitStarts(&wg); sig != nil {
+		errs = append(errs, fmt.Errorf("%s received while the children were starting: stopped them", sig))
+	}
 	if err := errors.Join(errs...); err != nil {
 		for _, inc := range first {
 			if inc != nil {
@@ -312,6 +315,28 @@ func (p *parent) start() error {
 		p.log.Warn("could not tell systemd the service is ready", "error", err)
 	}
 	return nil
+}
+
+// awaitStarts waits for the children's starts. A signal meanwhile (a
+// child loading its model may take seconds, one that never says hello
+// up to handshakeTimeout) kills them all, those being forked included,
+// and is returned: nothing was accepted yet, so there is nothing to
+// drain, and a stop must not wait for the starts to finish.
+func (p *parent) awaitStarts(starts *sync.WaitGroup) os.Signal {
+	done := make(chan struct{})
+	go func() {
+		starts.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case sig := <-p.opts.Signals:
+		p.log.Warn("signal received while the children were starting: killing them and exiting", "signal", sig)
+		p.kill()
+		<-done // each start returns once its child is killed
+		return sig
+	}
 }
 
 // drainCause is why serving ended.
@@ -437,17 +462,34 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 		}
 	}
 	p.kill()
-	<-drained
+	p.awaitKilled(drained)
 	p.stopIntake()
 	return true, errors.Join(failure, p.pendingFailures())
 }
 
-// kill aborts the run: every wait ends and every child is killed. The
-// runners see the abort, hand back what their children held, and return.
-// Idempotent.
+// killGrace bounds how long the runners may take to notice a kill: a
+// killed child's pipes close at once, so they return within moments.
+const killGrace = 10 * time.Second
+
+// kill aborts the run: every wait ends and every child is killed, those
+// still starting too (family). The runners see the abort, hand back what
+// their children held, and return. Idempotent.
 func (p *parent) kill() {
 	p.cancel()
 	p.killAll("the parent is shutting down without a complete drain")
+}
+
+// awaitKilled waits, after kill, for drained to close, at most killGrace:
+// a shutdown ends within its deadline even if a runner does not return,
+// which would be a bug, logged with what is still alive.
+func (p *parent) awaitKilled(drained <-chan struct{}) {
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		p.log.Error("BUG: the slot runners did not return after the kill; exiting anyway", "waited", killGrace, "children_alive", p.family.size())
+	}
 }
 
 // stopIntake ends the HTTP server (answering requests in flight) and waits
@@ -455,7 +497,9 @@ func (p *parent) kill() {
 func (p *parent) stopIntake() {
 	if p.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		p.srv.Shutdown(ctx)
+		if p.srv.Shutdown(ctx) != nil {
+			p.srv.Close() // requests still in flight after 5 s are cut: the exit must not wait for a client
+		}
 		cancel()
 	}
 	p.cancel() // ends the input feeder if it still waits for room
