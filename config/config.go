@@ -6,14 +6,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/sink"
@@ -61,6 +67,11 @@ type Config struct {
 	// CORSOrigins (--cors-origin, repeatable) may read the read API and
 	// /status from pages of their own: each "*" or scheme://host[:port].
 	CORSOrigins []string
+	// Warnings are settings Parse accepted that an operator should still
+	// hear about (a token file others can read, --cors-origin '*' without
+	// a token), one sentence each, saying what to do. The parent logs
+	// them at start.
+	Warnings []string
 
 	MaxRestarts      int
 	RestartWindow    time.Duration
@@ -218,60 +229,126 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 	if c.Project == "" {
 		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
 	}
-	if err := c.loadToken(getenv); err != nil {
+	warnings, err := c.loadToken(getenv)
+	if err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	c.Warnings = append(c.Warnings, warnings...)
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.Role == wire.RoleParent && c.ReadToken == "" && slices.Contains(c.CORSOrigins, "*") {
+		c.Warnings = append(c.Warnings, "--cors-origin '*' without a token lets every web page any browser on this machine opens read the read API and /status: "+
+			"list the origins that need it, or set --read-token-file")
+	}
+	return c, nil
 }
 
-func (c *Config) loadToken(getenv func(string) string) error {
+// loadToken reads the tokens into c and returns warnings about their files.
+func (c *Config) loadToken(getenv func(string) string) (warnings []string, err error) {
 	if c.Role != wire.RoleParent {
-		return nil
+		return nil, nil
 	}
-	var err error
-	if c.Token, err = readToken("--token-file", c.TokenFile, getenv("INGEST_TOKEN")); err != nil {
-		return err
+	var w string
+	if c.Token, w, err = readToken("--token-file", c.TokenFile, getenv("INGEST_TOKEN")); err != nil {
+		return nil, err
 	}
-	if c.ReadToken, err = readToken("--read-token-file", c.ReadTokenFile, getenv("INGEST_READ_TOKEN")); err != nil {
-		return err
+	if w != "" {
+		warnings = append(warnings, w)
+	}
+	if c.ReadToken, w, err = readToken("--read-token-file", c.ReadTokenFile, getenv("INGEST_READ_TOKEN")); err != nil {
+		return nil, err
+	}
+	if w != "" {
+		warnings = append(warnings, w)
 	}
 	if c.ReadToken == "" {
 		c.ReadToken = c.Token
 	}
-	return nil
+	return warnings, nil
+}
+
+// Tokens are the tokens in force, as ReloadTokens read them.
+type Tokens struct {
+	Write, Read string
+	// Warnings about the files read, as Config.Warnings.
+	Warnings []string
 }
 
 // ReloadTokens re-reads --token-file and --read-token-file, as the parent
-// does on SIGHUP, and returns the tokens now in force. Tokens from the
+// does on SIGHUP, and returns the tokens they hold. Tokens from the
 // environment cannot change while the process runs. A token can be
 // replaced this way, not added or removed: whether there is one decides
-// the API's loopback rules, fixed at start. On an error c is unchanged.
-func (c *Config) ReloadTokens(getenv func(string) string) (write, read string, err error) {
+// the API's loopback rules, fixed at start. It never changes c, so it may
+// run beside readers of c; it may block as long as the file system does
+// (a hung network mount), never on a FIFO or a device, which it refuses.
+func (c *Config) ReloadTokens(getenv func(string) string) (Tokens, error) {
 	n := *c
-	if err := n.loadToken(getenv); err != nil {
-		return c.Token, c.ReadToken, err
+	warnings, err := n.loadToken(getenv)
+	if err != nil {
+		return Tokens{}, err
 	}
 	if (n.Token == "") != (c.Token == "") {
-		return c.Token, c.ReadToken, errors.New("a write token cannot be added or removed while ingest runs: restart it")
+		return Tokens{}, errors.New("a write token cannot be added or removed while ingest runs: restart it")
 	}
-	c.Token, c.ReadToken = n.Token, n.ReadToken
-	return c.Token, c.ReadToken, nil
+	return Tokens{Write: n.Token, Read: n.ReadToken, Warnings: warnings}, nil
 }
 
-// readToken returns the token in file, else env.
-func readToken(flagName, file, env string) (string, error) {
+// maxTokenFile is the largest token file read: a token is a line.
+const maxTokenFile = 64 << 10
+
+// readToken returns the token in file, else env, and a warning when the
+// file can be read by every user. Only a regular file is read: a FIFO
+// without a writer would block the reader for ever, and a device (such as
+// /dev/zero) never ends; the file is opened without blocking and checked
+// before a byte is read.
+func readToken(flagName, file, env string) (tok, warning string, err error) {
 	if file == "" {
-		return strings.TrimSpace(env), nil
+		return strings.TrimSpace(env), "", nil
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w: give a readable file holding the token", flagName, err)
+		return "", "", fmt.Errorf("%s: %w: give a readable file holding the token", flagName, err)
 	}
-	tok := strings.TrimSpace(string(b))
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", "", fmt.Errorf("%s %s is not a regular file (%s): put the token in a plain file", flagName, file, modeKind(st.Mode()))
+	}
+	if st.Size() > maxTokenFile {
+		return "", "", fmt.Errorf("%s %s is %d bytes, more than a token (at most %d): name the file that holds only the token", flagName, file, st.Size(), maxTokenFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", "", fmt.Errorf("%s: read %s: %w", flagName, file, err)
+	}
+	tok = strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("%s %s is empty: put the token in it, or drop the flag", flagName, file)
+		return "", "", fmt.Errorf("%s %s is empty: put the token in it, or drop the flag", flagName, file)
 	}
-	return tok, nil
+	if st.Mode().Perm()&0o004 != 0 {
+		warning = fmt.Sprintf("%s %s can be read by every user of this machine (mode %04o): chmod o-r %s, so that only ingest's user reads the token",
+			flagName, file, st.Mode().Perm(), file)
+	}
+	return tok, warning, nil
+}
+
+// modeKind names a file type for a message.
+func modeKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
 }
 
 // Validate checks every setting and names the flag of the first bad one.
@@ -431,8 +508,23 @@ func checkOrigin(o string) error {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return bad("has a bad port")
 		}
+		if (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			return fmt.Errorf("--cors-origin %q names the default port of %s, which browsers leave out of Origin, so no request would match it: give %s://%s",
+				o, u.Scheme, u.Scheme, u.Hostname())
+		}
 	} else if strings.HasSuffix(u.Host, ":") {
 		return bad("has an empty port")
+	}
+	host := u.Hostname()
+	for _, r := range host {
+		if r >= utf8.RuneSelf {
+			ascii, err := idna.Lookup.ToASCII(host)
+			if err != nil {
+				return bad("has a host that is not a valid internationalised domain name (" + err.Error() + ")")
+			}
+			return fmt.Errorf("--cors-origin %q has a host that is not ASCII; browsers send it in Origin as %s://%s (punycode), so no request would match: give that",
+				o, u.Scheme, strings.Replace(u.Host, host, ascii, 1))
+		}
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ type parent struct {
 	srv        *http.Server
 	tokens     *token.Source // the write and read tokens, which SIGHUP may replace
 	readTokens *token.Source
+	reloads    *reloader // SIGHUP's, made at the first; only Run's goroutine touches the pointer
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
 	draining   atomic.Bool    // set once, when the drain begins
@@ -375,20 +376,27 @@ func (p *parent) serve() drainCause {
 
 // reload is SIGHUP: the parent keeps running (a terminal closing, or an
 // operator expecting a reload, must not cost accepted posts) and re-reads
-// the token files, so that a token can be rotated without a restart.
+// the token files, so that a token can be rotated without a restart. It
+// returns at once: the files are read off the signal loop (see reloader),
+// so a file system that blocks never delays a SIGTERM.
 func (p *parent) reload() {
 	if p.cfg.TokenFile == "" && p.cfg.ReadTokenFile == "" {
 		p.log.Info("SIGHUP: nothing to reload (no --token-file or --read-token-file); carrying on")
 		return
 	}
-	write, read, err := p.cfg.ReloadTokens(os.Getenv)
-	if err != nil {
-		p.log.Error("SIGHUP: the tokens were not reloaded; the old ones stay in force", "error", err)
-		return
+	if p.reloads == nil {
+		p.reloads = &reloader{
+			log:     p.log,
+			timeout: reloadTimeout,
+			read:    func() (config.Tokens, error) { return p.cfg.ReloadTokens(os.Getenv) },
+			apply: func(t config.Tokens) {
+				p.tokens.Set(t.Write)
+				p.readTokens.Set(t.Read)
+				p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
+			},
+		}
 	}
-	p.tokens.Set(write)
-	p.readTokens.Set(read)
-	p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
+	p.reloads.start()
 }
 
 // drain stops intake and lets everything accepted reach the sink, in this
