@@ -123,7 +123,7 @@ func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.h.Stats()
 	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
 		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining,
-		"unsupported_media_type": s.Unsupported, "busy": s.Busy} {
+		"unsupported_media_type": s.Unsupported, "busy": s.Busy, "stalled": s.Stalled} {
 		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 }

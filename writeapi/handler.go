@@ -10,6 +10,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,9 +74,12 @@ type Config struct {
 	// once per /readyz request, possibly concurrently. nil means ready.
 	Ready func() error
 	// BodyMemory caps the request body bytes held at once by requests in
-	// flight (gzip bodies count twice: compressed and not); a request
-	// that would go over gets 503 with Retry-After instead of growing the
-	// process. 0 means 64 × MaxBody.
+	// flight, counted as the buffers grow with the bytes that arrive
+	// (a gzip body's decompressed copy too; each request's first 4 KiB
+	// buffer is not counted): a request whose body would go over gets
+	// 503 with Retry-After instead of growing the process. A client that
+	// declares a length and sends nothing holds none of it. 0 means 64 ×
+	// MaxBody.
 	BodyMemory int64
 }
 
@@ -92,11 +96,12 @@ type Stats struct {
 	Draining     uint64 // 503: draining or queue closed
 	Unsupported  uint64 // 415: Content-Type or Content-Encoding not accepted
 	Busy         uint64 // 503: BodyMemory in use by other requests
+	Stalled      uint64 // 408: the body stopped arriving (a read deadline passed)
 }
 
 // Rejected is the number of refused requests, all reasons together.
 func (s Stats) Rejected() uint64 {
-	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy + s.Stalled
 }
 
 // reason is the label of a refusal in logs and the Stats field it counts.
@@ -110,10 +115,11 @@ const (
 	reasonDraining
 	reasonUnsupported
 	reasonBusy
+	reasonStalled
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type", "busy"}
+var reasonNames = [numReasons]string{"", "bad_request", "too_large", "unauthorized", "queue_full", "draining", "unsupported_media_type", "busy", "stalled"}
 
 // Handler serves the write API and the health routes (see the package
 // documentation for routes and statuses): ServeHTTP routes all of them, and
@@ -134,7 +140,7 @@ type Handler struct {
 	accepted atomic.Uint64
 	rejected [numReasons]atomic.Uint64
 
-	bodies  sync.Pool // *[]byte, request body buffers
+	bodies  bufPool   // request body buffers, by size class
 	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
 	gzips   sync.Pool // *gzip.Reader, for Content-Encoding: gzip
 }
@@ -208,6 +214,7 @@ func (h *Handler) Stats() Stats {
 		Draining:     h.rejected[reasonDraining].Load(),
 		Unsupported:  h.rejected[reasonUnsupported].Load(),
 		Busy:         h.rejected[reasonBusy].Load(),
+		Stalled:      h.rejected[reasonStalled].Load(),
 	}
 }
 
@@ -278,53 +285,41 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		h.refuseTooLarge(w, r)
 		return
 	}
-	need := h.maxBody // unknown length: as much as it may grow to
-	if r.ContentLength >= 0 {
-		need = r.ContentLength
-	}
-	if gzipped {
-		need += h.maxBody
-	}
-	if h.inBody.Add(need) > h.bodyMem {
-		h.inBody.Add(-need)
-		w.Header().Set("Retry-After", "1")
-		h.refuse(w, r, http.StatusServiceUnavailable, reasonBusy, fmt.Sprintf(
-			"too many request bodies in memory at once (%d bytes, 64 × --max-body): retry after 1 s", h.bodyMem))
-		return
-	}
-	defer h.inBody.Add(-need)
-
-	bp := h.getBody()
-	defer h.putBody(bp)
-	if n := r.ContentLength; n > 0 && int64(cap(*bp)) <= n {
-		*bp = make([]byte, 0, n+1) // +1: room for the read that sees EOF
-	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), (*bp)[:0])
-	*bp = body
+	// Memory is reserved as the body arrives (see body.go), not for what
+	// the client declares: a client that sends nothing holds nothing.
+	mem := held{h: h}
+	defer mem.release()
+	body, err := mem.readGrowing(http.MaxBytesReader(w, r.Body, h.maxBody), h.maxBody, r.ContentLength)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			h.refuseTooLarge(w, r)
-			return
+		case errors.Is(err, errBusy):
+			h.refuseBusy(w, r)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			h.refuse(w, r, http.StatusRequestTimeout, reasonStalled,
+				fmt.Sprintf("the request body stopped arriving (%v): send it without pauses", err))
+		default:
+			h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+				fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
 		}
-		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
-			fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
 		return
 	}
 
 	if gzipped {
-		zp := h.getBody()
-		defer h.putBody(zp)
-		*zp, err = h.gunzip(body, (*zp)[:0])
-		body = *zp
+		body, err = h.gunzip(&mem, body)
 		if err != nil {
-			if errors.Is(err, errInflatedTooLarge) {
+			switch {
+			case errors.Is(err, errInflatedTooLarge):
 				h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
 					fmt.Sprintf("request body larger than %d bytes (--max-body) once decompressed: send fewer posts per request, or raise --max-body", h.maxBody))
-				return
+			case errors.Is(err, errBusy):
+				h.refuseBusy(w, r)
+			default:
+				h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+					fmt.Sprintf("Content-Encoding is gzip but the body is not valid gzip (%v): send the gzip stream of the body, or drop the header and send it plain", err))
 			}
-			h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
-				fmt.Sprintf("Content-Encoding is gzip but the body is not valid gzip (%v): send the gzip stream of the body, or drop the header and send it plain", err))
 			return
 		}
 	}
@@ -381,6 +376,12 @@ func (h *Handler) refuseDraining(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
 	h.refuse(w, r, http.StatusServiceUnavailable, reasonDraining,
 		fmt.Sprintf("draining: the service is shutting down and accepts no new posts: retry after %d s, against another instance or after the restart", retry))
+}
+
+func (h *Handler) refuseBusy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	h.refuse(w, r, http.StatusServiceUnavailable, reasonBusy, fmt.Sprintf(
+		"too many request body bytes in memory at once (%d bytes, 64 × --max-body, held by bodies as they arrive): retry after 1 s", h.bodyMem))
 }
 
 func (h *Handler) refuseTooLarge(w http.ResponseWriter, r *http.Request) {
@@ -472,10 +473,11 @@ func isGzip(encodings []string) (bool, error) {
 // errInflatedTooLarge: a gzip body inflates past MaxBody.
 var errInflatedTooLarge = errors.New("decompressed body over the limit")
 
-// gunzip appends the decompressed body to out, reading at most MaxBody
+// gunzip decompresses body into buffers of m, reading at most MaxBody
 // bytes of it: a decompressed body counts against --max-body as a plain
-// one does, so a small "gzip bomb" costs no more memory than a plain body.
-func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
+// one does, and against the body budget as it grows, so a small "gzip
+// bomb" costs no more memory than a plain body.
+func (h *Handler) gunzip(m *held, body []byte) ([]byte, error) {
 	zr, _ := h.gzips.Get().(*gzip.Reader)
 	var err error
 	if zr == nil {
@@ -484,15 +486,15 @@ func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
 		err = zr.Reset(bytes.NewReader(body))
 	}
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	defer h.gzips.Put(zr)
-	out, err = readAll(io.LimitReader(zr, h.maxBody+1), out)
+	out, err := m.readGrowing(io.LimitReader(zr, h.maxBody+1), h.maxBody+1, 0)
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	if int64(len(out)) > h.maxBody {
-		return out, errInflatedTooLarge
+		return nil, errInflatedTooLarge
 	}
 	return out, nil
 }
@@ -500,38 +502,6 @@ func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
 // retrySeconds rounds d up to whole seconds, at least 1, for Retry-After.
 func retrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-// readAll reads r to EOF, appending to b. Unlike io.ReadAll it starts
-// from a pooled buffer.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
-
-func (h *Handler) getBody() *[]byte {
-	if bp, ok := h.bodies.Get().(*[]byte); ok {
-		return bp
-	}
-	b := make([]byte, 0, 8<<10)
-	return &b
-}
-
-func (h *Handler) putBody(bp *[]byte) {
-	if cap(*bp) <= maxPooledBody {
-		h.bodies.Put(bp)
-	}
 }
 
 func (h *Handler) getBatch() *[]wire.Post {
