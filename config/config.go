@@ -48,6 +48,12 @@ type Config struct {
 	QueueSize     int
 	MaxBody       int64
 	MaxConns      int
+	// MaxConnsPerPeer (--max-connections-per-peer) is one client's share
+	// of MaxConns: an IPv4 address, or an IPv6 /64.
+	MaxConnsPerPeer int
+	// BodyStall (--http-body-stall): a request body that goes this long
+	// without a byte is cut.
+	BodyStall     time.Duration
 	ReadTimeout   time.Duration
 	IdleTimeout   time.Duration
 	TokenFile     string
@@ -128,28 +134,30 @@ const workersPerCPU = 4
 // Default returns the defaults, as documented by the flags.
 func Default() Config {
 	return Config{
-		Role:          wire.RoleParent,
-		Listen:        "127.0.0.1:8000",
-		Workers:       max(1, runtime.NumCPU()-1),
-		MaxWorkers:    workersPerCPU * runtime.NumCPU(),
-		Savers:        1,
-		Sink:          sink.KindSQLite,
-		DB:            "./ingest.db",
-		CacheSize:     25000,
-		FlushInterval: 2 * time.Second,
-		TopN:          2000,
-		Skip:          strings.Join(ner.DefaultSkip, ","),
-		NER:           string(ner.EngineFast),
-		QueueSize:     1024,
-		Durability:    DurabilityFsync,
-		SpoolMax:      1 << 30,
-		MaxBody:       1 << 20,
-		MaxConns:      1024,
-		ReadTimeout:   30 * time.Second,
-		IdleTimeout:   2 * time.Minute,
-		DrainTimeout:  60 * time.Second,
-		LogLevel:      "info",
-		LogFormat:     "text",
+		Role:            wire.RoleParent,
+		Listen:          "127.0.0.1:8000",
+		Workers:         max(1, runtime.NumCPU()-1),
+		MaxWorkers:      workersPerCPU * runtime.NumCPU(),
+		Savers:          1,
+		Sink:            sink.KindSQLite,
+		DB:              "./ingest.db",
+		CacheSize:       25000,
+		FlushInterval:   2 * time.Second,
+		TopN:            2000,
+		Skip:            strings.Join(ner.DefaultSkip, ","),
+		NER:             string(ner.EngineFast),
+		QueueSize:       1024,
+		Durability:      DurabilityFsync,
+		SpoolMax:        1 << 30,
+		MaxBody:         1 << 20,
+		MaxConns:        1024,
+		MaxConnsPerPeer: 256,
+		BodyStall:       10 * time.Second,
+		ReadTimeout:     30 * time.Second,
+		IdleTimeout:     2 * time.Minute,
+		DrainTimeout:    60 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
 
 		MaxRestarts:      10,
 		RestartWindow:    time.Minute,
@@ -179,7 +187,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
 	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, body included (30s: 1 MiB at 40 KB/s); a slower one is cut off")
 	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", c.IdleTimeout, "an idle keep-alive connection is closed after this (2m)")
-	fs.IntVar(&c.MaxConns, "max-connections", c.MaxConns, "HTTP connections open at once (1024); one more is answered 503 and closed, so clients cannot exhaust the descriptors children need")
+	fs.IntVar(&c.MaxConns, "max-connections", c.MaxConns, "HTTP connections served at once (1024), so clients cannot exhaust the descriptors children need. At the cap a newcomer makes room: idle keep-alive connections are closed first (oldest first), then requests that have waited a second or more for their client; only when none can go is it refused (503), though /healthz and /readyz are still answered")
+	fs.IntVar(&c.MaxConnsPerPeer, "max-connections-per-peer", c.MaxConnsPerPeer, "of --max-connections, how many one client (an IPv4 address, an IPv6 /64) may hold (256); at its share its own idle or waiting connections make room first. Behind a reverse proxy every client is the proxy: raise it to --max-connections")
+	fs.DurationVar(&c.BodyStall, "http-body-stall", c.BodyStall, "a request body that goes this long without a byte arriving is cut with 408 (10s), long before --http-read-timeout")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
 	fs.StringVar(&c.ReadTokenFile, "read-token-file", c.ReadTokenFile, "file holding the token for the read API, /status and /metrics; INGEST_READ_TOKEN also sets it; default: the --token-file token")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
@@ -415,6 +425,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns < 1 {
 		bad("--max-connections must be at least 1 (got %d)", c.MaxConns)
+	}
+	if c.MaxConnsPerPeer < 1 {
+		bad("--max-connections-per-peer must be at least 1 (got %d); set it to --max-connections for no share per client", c.MaxConnsPerPeer)
+	}
+	if c.BodyStall <= 0 {
+		bad("--http-body-stall must be positive (got %s)", c.BodyStall)
 	}
 	if c.MaxBody < 64 {
 		bad("--max-body must be at least 64 bytes (got %d)", c.MaxBody)

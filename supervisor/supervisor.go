@@ -192,7 +192,7 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
 		} else {
-			p.conns = &limitListener{Listener: p.ln, max: int64(connLimit(cfg.MaxConns, cfg.Workers+cfg.Savers, p.log))}
+			p.conns = newLimitListener(p.ln, cfg, p.tokens, p.readTokens, p.log)
 			p.ln = p.conns
 		}
 	}

@@ -27,7 +27,7 @@ const firstShare = 4 << 10
 var errBusy = errors.New("body memory budget exhausted")
 
 // numClasses covers firstShare … maxPooledBody.
-var numClasses = bits.Len(uint(maxPooledBody/firstShare)) // 4K, 8K, … 4M: 11
+var numClasses = bits.Len(uint(maxPooledBody / firstShare)) // 4K, 8K, … 4M: 11
 
 // class returns the index of the smallest class holding n bytes, or -1
 // when n is over maxPooledBody.

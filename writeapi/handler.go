@@ -70,9 +70,17 @@ type Config struct {
 	// the body). nil means no logging.
 	Logger hclog.Logger
 	// Ready reports whether the service can do its work; a non-nil error
-	// makes /readyz answer 503 with the error as the reason. It is called
-	// once per /readyz request, possibly concurrently. nil means ready.
+	// makes /readyz answer 503. The error is the reason given to requests
+	// that carry the read token (ReadTokens), and logged when readiness
+	// changes; others get a generic reason, since the error may name pids,
+	// batch ids or database errors, which are not for whoever can reach
+	// the port. It is called once per /readyz request, possibly
+	// concurrently. nil means ready.
 	Ready func() error
+	// ReadTokens holds the read token, which makes /readyz give its
+	// reason; no token: every caller gets the reason (loopback only).
+	// nil means the write token's source (Tokens or Token).
+	ReadTokens *token.Source
 	// BodyMemory caps the request body bytes held at once by requests in
 	// flight, counted as the buffers grow with the bytes that arrive
 	// (a gzip body's decompressed copy too; each request's first 4 KiB
@@ -130,15 +138,18 @@ type Handler struct {
 	mux     *httpjson.Mux
 	q       Intake
 	tokens  *token.Source // holds no token: no auth
+	rtokens *token.Source // the read token: /readyz's reasons
 	maxBody int64
 	bodyMem int64        // BodyMemory
 	inBody  atomic.Int64 // body bytes reserved by requests in flight
 	log     hclog.Logger
 	ready   func() error
 
-	draining atomic.Bool
-	accepted atomic.Uint64
-	rejected [numReasons]atomic.Uint64
+	draining      atomic.Bool
+	unreadySince  atomic.Int64 // unix nanoseconds /readyz first found it not ready; 0: ready
+	unreadyLogged atomic.Int64 // when that was last logged
+	accepted      atomic.Uint64
+	rejected      [numReasons]atomic.Uint64
 
 	bodies  bufPool   // request body buffers, by size class
 	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
@@ -171,6 +182,10 @@ func New(cfg Config) *Handler {
 	h.tokens = cfg.Tokens
 	if h.tokens == nil {
 		h.tokens = token.NewSource(cfg.Token)
+	}
+	h.rtokens = cfg.ReadTokens
+	if h.rtokens == nil {
+		h.rtokens = h.tokens
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBody
@@ -230,27 +245,57 @@ func ServeHealthz(w http.ResponseWriter, _ *http.Request) {
 	httpjson.Write(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
 
-// ServeReadyz answers 200 {"status":"ready"}, or 503 with the reason
-// while draining or while Config.Ready reports an error. Register it as
-// "GET /readyz".
-func (h *Handler) ServeReadyz(w http.ResponseWriter, _ *http.Request) {
+// ServeReadyz answers 200 {"status":"ready"}, or 503 with a reason while
+// draining or while Config.Ready reports an error: the error itself to a
+// request carrying the read token, a generic reason to others (see
+// Config.Ready). Register it as "GET /readyz".
+func (h *Handler) ServeReadyz(w http.ResponseWriter, r *http.Request) {
 	var why string
 	if h.draining.Load() {
 		why = "draining: the service is shutting down"
 	} else if h.ready != nil {
 		if err := h.ready(); err != nil {
 			why = err.Error()
+			h.notReady(why)
+		} else {
+			h.notReady("")
 		}
 	}
 	if why == "" {
 		httpjson.Write(w, http.StatusOK, []byte(`{"status":"ready"}`))
 		return
 	}
+	if !h.draining.Load() && !token.Matches(r, h.rtokens.Get()) {
+		why = "not ready: the reason is given with the read token, and in the log"
+	}
 	body, _ := json.Marshal(struct {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}{"not ready", why})
 	httpjson.Write(w, http.StatusServiceUnavailable, body)
+}
+
+// readinessLogEvery is how often a reason that stays is logged again.
+const readinessLogEvery = time.Minute
+
+// notReady logs readiness as /readyz finds it, why ("" when ready): when
+// it changes between ready and not, and at most once a readinessLogEvery
+// while it stays not ready, so that probes every second do not flood the
+// log and the reasons unauthenticated probes do not see are in it.
+func (h *Handler) notReady(why string) {
+	now := time.Now().UnixNano()
+	if why == "" {
+		if h.unreadySince.Swap(0) != 0 {
+			h.log.Info("ready again (/readyz)")
+		}
+		return
+	}
+	last := h.unreadyLogged.Load()
+	if h.unreadySince.CompareAndSwap(0, now) || time.Duration(now-last) >= readinessLogEvery {
+		if h.unreadyLogged.CompareAndSwap(last, now) {
+			h.log.Warn("not ready (/readyz answers 503)", "reason", why)
+		}
+	}
 }
 
 // ServeEnqueue takes posts, after the write token, as the package
