@@ -14,9 +14,10 @@ import (
 
 // TestConnectionCap: at --max-connections, a newcomer closes an idle
 // keep-alive connection to make room; when every place is held by a
-// request still being sent (and for less than a second), a post gets 503
-// with Retry-After and is closed, while /healthz is still answered;
-// closing one makes room again; the parent still drains cleanly.
+// request still being sent (and only just), a post whose body is still to
+// come gets 503 with Retry-After and is closed, while /healthz and a post
+// sent whole are served on spare places; closing one makes room again;
+// the parent still drains cleanly.
 func TestConnectionCap(t *testing.T) {
 	p := startParent(t, nil, "--workers=1", "--max-connections=4")
 	addr := strings.TrimPrefix(p.url, "http://")
@@ -85,9 +86,25 @@ func TestConnectionCap(t *testing.T) {
 		}
 		fmt.Fprint(c, "{")
 	}
-	code, hdr, body := get(http.MethodPost, "/post/enqueue")
-	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "--max-connections") {
-		t.Fatalf("a post with every place held by requests under way: %d %q, want 503 with Retry-After naming --max-connections", code, body)
+	// A post whose body is still to come gets 503; one sent whole, and the
+	// probes, are served on a spare place.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(c, "POST /post/enqueue HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", addr)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("a post whose body is still to come: %v (want a 503 answer)", err)
+	}
+	refusal, _ := io.ReadAll(resp.Body)
+	c.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(refusal), "--max-connections") {
+		t.Fatalf("a post whose body is still to come, every place held: %d %q, want 503 with Retry-After naming --max-connections", resp.StatusCode, refusal)
+	}
+	if code, _, body := get(http.MethodPost, "/post/enqueue"); code != http.StatusCreated {
+		t.Errorf("a post sent whole with every place held: %d %s, want 201", code, body)
 	}
 	if code, _, _ := get(http.MethodGet, "/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz with every place held: %d, want 200", code)

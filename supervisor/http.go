@@ -92,8 +92,8 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 // trackRequests reports each request to the connection it arrived on (see
 // listener.go): when it starts and ends, whether it carried a token, when
 // it waits for its body, which it cuts after --http-body-stall without a
-// byte. On a connection admitted beyond the cap for probes only, it
-// answers /healthz and /readyz and closes, and refuses the rest. Requests
+// byte. On a spare place (beyond the cap), it serves the one request the
+// listener admitted there and closes the connection. Requests
 // on connections the listener did not admit (tests) pass untouched.
 func trackRequests(next http.Handler, tokens, readTokens *token.Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -102,14 +102,9 @@ func trackRequests(next http.Handler, tokens, readTokens *token.Source) http.Han
 			next.ServeHTTP(w, r)
 			return
 		}
-		if c.probeOnly {
-			w.Header().Set("Connection", "close")
-			if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
-				next.ServeHTTP(w, r)
-				return
-			}
-			w.Header().Set("Retry-After", "1")
-			httpjson.Write(w, http.StatusServiceUnavailable, []byte(tooManyConns))
+		if c.oneShot {
+			w.Header().Set("Connection", "close") // a spare place serves one request
+			next.ServeHTTP(w, r)
 			return
 		}
 		c.begin(carriesToken(r, tokens) || carriesToken(r, readTokens))

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -39,14 +40,16 @@ import (
 //     cost their holders nothing go first, idle keep-alive connections,
 //     oldest idle first; then requests that have waited evictAfter or more
 //     for their client (a body dribbled, the next request's headers),
-//     oldest first. A newcomer without the token (once one is set) never
+//     the slowest first (bytes received per second since the request
+//     began): a slowloris client goes before a large upload. A newcomer without the token (once one is set) never
 //     takes the place of a connection that carried it: unauthenticated
 //     clients cannot crowd authenticated ones out.
-//   - A probe (GET or HEAD /healthz or /readyz) that finds no place is
-//     still served, on one of probeReserve places beyond the cap, then
-//     closed: a load balancer never takes a healthy node out because
-//     others hold the connections. Any other request that finds no place
-//     gets 503 with Retry-After and is closed.
+//   - A request that finds no place is still served, on one of
+//     spareReserve places beyond the cap, then closed, when it costs only
+//     the server's time: a probe (GET or HEAD /healthz or /readyz), so
+//     that a load balancer never takes a healthy node out because others
+//     hold the connections, or a request whose head and whole body have
+//     already arrived. Any other gets 503 with Retry-After and is closed.
 //
 // A request body that stops arriving for --http-body-stall is cut (408),
 // long before --http-read-timeout ends the whole request.
@@ -67,9 +70,9 @@ const (
 
 // Admission limits (see above).
 const (
-	probeReserve     = 16
-	probeConnTimeout = 2 * time.Second
-	evictAfter       = time.Second
+	spareReserve = 32
+	spareTimeout = 5 * time.Second
+	evictAfter   = 250 * time.Millisecond
 	// maxHead is the most of a first request head the listener reads; a
 	// longer head goes to the server as it is, which answers 431.
 	maxHead = 64 << 10
@@ -77,8 +80,8 @@ const (
 
 // fdReserve is the number of file descriptors kept free of HTTP
 // connections for everything else: three pipes per child and their
-// restarts, the database, logs, and the probe places.
-func fdReserve(children int) int { return 64 + 8*children + probeReserve }
+// restarts, the database, logs, and the spare places.
+func fdReserve(children int) int { return 64 + 8*children + spareReserve }
 
 // connLimit is how many connections the parent may serve at once: the
 // --max-connections asked for, lowered if the descriptor limit (raised to
@@ -127,7 +130,7 @@ type limitListener struct {
 	refused atomic.Uint64 // answered 503 for want of a place
 	evicted atomic.Uint64 // closed to make room for a newcomer
 	dropped atomic.Uint64 // closed before their first head was complete
-	probed  atomic.Uint64 // served on a probe place
+	spared  atomic.Uint64 // served on a spare place
 
 	starting  sync.Once
 	ready     chan *trackedConn // admitted connections, for Accept
@@ -140,7 +143,7 @@ type limitListener struct {
 	conns   map[*trackedConn]struct{} // served
 	pending map[*trackedConn]struct{} // reading their first head
 	peers   map[string]int            // served, by peer
-	probes  int                       // probe places taken
+	spares  int                       // spare places taken
 }
 
 // newLimitListener wraps ln with cfg's limits; the cap is lowered to what
@@ -165,7 +168,7 @@ func newLimitListener(ln net.Listener, cfg config.Config, tokens, readTokens *to
 }
 
 // Accept returns the next connection whose first head arrived and that
-// has a place, served or for probes.
+// has a place, served or spare.
 func (l *limitListener) Accept() (net.Conn, error) {
 	l.starting.Do(func() { l.loops.Go(l.acceptLoop) })
 	select {
@@ -266,12 +269,10 @@ func (l *limitListener) admit(c *trackedConn) {
 		return
 	}
 	c.pre = head
-	probe, authed := l.classify(head)
-	if !l.seat(c, probe, authed, time.Now()) {
+	cheap, authed := l.classify(head)
+	if !l.seat(c, cheap, authed, time.Now()) {
 		l.refused.Add(1)
-		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-		fmt.Fprintf(c.Conn, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(tooManyConns), tooManyConns)
-		c.Conn.Close()
+		refuse(c.Conn)
 		return
 	}
 	select {
@@ -294,6 +295,7 @@ func (c *trackedConn) readHead(d time.Duration) ([]byte, bool) {
 		}
 		n, err := c.Conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
+		c.readBytes.Add(int64(n))
 		if bytes.Contains(buf, []byte("\r\n\r\n")) || bytes.Contains(buf, []byte("\n\n")) {
 			return buf, true
 		}
@@ -304,21 +306,31 @@ func (c *trackedConn) readHead(d time.Duration) ([]byte, bool) {
 	return buf, true // longer than maxHead: the server says 431
 }
 
-// classify reads a first head: whether it is a probe, and whether it
-// carries a token.
-func (l *limitListener) classify(head []byte) (probe, authed bool) {
+// classify reads a first head: whether serving it costs only the
+// server's time (a probe, or a request whose body has arrived whole, or
+// that has none), and whether it carries a token.
+func (l *limitListener) classify(head []byte) (cheap, authed bool) {
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 	if err != nil {
 		return false, false // the server answers 400
 	}
-	probe = (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz")
-	return probe, carriesToken(r, l.tokens) || carriesToken(r, l.readTokens)
+	authed = carriesToken(r, l.tokens) || carriesToken(r, l.readTokens)
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+		return true, authed
+	}
+	end := bytes.Index(head, []byte("\r\n\r\n")) + 4
+	if end < 4 {
+		end = bytes.Index(head, []byte("\n\n")) + 2
+	}
+	whole := len(r.TransferEncoding) == 0 && r.Header.Get("Expect") == "" &&
+		r.ContentLength >= 0 && int64(len(head)-end) >= r.ContentLength
+	return whole, authed
 }
 
 // seat gives c, whose first head arrived, a served place, making room if
-// it must, else a probe place when it asks a probe. It reports false when
-// c gets neither.
-func (l *limitListener) seat(c *trackedConn, probe, authed bool, now time.Time) bool {
+// it must, else a spare place when serving it is cheap (see classify). It
+// reports false when c gets neither.
+func (l *limitListener) seat(c *trackedConn, cheap, authed bool, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.pending[c]; !ok {
@@ -339,22 +351,35 @@ func (l *limitListener) seat(c *trackedConn, probe, authed bool, now time.Time) 
 		l.peers[c.peer]++
 		l.open.Add(1)
 		return true
-	case probe && l.probes < probeReserve:
-		l.probes++
-		l.probed.Add(1)
-		c.probeOnly = true
-		c.until = now.Add(probeConnTimeout)
+	case cheap && l.spares < spareReserve:
+		l.spares++
+		l.spared.Add(1)
+		c.oneShot = true
+		c.until = now.Add(spareTimeout)
 		c.Conn.SetDeadline(c.until)
 		return true
 	}
 	return false
 }
 
+// refuse answers a connection that got no place with 503 and closes it,
+// reading (within a second) what the client still sends, so that the
+// close does not reset the connection before the client reads the answer.
+func refuse(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s", len(tooManyConns), tooManyConns)
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		io.Copy(io.Discard, io.LimitReader(c, maxHead))
+	}
+}
+
 // victim is a connection that may be closed to make room.
 type victim struct {
 	c    *trackedConn
-	rank int       // lower goes first
-	at   time.Time // older goes first within a rank
+	rank int     // lower goes first
+	key  float64 // lower goes first within a rank (see evictable)
 }
 
 // evictLocked closes up to n served connections (of peer, when not "")
@@ -369,12 +394,12 @@ func (l *limitListener) evictLocked(now time.Time, peer string, n int, authed bo
 		if peer != "" && c.peer != peer {
 			continue
 		}
-		if rank, at, ok := c.evictable(now); ok && (authed || rank != rankIdleAuthed) {
-			vs = append(vs, victim{c, rank, at})
+		if rank, key, ok := c.evictable(now); ok && (authed || rank != rankIdleAuthed) {
+			vs = append(vs, victim{c, rank, key})
 		}
 	}
 	slices.SortFunc(vs, func(a, b victim) int {
-		return cmp.Or(cmp.Compare(a.rank, b.rank), a.at.Compare(b.at))
+		return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.key, b.key))
 	})
 	vs = vs[:min(n, len(vs))]
 	for _, v := range vs {
@@ -387,10 +412,10 @@ func (l *limitListener) evictLocked(now time.Time, peer string, n int, authed bo
 
 // forgetLocked stops counting c, once. l.mu is held.
 func (l *limitListener) forgetLocked(c *trackedConn) {
-	if c.probeOnly {
+	if c.oneShot {
 		if !c.forgotten {
 			c.forgotten = true
-			l.probes--
+			l.spares--
 		}
 		return
 	}
@@ -428,21 +453,25 @@ type trackedConn struct {
 	l         *limitListener
 	peer      string
 	accepted  time.Time
-	probeOnly bool      // beyond the cap: answers probes only, until until
-	until     time.Time // probe-only: the connection's deadline
-	forgotten bool      // probe-only: uncounted (under l.mu)
-	pre       []byte    // read by the listener (the first head): Read returns it first
-	reads     atomic.Uint64
+	oneShot   bool          // on a spare place: one request, until until
+	until     time.Time     // one-shot: the connection's deadline
+	forgotten bool          // one-shot: uncounted (under l.mu)
+	pre       []byte        // read by the listener (the first head): Read returns it first
+	reads     atomic.Uint64 // reads that returned data
+	readBytes atomic.Int64  // bytes they returned
 	closeOnce sync.Once
 
-	mu            sync.Mutex
-	inRequest     bool      // a handler runs
-	inBody        bool      // it waits for the client's body
-	requestAt     time.Time // when that handler began
-	served        int       // requests answered
-	idleSince     time.Time // when the last one ended
-	readsAtIdle   uint64    // reads then: a read since means a new request
-	authenticated bool      // a request on it carried a token (the first: set before it is served)
+	mu             sync.Mutex
+	inRequest      bool      // a handler runs
+	inBody         bool      // it waits for the client's body
+	requestAt      time.Time // when that handler began
+	served         int       // requests answered
+	idleSince      time.Time // when the last one ended
+	readsAtIdle    uint64    // reads then: a read since means a new request
+	bytesAtIdle    int64     // readBytes then
+	bytesAtRequest int64     // readBytes when the request began
+	authenticated  bool      // a request on it carried a token (the first: set before it is served)
+	flushed        bool      // the last request's answer went out (answered)
 }
 
 // connAddr is a tracked connection's local address: the address, and the
@@ -466,11 +495,12 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 		n := copy(b, c.pre)
 		c.pre = c.pre[n:]
 		c.reads.Add(1)
-		return n, nil
+		return n, nil // counted in readBytes when the listener read it
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.reads.Add(1)
+		c.readBytes.Add(int64(n))
 	}
 	return n, err
 }
@@ -485,17 +515,33 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// The deadline setters keep a probe-only connection within its time.
+// The deadline setters keep a one-shot connection within its time.
 func (c *trackedConn) SetDeadline(t time.Time) error { return c.Conn.SetDeadline(c.clamp(t)) }
 func (c *trackedConn) SetReadDeadline(t time.Time) error {
 	return c.Conn.SetReadDeadline(c.clamp(t))
 }
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() {
+		c.answered()
+	}
 	return c.Conn.SetWriteDeadline(c.clamp(t))
 }
 
+// answered records that the last request's answer went out: net/http
+// clears the write deadline once it has flushed a response (and before
+// it waits for the next request), never while a handler runs. Until then
+// a connection whose handler returned is not idle: closing it would lose
+// the answer.
+func (c *trackedConn) answered() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.inRequest && c.served > 0 {
+		c.flushed = true
+	}
+}
+
 func (c *trackedConn) clamp(t time.Time) time.Time {
-	if c.probeOnly && (t.IsZero() || t.After(c.until)) {
+	if c.oneShot && (t.IsZero() || t.After(c.until)) {
 		return c.until
 	}
 	return t
@@ -506,7 +552,8 @@ func (c *trackedConn) clamp(t time.Time) time.Time {
 func (c *trackedConn) begin(authenticated bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.inRequest, c.requestAt = true, time.Now()
+	c.inRequest, c.requestAt, c.flushed = true, time.Now(), false
+	c.bytesAtRequest = c.readBytes.Load()
 	c.authenticated = c.authenticated || authenticated
 }
 
@@ -518,6 +565,7 @@ func (c *trackedConn) end() {
 	c.served++
 	c.idleSince = time.Now()
 	c.readsAtIdle = c.reads.Load()
+	c.bytesAtIdle = c.readBytes.Load()
 }
 
 func (c *trackedConn) waitingForBody(waiting bool) {
@@ -534,32 +582,37 @@ const (
 )
 
 // evictable says whether c may be closed for a newcomer, with its rank and
-// the time that orders it within the rank.
-func (c *trackedConn) evictable(now time.Time) (rank int, at time.Time, ok bool) {
+// the key that orders it within the rank: for an idle connection, when it
+// became idle (the oldest goes first); for a request waiting for its
+// client, the bytes per second it received since it began (the slowest
+// goes first).
+func (c *trackedConn) evictable(now time.Time) (rank int, key float64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	idle := !c.inRequest && c.served > 0 && c.reads.Load() == c.readsAtIdle
+	switch {
+	case c.inRequest && !c.inBody:
+		return 0, 0, false // the server is working on it
+	case !c.inRequest && !c.flushed:
+		return 0, 0, false // being handed to the server, or its answer being sent
+	}
+	idle := !c.inRequest && c.reads.Load() == c.readsAtIdle
 	switch {
 	case idle && c.authenticated:
-		return rankIdleAuthed, c.idleSince, true
+		return rankIdleAuthed, float64(c.idleSince.UnixNano()), true
 	case idle:
-		return rankIdle, c.idleSince, true
+		return rankIdle, float64(c.idleSince.UnixNano()), true
 	case c.authenticated:
-		return 0, time.Time{}, false // mid-request, or between requests: its own
-	case c.inRequest && !c.inBody:
-		return 0, time.Time{}, false // the server is working on it
+		return 0, 0, false // mid-request, or between requests: its own
 	}
-	since := c.requestAt // waiting for the body
-	if !c.inRequest {    // waiting for headers: since it connected or last answered
-		since = c.accepted
-		if c.served > 0 {
-			since = c.idleSince
-		}
+	since, base := c.requestAt, c.bytesAtRequest // waiting for the body
+	if !c.inRequest {                            // waiting for the next headers
+		since, base = c.idleSince, c.bytesAtIdle
 	}
-	if now.Sub(since) < c.l.waitedLong {
-		return 0, time.Time{}, false
+	waited := now.Sub(since)
+	if waited < c.l.waitedLong {
+		return 0, 0, false
 	}
-	return rankWaiting, since, true
+	return rankWaiting, float64(c.readBytes.Load()-base) / waited.Seconds(), true
 }
 
 // errStalled is a body read cut by --http-body-stall; it matches

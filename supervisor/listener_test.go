@@ -116,6 +116,21 @@ func (s *capped) bodyOf(t *testing.T, header string, length int) net.Conn {
 	return c
 }
 
+// incomplete sends a post's head without its body (the body would follow)
+// and returns the answer's status and Retry-After.
+func (s *capped) incomplete(t *testing.T, header string) (int, string) {
+	t.Helper()
+	c := s.dial(t, "")
+	fmt.Fprintf(c, "POST /post/enqueue HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n%s\r\n", s.addr, header)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
 // waitOpen waits until the listener serves n connections.
 func (s *capped) waitOpen(t *testing.T, n int64) {
 	t.Helper()
@@ -233,7 +248,8 @@ func TestHeadlessConnectionsTakeNoPlace(t *testing.T) {
 
 // Served requests waiting for their client (a body dribbled) make room
 // once they have waited waitedLong; younger ones do not, and then only
-// probes are served, on probe places.
+// probes and requests that arrived whole are served, on spare places,
+// and others get 503.
 func TestCapCutsRequestsWaitingForTheirClient(t *testing.T) {
 	s := startCapped(t, 2, 2, 10*time.Second, 300*time.Millisecond, "")
 	first := s.bodyStarted(t, "")
@@ -244,12 +260,14 @@ func TestCapCutsRequestsWaitingForTheirClient(t *testing.T) {
 			t.Errorf("%s with the cap held by young requests: %d, want 200", path, code)
 		}
 	}
-	code, hdr := s.fresh(t, http.MethodPost, "/post/enqueue", nil)
-	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
-		t.Errorf("a post with the cap held by young requests: %d, want 503 with Retry-After", code)
+	if code, _ := s.fresh(t, http.MethodPost, "/post/enqueue", nil); code != http.StatusCreated {
+		t.Errorf("a post sent whole with the cap held by young requests: %d, want 201 (on a spare place)", code)
 	}
-	if s.l.probed.Load() != 2 || s.l.refused.Load() != 1 {
-		t.Errorf("%d probe places, %d refused; want 2 and 1", s.l.probed.Load(), s.l.refused.Load())
+	if code, retry := s.incomplete(t, ""); code != http.StatusServiceUnavailable || retry == "" {
+		t.Errorf("a post whose body is still to come, the cap held by young requests: %d, want 503 with Retry-After", code)
+	}
+	if s.l.spared.Load() != 3 || s.l.refused.Load() != 1 {
+		t.Errorf("%d spare places, %d refused; want 3 and 1", s.l.spared.Load(), s.l.refused.Load())
 	}
 	time.Sleep(400 * time.Millisecond) // past waitedLong: the condition under test
 	if code, _ := s.fresh(t, http.MethodPost, "/post/enqueue", nil); code != http.StatusCreated {
@@ -294,7 +312,7 @@ func TestUnauthenticatedNeverCrowdOutAuthenticated(t *testing.T) {
 	}
 	s2.waitOpen(t, 4)
 	time.Sleep(100 * time.Millisecond) // past waitedLong: the condition under test
-	if code, _ := s2.fresh(t, http.MethodPost, "/post/enqueue", nil); code != http.StatusServiceUnavailable {
+	if code, _ := s2.incomplete(t, ""); code != http.StatusServiceUnavailable {
 		t.Errorf("an unauthenticated post against authenticated requests: %d, want 503", code)
 	}
 	if code, _ := s2.fresh(t, http.MethodGet, "/healthz", nil); code != http.StatusOK {

@@ -271,7 +271,10 @@ func Summarize(answers []Answer) []Outcome {
 			}
 			o.Failed++
 			if o.Sample == "" {
-				o.Sample = fmt.Sprintf("status %d, error %v", a.Status, a.Err)
+				o.Sample = fmt.Sprintf("status %d", a.Status)
+				if a.Err != nil {
+					o.Sample = a.Err.Error()
+				}
 			}
 			if failingSince < 0 {
 				failingSince = a.At
@@ -288,8 +291,12 @@ func Summarize(answers []Answer) []Outcome {
 }
 
 func (o Outcome) String() string {
-	return fmt.Sprintf("%s: %d of %d failed (longest failing stretch %s); p50 %s, p99 %s, slowest %s",
+	s := fmt.Sprintf("%s: %d of %d failed (longest failing stretch %s); p50 %s, p99 %s, slowest %s",
 		o.What, o.Failed, o.Total, o.Longest.Round(time.Millisecond), o.P50.Round(100*time.Microsecond), o.P99.Round(100*time.Microsecond), o.Worst.Round(time.Millisecond))
+	if o.Sample != "" {
+		s += "; a failure: " + o.Sample
+	}
+	return s
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
