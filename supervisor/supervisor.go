@@ -187,7 +187,7 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	}
 	if err == nil {
 		if cfg.Input != "" {
-			p.src, err = input.Open(cfg.Input)
+			p.src, err = input.OpenLimited(cfg.Input, cfg.MaxBody, "--max-body") // no row HTTP would refuse as too large
 			p.summary = newSummary()
 		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
