@@ -65,7 +65,7 @@ type Reader struct {
 	// limitName is the setting behind maxLine, for messages ("" for
 	// none).
 	limitName string
-	err     error // sticky: io.EOF, a fatal error, or errClosed
+	err       error // sticky: io.EOF, a fatal error, or errClosed
 
 	// lines counts the lines consumed before the current position: for
 	// NDJSON every line read so far, for CSV only the blank lines skipped
