@@ -75,7 +75,7 @@ const (
 	evictAfter   = 250 * time.Millisecond
 	// maxHead is the most of a first request head the listener reads; a
 	// longer head goes to the server as it is, which answers 431.
-	maxHead = 64 << 10
+	maxHead = 16 << 10
 )
 
 // fdReserve is the number of file descriptors kept free of HTTP
