@@ -38,10 +38,10 @@ func raiseNoFile(t *testing.T, need uint64) {
 // client posts and asks /healthz and /readyz ten times a second, each on
 // a new connection. No kind of legitimate request may fail for more than
 // two seconds in a row. INGEST_ATTACK_SECONDS sets how long it watches
-// (default 8).
+// (default 6).
 func TestAttackersCannotLockOut(t *testing.T) {
 	raiseNoFile(t, 1024+512)
-	watchFor := 8 * time.Second
+	watchFor := 6 * time.Second
 	if v := os.Getenv("INGEST_ATTACK_SECONDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {

@@ -56,10 +56,10 @@ func roleOf(cmdline []string) string {
 // SIGTERM arrives while it starts and kills the children. Every run must
 // end within seconds and leave no child. The in-process test
 // (supervisor.TestShutdownRace) runs the race hundreds of times; this one
-// runs the real binary, INGEST_SHUTDOWN_LOOPS times (default 200, about
-// 20 s).
+// runs the real binary, INGEST_SHUTDOWN_LOOPS times (default 150: about
+// 15 s, 30 s under the race detector).
 func TestShutdownRaceBinary(t *testing.T) {
-	n := loops(t, 200)
+	n := loops(t, 150)
 	var took []time.Duration
 	replacing := 0 // runs where the kill found a replacement starting
 	for i := range n {
@@ -136,7 +136,7 @@ func TestTimeoutCommandEndsIt(t *testing.T) {
 	for i := range 2 {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "ingest.db")
-		cmd := exec.Command(timeoutBin, "-k", "60", "4", binary, "--listen="+freePort(t), "--db="+db, "--workers=2")
+		cmd := exec.Command(timeoutBin, "-k", "60", "2", binary, "--listen="+freePort(t), "--db="+db, "--workers=2")
 		logs := &syncBuffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		began := time.Now()
@@ -153,7 +153,7 @@ func TestTimeoutCommandEndsIt(t *testing.T) {
 				syscall.Kill(pid, syscall.SIGKILL)
 			}
 			<-done
-			t.Fatalf("run %d: timeout 4 ingest still runs after 40 s:\n%s", i, logs.String())
+			t.Fatalf("run %d: timeout 2 ingest still runs after 40 s:\n%s", i, logs.String())
 		}
 		took := time.Since(began)
 		// timeout exits 124 when it had to signal; -k 60 would have

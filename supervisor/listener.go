@@ -41,9 +41,10 @@ import (
 //     oldest idle first; then requests that have waited evictAfter or more
 //     for their client (a body dribbled, the next request's headers),
 //     the slowest first (bytes received per second since the request
-//     began): a slowloris client goes before a large upload. A newcomer without the token (once one is set) never
-//     takes the place of a connection that carried it: unauthenticated
-//     clients cannot crowd authenticated ones out.
+//     began): a slowloris client goes before a large upload. A newcomer
+//     without the token (once one is set) never takes the place of a
+//     connection that carried it: unauthenticated clients cannot crowd
+//     authenticated ones out.
 //   - A request that finds no place is still served, on one of
 //     spareReserve places beyond the cap, then closed, when it costs only
 //     the server's time: a probe (GET or HEAD /healthz or /readyz), so
@@ -110,7 +111,8 @@ func connLimit(asked, children int, log hclog.Logger) int {
 	return asked
 }
 
-// limitListener admits connections as the package comment above says. It
+// limitListener admits connections as the comment at the top of this file
+// says. It
 // is safe for concurrent use. Accept starts, at its first call, the
 // goroutine accepting connections from the socket, and each connection's
 // head is read on a goroutine of its own; Close ends them all and waits.

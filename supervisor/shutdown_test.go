@@ -79,7 +79,7 @@ func workerPid(t *testing.T) int {
 // signals: before the replacement is forked, while it starts, after.
 // INGEST_SHUTDOWN_LOOPS=1000 runs it longer.
 func TestShutdownRace(t *testing.T) {
-	loops := shutdownLoops(t, 60)
+	loops := shutdownLoops(t, 50)
 	if testing.Short() {
 		loops = 5
 	}
