@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -14,7 +15,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 
 	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/sink"
@@ -43,6 +48,12 @@ type Config struct {
 	QueueSize     int
 	MaxBody       int64
 	MaxConns      int
+	// MaxConnsPerPeer (--max-connections-per-peer) is one client's share
+	// of MaxConns: an IPv4 address, or an IPv6 /64.
+	MaxConnsPerPeer int
+	// BodyStall (--http-body-stall): a request body that goes this long
+	// without a byte is cut.
+	BodyStall     time.Duration
 	ReadTimeout   time.Duration
 	IdleTimeout   time.Duration
 	TokenFile     string
@@ -68,6 +79,11 @@ type Config struct {
 	// CORSOrigins (--cors-origin, repeatable) may read the read API and
 	// /status from pages of their own: each "*" or scheme://host[:port].
 	CORSOrigins []string
+	// Warnings are settings Parse accepted that an operator should still
+	// hear about (a token file others can read, --cors-origin '*' without
+	// a token), one sentence each, saying what to do. The parent logs
+	// them at start.
+	Warnings []string
 
 	MaxRestarts      int
 	RestartWindow    time.Duration
@@ -124,29 +140,31 @@ const workersPerCPU = 4
 // Default returns the defaults, as documented by the flags.
 func Default() Config {
 	return Config{
-		Role:          wire.RoleParent,
-		Listen:        "127.0.0.1:8000",
-		Workers:       max(1, runtime.NumCPU()-1),
-		MaxWorkers:    workersPerCPU * runtime.NumCPU(),
-		Savers:        1,
-		Sink:          sink.KindSQLite,
-		DB:            "./ingest.db",
-		CacheSize:     25000,
-		FlushInterval: 2 * time.Second,
-		TopN:          2000,
-		Skip:          strings.Join(ner.DefaultSkip, ","),
-		NER:           string(ner.DefaultEngine),
-		QueueSize:     1024,
-		Durability:    DurabilityFsync,
-		SpoolMax:      1 << 30,
-		SpoolDamaged:  SpoolDamagedRepair,
-		MaxBody:       1 << 20,
-		MaxConns:      1024,
-		ReadTimeout:   30 * time.Second,
-		IdleTimeout:   2 * time.Minute,
-		DrainTimeout:  60 * time.Second,
-		LogLevel:      "info",
-		LogFormat:     "text",
+		Role:            wire.RoleParent,
+		Listen:          "127.0.0.1:8000",
+		Workers:         max(1, runtime.NumCPU()-1),
+		MaxWorkers:      workersPerCPU * runtime.NumCPU(),
+		Savers:          1,
+		Sink:            sink.KindSQLite,
+		DB:              "./ingest.db",
+		CacheSize:       25000,
+		FlushInterval:   2 * time.Second,
+		TopN:            2000,
+		Skip:            strings.Join(ner.DefaultSkip, ","),
+		NER:             string(ner.DefaultEngine),
+		QueueSize:       1024,
+		Durability:      DurabilityFsync,
+		SpoolMax:        1 << 30,
+		SpoolDamaged:    SpoolDamagedRepair,
+		MaxBody:         1 << 20,
+		MaxConns:        1024,
+		MaxConnsPerPeer: 256,
+		BodyStall:       10 * time.Second,
+		ReadTimeout:     30 * time.Second,
+		IdleTimeout:     2 * time.Minute,
+		DrainTimeout:    60 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "text",
 
 		MaxRestarts:      10,
 		RestartWindow:    time.Minute,
@@ -178,7 +196,9 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest accepted request body in bytes (1 MiB); larger bodies get 413")
 	fs.DurationVar(&c.ReadTimeout, "http-read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, body included (30s: 1 MiB at 40 KB/s); a slower one is cut off")
 	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", c.IdleTimeout, "an idle keep-alive connection is closed after this (2m)")
-	fs.IntVar(&c.MaxConns, "max-connections", c.MaxConns, "HTTP connections open at once (1024); one more is answered 503 and closed, so clients cannot exhaust the descriptors children need")
+	fs.IntVar(&c.MaxConns, "max-connections", c.MaxConns, "HTTP connections served at once (1024), so clients cannot exhaust the descriptors children need. At the cap a newcomer makes room: idle keep-alive connections are closed first (oldest first), then requests that have waited a second or more for their client; only when none can go is it refused (503), though /healthz and /readyz are still answered")
+	fs.IntVar(&c.MaxConnsPerPeer, "max-connections-per-peer", c.MaxConnsPerPeer, "of --max-connections, how many one client (an IPv4 address, an IPv6 /64) may hold (256); at its share its own idle or waiting connections make room first. Behind a reverse proxy every client is the proxy: raise it to --max-connections")
+	fs.DurationVar(&c.BodyStall, "http-body-stall", c.BodyStall, "a request body that goes this long without a byte arriving is cut with 408 (10s), long before --http-read-timeout")
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
 	fs.StringVar(&c.ReadTokenFile, "read-token-file", c.ReadTokenFile, "file holding the token for the read API, /status and /metrics; INGEST_READ_TOKEN also sets it; default: the --token-file token")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
@@ -230,60 +250,126 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 	if c.Project == "" {
 		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
 	}
-	if err := c.loadToken(getenv); err != nil {
+	warnings, err := c.loadToken(getenv)
+	if err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	c.Warnings = append(c.Warnings, warnings...)
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	if c.Role == wire.RoleParent && c.ReadToken == "" && slices.Contains(c.CORSOrigins, "*") {
+		c.Warnings = append(c.Warnings, "--cors-origin '*' without a token lets every web page any browser on this machine opens read the read API and /status: "+
+			"list the origins that need it, or set --read-token-file")
+	}
+	return c, nil
 }
 
-func (c *Config) loadToken(getenv func(string) string) error {
+// loadToken reads the tokens into c and returns warnings about their files.
+func (c *Config) loadToken(getenv func(string) string) (warnings []string, err error) {
 	if c.Role != wire.RoleParent {
-		return nil
+		return nil, nil
 	}
-	var err error
-	if c.Token, err = readToken("--token-file", c.TokenFile, getenv("INGEST_TOKEN")); err != nil {
-		return err
+	var w string
+	if c.Token, w, err = readToken("--token-file", c.TokenFile, getenv("INGEST_TOKEN")); err != nil {
+		return nil, err
 	}
-	if c.ReadToken, err = readToken("--read-token-file", c.ReadTokenFile, getenv("INGEST_READ_TOKEN")); err != nil {
-		return err
+	if w != "" {
+		warnings = append(warnings, w)
+	}
+	if c.ReadToken, w, err = readToken("--read-token-file", c.ReadTokenFile, getenv("INGEST_READ_TOKEN")); err != nil {
+		return nil, err
+	}
+	if w != "" {
+		warnings = append(warnings, w)
 	}
 	if c.ReadToken == "" {
 		c.ReadToken = c.Token
 	}
-	return nil
+	return warnings, nil
+}
+
+// Tokens are the tokens in force, as ReloadTokens read them.
+type Tokens struct {
+	Write, Read string
+	// Warnings about the files read, as Config.Warnings.
+	Warnings []string
 }
 
 // ReloadTokens re-reads --token-file and --read-token-file, as the parent
-// does on SIGHUP, and returns the tokens now in force. Tokens from the
+// does on SIGHUP, and returns the tokens they hold. Tokens from the
 // environment cannot change while the process runs. A token can be
 // replaced this way, not added or removed: whether there is one decides
-// the API's loopback rules, fixed at start. On an error c is unchanged.
-func (c *Config) ReloadTokens(getenv func(string) string) (write, read string, err error) {
+// the API's loopback rules, fixed at start. It never changes c, so it may
+// run beside readers of c; it may block as long as the file system does
+// (a hung network mount), never on a FIFO or a device, which it refuses.
+func (c *Config) ReloadTokens(getenv func(string) string) (Tokens, error) {
 	n := *c
-	if err := n.loadToken(getenv); err != nil {
-		return c.Token, c.ReadToken, err
+	warnings, err := n.loadToken(getenv)
+	if err != nil {
+		return Tokens{}, err
 	}
 	if (n.Token == "") != (c.Token == "") {
-		return c.Token, c.ReadToken, errors.New("a write token cannot be added or removed while ingest runs: restart it")
+		return Tokens{}, errors.New("a write token cannot be added or removed while ingest runs: restart it")
 	}
-	c.Token, c.ReadToken = n.Token, n.ReadToken
-	return c.Token, c.ReadToken, nil
+	return Tokens{Write: n.Token, Read: n.ReadToken, Warnings: warnings}, nil
 }
 
-// readToken returns the token in file, else env.
-func readToken(flagName, file, env string) (string, error) {
+// maxTokenFile is the largest token file read: a token is a line.
+const maxTokenFile = 64 << 10
+
+// readToken returns the token in file, else env, and a warning when the
+// file can be read by every user. Only a regular file is read: a FIFO
+// without a writer would block the reader for ever, and a device (such as
+// /dev/zero) never ends; the file is opened without blocking and checked
+// before a byte is read.
+func readToken(flagName, file, env string) (tok, warning string, err error) {
 	if file == "" {
-		return strings.TrimSpace(env), nil
+		return strings.TrimSpace(env), "", nil
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w: give a readable file holding the token", flagName, err)
+		return "", "", fmt.Errorf("%s: %w: give a readable file holding the token", flagName, err)
 	}
-	tok := strings.TrimSpace(string(b))
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", flagName, err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", "", fmt.Errorf("%s %s is not a regular file (%s): put the token in a plain file", flagName, file, modeKind(st.Mode()))
+	}
+	if st.Size() > maxTokenFile {
+		return "", "", fmt.Errorf("%s %s is %d bytes, more than a token (at most %d): name the file that holds only the token", flagName, file, st.Size(), maxTokenFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return "", "", fmt.Errorf("%s: read %s: %w", flagName, file, err)
+	}
+	tok = strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("%s %s is empty: put the token in it, or drop the flag", flagName, file)
+		return "", "", fmt.Errorf("%s %s is empty: put the token in it, or drop the flag", flagName, file)
 	}
-	return tok, nil
+	if st.Mode().Perm()&0o004 != 0 {
+		warning = fmt.Sprintf("%s %s can be read by every user of this machine (mode %04o): chmod o-r %s, so that only ingest's user reads the token",
+			flagName, file, st.Mode().Perm(), file)
+	}
+	return tok, warning, nil
+}
+
+// modeKind names a file type for a message.
+func modeKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m.IsDir():
+		return "a directory"
+	}
+	return m.Type().String()
 }
 
 // Validate checks every setting and names the flag of the first bad one.
@@ -353,6 +439,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConns < 1 {
 		bad("--max-connections must be at least 1 (got %d)", c.MaxConns)
+	}
+	if c.MaxConnsPerPeer < 1 {
+		bad("--max-connections-per-peer must be at least 1 (got %d); set it to --max-connections for no share per client", c.MaxConnsPerPeer)
+	}
+	if c.BodyStall <= 0 {
+		bad("--http-body-stall must be positive (got %s)", c.BodyStall)
 	}
 	if c.MaxBody < 64 {
 		bad("--max-body must be at least 64 bytes (got %d)", c.MaxBody)
@@ -446,8 +538,23 @@ func checkOrigin(o string) error {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return bad("has a bad port")
 		}
+		if (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			return fmt.Errorf("--cors-origin %q names the default port of %s, which browsers leave out of Origin, so no request would match it: give %s://%s",
+				o, u.Scheme, u.Scheme, u.Hostname())
+		}
 	} else if strings.HasSuffix(u.Host, ":") {
 		return bad("has an empty port")
+	}
+	host := u.Hostname()
+	for _, r := range host {
+		if r >= utf8.RuneSelf {
+			ascii, err := idna.Lookup.ToASCII(host)
+			if err != nil {
+				return bad("has a host that is not a valid internationalised domain name (" + err.Error() + ")")
+			}
+			return fmt.Errorf("--cors-origin %q has a host that is not ASCII; browsers send it in Origin as %s://%s (punycode), so no request would match: give that",
+				o, u.Scheme, strings.Replace(u.Host, host, ascii, 1))
+		}
 	}
 	return nil
 }

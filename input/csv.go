@@ -259,12 +259,11 @@ func (r *Reader) nextCSV() (wire.Post, error) {
 			}
 			r.lines = r.lim.scan.lines
 			r.newCSV()
-			to := fmt.Sprintf("through line %d", r.lines)
+			to := fmt.Sprintf(", through line %d", r.lines)
 			if eof {
-				to = "to the end of the input: a quoted field is probably never closed; fix the quoting in the file"
+				to = ", to the end of the input: a quoted field is probably never closed; fix the quoting in the file"
 			}
-			return wire.Post{}, &RowError{Line: line, Reason: fmt.Sprintf(
-				"record longer than %s: no post may be that long; the record was skipped, %s", sizeText(r.maxLine), to)}
+			return wire.Post{}, &RowError{Line: line, Reason: r.tooLong("record", to)}
 		case errors.As(err, &parse):
 			// encoding/csv drops the rest of the bad line and goes on with
 			// the next one, so the stream stays usable. With LazyQuotes and
@@ -299,7 +298,7 @@ func (r *Reader) nextCSV() (wire.Post, error) {
 	// A record's fields share one string; clone the short publication so
 	// that a caller keeping it (say, as a map key) does not pin the
 	// record. Content may pin the rest of its record, a few hundred bytes.
-	p := wire.Post{Publication: validUTF8(strings.Clone(pub)), Content: validUTF8(text)}
+	p := wire.Post{Publication: wire.NormalPublication(validUTF8(strings.Clone(pub))), Content: validUTF8(text)}
 	if reason := wire.CheckPost(p); reason != "" {
 		return wire.Post{}, &RowError{Line: r.lastLine, Reason: reason}
 	}

@@ -44,8 +44,7 @@ func (r *Reader) nextNDJSON() (wire.Post, error) {
 		}
 		r.lines++
 		if tooLong {
-			return wire.Post{}, &RowError{Line: r.lines, Reason: fmt.Sprintf(
-				"longer than %s: no post may be that long; the line was skipped", sizeText(r.maxLine))}
+			return wire.Post{}, &RowError{Line: r.lines, Reason: r.tooLong("line", "")}
 		}
 		trimmed := bytes.TrimLeft(line, " \t\r")
 		if len(trimmed) == 0 {
@@ -71,7 +70,7 @@ func (r *Reader) nextNDJSON() (wire.Post, error) {
 		if reason := checkJSONField("content", row.Content); reason != "" {
 			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}
-		p := wire.Post{Publication: row.Publication.s, Content: row.Content.s}
+		p := wire.Post{Publication: wire.NormalPublication(row.Publication.s), Content: row.Content.s}
 		if reason := wire.CheckPost(p); reason != "" {
 			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}

@@ -62,7 +62,10 @@ type Reader struct {
 	br      *bufio.Reader
 	format  string
 	maxLine int
-	err     error // sticky: io.EOF, a fatal error, or errClosed
+	// limitName is the setting behind maxLine, for messages ("" for
+	// none).
+	limitName string
+	err       error // sticky: io.EOF, a fatal error, or errClosed
 
 	// lines counts the lines consumed before the current position: for
 	// NDJSON every line read so far, for CSV only the blank lines skipped
@@ -118,8 +121,22 @@ func (r *Reader) Progress() (read, size int64) {
 // header) before Open returns. The caller must Close the Reader; Close
 // closes the file but never standard input.
 func Open(path string) (*Reader, error) {
+	return OpenLimited(path, MaxRecordBytes, "")
+}
+
+// OpenLimited is Open for rows (NDJSON lines, CSV records) of at most
+// maxRow bytes, at most MaxRecordBytes; setting names what sets the limit
+// (ingest passes --max-body, so that --input takes no post the HTTP API
+// would refuse as too large) for the errors of rows over it, "" for none.
+// A longer row is skipped as it is read, never held whole.
+func OpenLimited(path string, maxRow int64, setting string) (*Reader, error) {
+	limit := int(min(max(maxRow, 1), MaxRecordBytes))
 	if path == "-" {
-		return NewReader(os.Stdin, "stdin")
+		r, err := newReader(os.Stdin, "stdin", limit)
+		if r != nil {
+			r.limitName = setting
+		}
+		return r, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -133,12 +150,12 @@ func Open(path string) (*Reader, error) {
 		size = fi.Size()
 	}
 	counted := &countingReader{r: f}
-	r, err := NewReader(counted, path)
+	r, err := newReader(counted, path, limit)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	r.file, r.read, r.size = f, counted, size
+	r.file, r.read, r.size, r.limitName = f, counted, size, setting
 	return r, nil
 }
 
@@ -379,6 +396,16 @@ func validUTF8(s string) string {
 		i += size
 	}
 	return string(out)
+}
+
+// tooLong is the reason of a row over the limit: what the limit is and
+// what it means.
+func (r *Reader) tooLong(what, skipped string) string {
+	if r.limitName != "" {
+		return fmt.Sprintf("%s longer than %s (%s): the HTTP API refuses such a post too (413); the %s was skipped%s",
+			what, sizeText(r.maxLine), r.limitName, what, skipped)
+	}
+	return fmt.Sprintf("%s longer than %s: no post may be that long; the %s was skipped%s", what, sizeText(r.maxLine), what, skipped)
 }
 
 // sizeText renders a byte limit for messages ("16 MiB").

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"html"
 	"net/http/httptest"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ingest-dev/ingest/internal/synthetic"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/readapi/browsertest"
 	"github.com/ingest-dev/ingest/sink"
@@ -103,7 +106,7 @@ func TestPageInBrowser(t *testing.T) {
 	for _, e := range ents {
 		words = append(words, wordcloud.Word{Text: e.Word, Count: e.Count})
 	}
-	placed := wordcloud.Layout(words, readapi.DefaultCloudWords)
+	placed := wordcloud.Layout(words, readapi.DefaultCloudWords) // the gazette has fewer: all of them
 	if n := strings.Count(cloud, "<text "); n != len(placed) || n != len(ents) {
 		t.Errorf("cloud has %d text elements, want %d (every entity of the gazette)", n, len(placed))
 	}
@@ -121,6 +124,69 @@ func TestPageInBrowser(t *testing.T) {
 
 	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results.png", 1280, 900)
 	b.Screenshot(srv.URL+"/#pub="+jsEncodeURIComponent(keyGazette), "results-narrow.png", 420, 1100)
+}
+
+// TestCloudReadableInBrowser: on a wide screen and on a phone, the
+// smallest word of a publication's cloud, as the page shows it, is at
+// least 10 CSS pixels, and the most frequent several times larger; the
+// page asks for fewer words where the cloud is narrower. Screenshots:
+// cloud-wide.png, cloud-narrow.png.
+func TestCloudReadableInBrowser(t *testing.T) {
+	b := browsertest.Chromium(t)
+	store, err := sink.OpenSQLite(t.Context(), t.TempDir()+"/cloud.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	// 300 entities whose counts fall off as in news text, names of one or
+	// two words as long as real ones (10 characters on average).
+	pc := wire.PubCount{Key: "daily news", Name: "Daily News", Articles: 400}
+	first := []string{"marsh", "ashby", "okafor", "harbor", "norfolk", "brandt", "castellano", "baltimore", "elena", "gull"}
+	for i := range 300 {
+		word := first[i%10]
+		if i >= 10 {
+			word += " " + strings.ToLower(synthetic.Name(i))[:3+i%5]
+		}
+		pc.Entities = append(pc.Entities, wire.EntityCount{Word: word, Count: int64(3000/(i+1) + 2)})
+	}
+	if _, err := store.Apply(t.Context(), &wire.Batch{ID: "cloud", Parts: 1, Posts: 400, Publications: []wire.PubCount{pc}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(readapi.New(readapi.Config{Reader: store, Status: testStatus, Logger: testLogger(t)}))
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/#pub=" + jsEncodeURIComponent(pc.Key)
+	words := map[string]int{}
+	for _, sz := range []struct {
+		name          string
+		width, height int
+	}{{"wide", 1280, 900}, {"narrow", 420, 1100}} {
+		dom := b.DumpDOMAt(url, sz.width, sz.height)
+		loaded(t, dom, "cloud")
+		cloud := cloudSVG(t, dom)
+		i := strings.Index(dom, `data-min-px="`)
+		if i < 0 {
+			t.Fatalf("%s: the page did not record the smallest word's size", sz.name)
+		}
+		px, _ := strconv.ParseFloat(dom[i+len(`data-min-px="`):i+strings.IndexByte(dom[i+len(`data-min-px="`):], '"')+len(`data-min-px="`)], 64)
+		var sizes []int
+		for _, m := range regexp.MustCompile(`font-size="(\d+)"`).FindAllStringSubmatch(cloud, -1) {
+			n, _ := strconv.Atoi(m[1])
+			sizes = append(sizes, n)
+		}
+		words[sz.name] = len(sizes)
+		top, least := slices.Max(sizes), slices.Min(sizes)
+		t.Logf("%s (%d px window): %d words, font sizes %d to %d, the smallest shown at %.1f px", sz.name, sz.width, len(sizes), top, least, px)
+		if px < 10 {
+			t.Errorf("%s: the smallest word is shown at %.1f px, want at least 10", sz.name, px)
+		}
+		if top < 3*least {
+			t.Errorf("%s: the top word is %d, the smallest %d: want several times larger", sz.name, top, least)
+		}
+		b.Screenshot(url, "cloud-"+sz.name+".png", sz.width, sz.height)
+	}
+	if words["narrow"] >= words["wide"] {
+		t.Errorf("a narrow cloud has %d words, a wide one %d: want fewer where it is narrower", words["narrow"], words["wide"])
+	}
 }
 
 // TestPageInBrowserWithToken: a read token given in the fragment reaches

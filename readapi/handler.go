@@ -128,7 +128,8 @@ type asset struct {
 // Handler serves the read API, the results page and /status (see the
 // package documentation): ServeHTTP routes all of them, and each route's
 // method can be registered on another mux under the same pattern. It is
-// safe for concurrent use and holds no state that changes after New.
+// safe for concurrent use; the only state that changes after New is the
+// cache of rendered clouds.
 type Handler struct {
 	mux    *httpjson.Mux
 	reader sink.Reader
@@ -140,6 +141,8 @@ type Handler struct {
 
 	corsOrigins []string // lower-cased; empty: CORS off
 	corsAny     bool     // "*" among them
+
+	clouds *cloudCache // rendered word clouds, and the bound on renders
 }
 
 // New returns a handler for cfg. It panics if the embedded files are
@@ -150,6 +153,7 @@ func New(cfg Config) *Handler {
 		status: cfg.Status,
 		log:    cfg.Logger,
 		assets: map[string]asset{},
+		clouds: newCloudCache(cloudRenders),
 	}
 	for _, o := range cfg.CORSOrigins {
 		h.corsAny = h.corsAny || o == "*"

@@ -21,7 +21,11 @@
 //	batches.go     the batch queue between workers and savers
 //	watchdog.go    hang detection
 //	restart.go     backoff and the restart budget
-//	http.go        every HTTP route of the parent, in one table
+//	http.go        every HTTP route of the parent, in one table, and what
+//	               each request tells its connection's admission
+//	listener.go    connection admission: a place only with a request head,
+//	               room made at the cap, spare places, the body stall
+//	reload.go      SIGHUP's token reloads, off the signal loop
 //	web.go         what the HTTP layer needs from the parent: status and
 //	               readiness
 //	durable.go     the spool's side (--durability fsync): recovery at

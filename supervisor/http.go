@@ -2,8 +2,11 @@ package supervisor
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +54,14 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	if d.Log == nil {
 		d.Log = hclog.NewNullLogger()
 	}
-	write := writeapi.New(writeapi.Config{Queue: d.Queue, Token: d.Token, Tokens: d.Tokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
+	tokens, readTokens := d.Tokens, d.ReadTokens
+	if tokens == nil {
+		tokens = token.NewSource(d.Token)
+	}
+	if readTokens == nil {
+		readTokens = token.NewSource(d.ReadToken)
+	}
+	write := writeapi.New(writeapi.Config{Queue: d.Queue, Tokens: tokens, ReadTokens: readTokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
 	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, ReadTokens: d.ReadTokens, Logger: d.Log.Named("read"), CORSOrigins: d.CORSOrigins})
 	metrics := read.RequireToken(promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
 
@@ -72,11 +82,84 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	for _, p := range read.CORSPatterns() {
 		mux.HandleFunc(p, read.ServePreflight)
 	}
+	var h http.Handler = mux
 	if d.LoopbackOnly {
-		return httpjson.LoopbackHost(mux, d.Listen), write
+		h = httpjson.LoopbackHost(mux, d.Listen)
 	}
-	return mux, write
+	return trackRequests(h, tokens, readTokens), write
 }
+
+// trackRequests reports each request to the connection it arrived on (see
+// listener.go): when it starts and ends, whether it carried a token, when
+// it waits for its body, which it cuts after --http-body-stall without a
+// byte. On a spare place (beyond the cap), it serves the one request the
+// listener admitted there and closes the connection. Requests
+// on connections the listener did not admit (tests) pass untouched.
+func trackRequests(next http.Handler, tokens, readTokens *token.Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := trackedFrom(r.Context())
+		if c == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if c.oneShot {
+			w.Header().Set("Connection", "close") // a spare place serves one request
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.begin(carriesToken(r, tokens) || carriesToken(r, readTokens))
+		defer c.end()
+		if c.l.stall > 0 && r.Body != nil && r.Body != http.NoBody {
+			b := c.watchBody(r.Body)
+			defer b.stop()
+			r.Body = b
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// carriesToken reports whether r carries the token src holds; false when
+// it holds none (no token: nobody is authenticated, nobody is favoured).
+func carriesToken(r *http.Request, src *token.Source) bool {
+	want := src.Get()
+	return len(want) > 0 && token.Matches(r, want)
+}
+
+// watchedBody is a request body whose reads are timed: a read that waits
+// --http-body-stall for a byte is cut (the connection's read deadline is
+// moved to the past, so the blocked read returns), and its error then
+// matches os.ErrDeadlineExceeded, with errStalled's message.
+type watchedBody struct {
+	io.ReadCloser
+	c       *trackedConn
+	timer   *time.Timer
+	stalled atomic.Bool
+}
+
+func (c *trackedConn) watchBody(body io.ReadCloser) *watchedBody {
+	b := &watchedBody{ReadCloser: body, c: c}
+	b.timer = time.AfterFunc(c.l.stall, func() {
+		b.stalled.Store(true)
+		c.Conn.SetReadDeadline(time.Unix(1, 0))
+	})
+	b.timer.Stop()
+	return b
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.c.waitingForBody(true)
+	b.timer.Reset(b.c.l.stall)
+	n, err := b.ReadCloser.Read(p)
+	b.timer.Stop()
+	b.c.waitingForBody(false)
+	if err != nil && b.stalled.Load() {
+		err = fmt.Errorf("%w (%v)", errStalled{b.c.l.stall}, err)
+	}
+	return n, err
+}
+
+// stop disarms the timer once the handler is done with the body.
+func (b *watchedBody) stop() { b.timer.Stop() }
 
 // noRoute is the parent's 404 message: every route, so the client can
 // pick the right one.

@@ -113,12 +113,33 @@ func newMetrics(p *parent) *metrics {
 				}
 				return float64(p.conns.open.Load())
 			}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_refused_total", Help: "Connections answered 503 and closed because --max-connections were open."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_refused_total", Help: "Connections answered 503 and closed: no place under --max-connections (or the peer's share) could be made, nor a spare one."},
 			func() float64 {
 				if p.conns == nil {
 					return 0
 				}
 				return float64(p.conns.refused.Load())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_evicted_total", Help: "Connections closed to make room for a newcomer: idle keep-alive ones, or requests stalled on their client."},
+			func() float64 {
+				if p.conns == nil {
+					return 0
+				}
+				return float64(p.conns.evicted.Load())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_spared_total", Help: "Probes and requests sent whole served on a spare place beyond --max-connections."},
+			func() float64 {
+				if p.conns == nil {
+					return 0
+				}
+				return float64(p.conns.spared.Load())
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_http_connections_dropped_total", Help: "Connections closed before their first request head was complete (the head timeout, or the oldest when too many waited)."},
+			func() float64 {
+				if p.conns == nil {
+					return 0
+				}
+				return float64(p.conns.dropped.Load())
 			}),
 	)
 	return m
@@ -156,7 +177,7 @@ func (c *rejectedCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.h.Stats()
 	for reason, n := range map[string]uint64{"bad_request": s.BadRequest, "too_large": s.TooLarge,
 		"unauthorized": s.Unauthorized, "queue_full": s.QueueFull, "draining": s.Draining,
-		"unsupported_media_type": s.Unsupported, "busy": s.Busy, "unavailable": s.Unavailable} {
+		"unsupported_media_type": s.Unsupported, "busy": s.Busy, "stalled": s.Stalled, "unavailable": s.Unavailable} {
 		ch <- prometheus.MustNewConstMetric(rejectedDesc, prometheus.CounterValue, float64(n), reason)
 	}
 }

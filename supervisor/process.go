@@ -60,9 +60,19 @@ type process struct {
 // and introduce itself.
 const handshakeTimeout = 60 * time.Second
 
-// launch starts a child of role for slot id with the parent's settings;
-// onFrame is its incarnation's frame handler (see startProcess).
-func (p *parent) launch(role wire.Role, id int, onFrame func(wire.Frame) error) (*process, error) {
+// frameHandler is an incarnation's side of its process (see startProcess).
+type frameHandler interface {
+	// bind gives the incarnation its process, before any frame of it is
+	// read: a heartbeat may follow the handshake at once.
+	bind(*process)
+	// onFrame handles one frame after the handshake, on the stdout
+	// reader goroutine.
+	onFrame(wire.Frame) error
+}
+
+// launch starts a child of role for slot id with the parent's settings,
+// for the incarnation h (see startProcess).
+func (p *parent) launch(role wire.Role, id int, h frameHandler) (*process, error) {
 	if p.aborted() {
 		return nil, fmt.Errorf("not starting a %s: the parent is shutting down", role)
 	}
@@ -70,19 +80,82 @@ func (p *parent) launch(role wire.Role, id int, onFrame func(wire.Frame) error) 
 	if p.lock != nil {
 		inherit = append(inherit, p.lock.File())
 	}
-	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, onFrame, inherit...)
+	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, h, &p.family, inherit...)
 }
 
-// startProcess re-execs exe as a child with args, waits for its Hello and
-// then hands every further frame to onFrame, on the stdout reader
-// goroutine. onFrame must return promptly and never block on another
+// family is every child process the parent forked that has not exited
+// yet, from the fork on: a child waiting for its handshake (a replacement
+// starting, a restart) is in it as much as one that runs. killAll reaches
+// them all, and a child forked after killAll is killed as it joins, so no
+// child outlives a kill, whatever was starting at that moment. The zero
+// value is ready; it is safe for concurrent use.
+type family struct {
+	mu     sync.Mutex
+	procs  map[*process]struct{}
+	killed string // killAll's reason once it ran: later arrivals are killed for it
+}
+
+// join adds a process just forked. If killAll already ran, the process is
+// killed at once.
+func (f *family) join(p *process) {
+	f.mu.Lock()
+	why := f.killed
+	if why == "" {
+		if f.procs == nil {
+			f.procs = make(map[*process]struct{})
+		}
+		f.procs[p] = struct{}{}
+	}
+	f.mu.Unlock()
+	if why != "" {
+		p.kill(why)
+	}
+}
+
+// leave removes a process that exited.
+func (f *family) leave(p *process) {
+	f.mu.Lock()
+	delete(f.procs, p)
+	f.mu.Unlock()
+}
+
+// killAll kills every member, and every process that joins from now on,
+// for why. Idempotent: the first reason stays.
+func (f *family) killAll(why string) {
+	f.mu.Lock()
+	if f.killed == "" {
+		f.killed = why
+	}
+	list := make([]*process, 0, len(f.procs))
+	for p := range f.procs {
+		list = append(list, p)
+	}
+	f.mu.Unlock()
+	for _, p := range list {
+		p.kill(why)
+	}
+}
+
+// size is the number of members, processes forked and not yet exited.
+func (f *family) size() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.procs)
+}
+
+// startProcess re-execs exe as a child with args, binds it to h, waits for
+// its Hello and then hands every further frame to h.onFrame, on the stdout
+// reader goroutine. onFrame must return promptly and never block on another
 // goroutine (record, push to a non-blocking queue, or fail); its Frame
 // aliases the decoder's buffer, so it copies what it keeps. An error from
 // onFrame is a protocol violation: the child is killed.
 //
+// The process joins fam as soon as it is forked, before its handshake, and
+// leaves it when it exits, so that fam.killAll reaches it while it starts.
+//
 // inherit are files the child gets as descriptors 3 and up: the data
 // directory's lock, which so stays held until the last child exits.
-func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, onFrame func(wire.Frame) error, inherit ...*os.File) (*process, error) {
+func startProcess(exe string, args []string, role wire.Role, id int, log hclog.Logger, h frameHandler, fam *family, inherit ...*os.File) (*process, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.ExtraFiles = inherit
 	cmd.Env = append(os.Environ(), wire.CookieKey+"="+wire.CookieValue)
@@ -110,7 +183,10 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
+		fam.leave(p)
 	}()
+	fam.join(p)
+	h.bind(p)
 	hello := make(chan error, 1)
 	var readers sync.WaitGroup
 	readers.Go(func() {
@@ -119,7 +195,7 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	})
 	readers.Go(func() {
 		defer stdout.Close()
-		p.readFrames(stdout, hello, onFrame)
+		p.readFrames(stdout, hello, h.onFrame)
 	})
 	go func() {
 		readers.Wait()

@@ -49,9 +49,7 @@ const applyRetry = 2 * time.Second
 
 func (p *parent) startSaver(id int) (incarnation, error) {
 	s := &saverInc{p: p, id: id, acks: make(chan wire.Ack, 1), retire: make(chan struct{})}
-	var err error
-	s.pro, err = p.launch(wire.RoleSaver, id, s.onFrame)
-	if err != nil {
+	if _, err := p.launch(wire.RoleSaver, id, s); err != nil {
 		return nil, err
 	}
 	p.watch(s)
@@ -59,6 +57,7 @@ func (p *parent) startSaver(id int) (incarnation, error) {
 }
 
 func (s *saverInc) proc() *process    { return s.pro }
+func (s *saverInc) bind(pro *process) { s.pro = pro }
 func (s *saverInc) inflight() int     { return 0 }
 func (s *saverInc) retireWhy() string { return "it was sent SIGTERM" }
 

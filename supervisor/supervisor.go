@@ -71,6 +71,7 @@ type parent struct {
 	spool      *spool.Spool            // accepted posts and complete batches, on disk (nil with --durability none)
 	lock       *spool.Lock             // the data directory's, held by the children too
 	slots      []*slot
+	family     family // every child process forked and not yet exited: what kill reaches
 	budgets    map[wire.Role]*budget
 	metrics    *metrics
 	summary    *summary // --input only
@@ -82,6 +83,7 @@ type parent struct {
 	srv        *http.Server
 	tokens     *token.Source // the write and read tokens, which SIGHUP may replace
 	readTokens *token.Source
+	reloads    *reloader // SIGHUP's, made at the first; only Run's goroutine touches the pointer
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
 	draining   atomic.Bool    // set once, when the drain begins
@@ -191,12 +193,12 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	}
 	if err == nil {
 		if cfg.Input != "" {
-			p.src, err = input.Open(cfg.Input)
+			p.src, err = input.OpenLimited(cfg.Input, cfg.MaxBody, "--max-body") // no row HTTP would refuse as too large
 			p.summary = newSummary()
 		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
 		} else {
-			p.conns = &limitListener{Listener: p.ln, max: int64(connLimit(cfg.MaxConns, cfg.Workers+cfg.Savers, p.log))}
+			p.conns = newLimitListener(p.ln, cfg, p.tokens, p.readTokens, p.log)
 			p.ln = p.conns
 		}
 	}
@@ -270,7 +272,9 @@ func (p *parent) start() error {
 			first[i], errs[i] = s.start()
 		})
 	}
-	wg.Wait()
+	if sig := p.awaitStarts(&wg); sig != nil {
+		errs = append(errs, fmt.Errorf("%s received while the children were starting: stopped them", sig))
+	}
 	if err := errors.Join(errs...); err != nil {
 		for _, inc := range first {
 			if inc != nil {
@@ -324,6 +328,28 @@ func (p *parent) start() error {
 	return nil
 }
 
+// awaitStarts waits for the children's starts. A signal meanwhile (a
+// child loading its model may take seconds, one that never says hello
+// up to handshakeTimeout) kills them all, those being forked included,
+// and is returned: nothing was accepted yet, so there is nothing to
+// drain, and a stop must not wait for the starts to finish.
+func (p *parent) awaitStarts(starts *sync.WaitGroup) os.Signal {
+	done := make(chan struct{})
+	go func() {
+		starts.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case sig := <-p.opts.Signals:
+		p.log.Warn("signal received while the children were starting: killing them and exiting", "signal", sig)
+		p.kill()
+		<-done // each start returns once its child is killed
+		return sig
+	}
+}
+
 // drainCause is why serving ended.
 type drainCause struct {
 	signal  os.Signal // a first SIGTERM or SIGINT
@@ -360,20 +386,27 @@ func (p *parent) serve() drainCause {
 
 // reload is SIGHUP: the parent keeps running (a terminal closing, or an
 // operator expecting a reload, must not cost accepted posts) and re-reads
-// the token files, so that a token can be rotated without a restart.
+// the token files, so that a token can be rotated without a restart. It
+// returns at once: the files are read off the signal loop (see reloader),
+// so a file system that blocks never delays a SIGTERM.
 func (p *parent) reload() {
 	if p.cfg.TokenFile == "" && p.cfg.ReadTokenFile == "" {
 		p.log.Info("SIGHUP: nothing to reload (no --token-file or --read-token-file); carrying on")
 		return
 	}
-	write, read, err := p.cfg.ReloadTokens(os.Getenv)
-	if err != nil {
-		p.log.Error("SIGHUP: the tokens were not reloaded; the old ones stay in force", "error", err)
-		return
+	if p.reloads == nil {
+		p.reloads = &reloader{
+			log:     p.log,
+			timeout: reloadTimeout,
+			read:    func() (config.Tokens, error) { return p.cfg.ReloadTokens(os.Getenv) },
+			apply: func(t config.Tokens) {
+				p.tokens.Set(t.Write)
+				p.readTokens.Set(t.Read)
+				p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
+			},
+		}
 	}
-	p.tokens.Set(write)
-	p.readTokens.Set(read)
-	p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
+	p.reloads.start()
 }
 
 // drain stops intake and lets everything accepted reach the sink, in this
@@ -447,17 +480,34 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 		}
 	}
 	p.kill()
-	<-drained
+	p.awaitKilled(drained)
 	p.stopIntake()
 	return true, errors.Join(failure, p.pendingFailures())
 }
 
-// kill aborts the run: every wait ends and every child is killed. The
-// runners see the abort, hand back what their children held, and return.
-// Idempotent.
+// killGrace bounds how long the runners may take to notice a kill: a
+// killed child's pipes close at once, so they return within moments.
+const killGrace = 10 * time.Second
+
+// kill aborts the run: every wait ends and every child is killed, those
+// still starting too (family). The runners see the abort, hand back what
+// their children held, and return. Idempotent.
 func (p *parent) kill() {
 	p.cancel()
 	p.killAll("the parent is shutting down without a complete drain")
+}
+
+// awaitKilled waits, after kill, for drained to close, at most killGrace:
+// a shutdown ends within its deadline even if a runner does not return,
+// which would be a bug, logged with what is still alive.
+func (p *parent) awaitKilled(drained <-chan struct{}) {
+	t := time.NewTimer(killGrace)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		p.log.Error("BUG: the slot runners did not return after the kill; exiting anyway", "waited", killGrace, "children_alive", p.family.size())
+	}
 }
 
 // stopIntake ends the HTTP server (answering requests in flight) and waits
@@ -465,7 +515,9 @@ func (p *parent) kill() {
 func (p *parent) stopIntake() {
 	if p.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		p.srv.Shutdown(ctx)
+		if p.srv.Shutdown(ctx) != nil {
+			p.srv.Close() // requests still in flight after 5 s are cut: the exit must not wait for a client
+		}
 		cancel()
 	}
 	p.cancel() // ends the input feeder if it still waits for room

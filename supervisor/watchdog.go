@@ -60,9 +60,8 @@ func (p *parent) watchdog(done <-chan struct{}) {
 	}
 }
 
-// killAll kills every child still running. Idempotent.
+// killAll kills every child process, those still starting included, and
+// any forked after it (see family). Idempotent.
 func (p *parent) killAll(why string) {
-	for _, w := range p.live() {
-		w.proc().kill(why)
-	}
+	p.family.killAll(why)
 }

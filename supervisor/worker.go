@@ -50,16 +50,15 @@ type workerInc struct {
 // startWorker starts a worker incarnation for slot id.
 func (p *parent) startWorker(id int) (incarnation, error) {
 	w := &workerInc{p: p, id: id, credits: make(chan struct{}, workerWindow), retire: make(chan struct{}), progressAt: time.Now()}
-	var err error
-	w.pro, err = p.launch(wire.RoleWorker, id, w.onFrame)
-	if err != nil {
+	if _, err := p.launch(wire.RoleWorker, id, w); err != nil {
 		return nil, err
 	}
 	p.watch(w)
 	return w, nil
 }
 
-func (w *workerInc) proc() *process { return w.pro }
+func (w *workerInc) proc() *process    { return w.pro }
+func (w *workerInc) bind(pro *process) { w.pro = pro }
 
 func (w *workerInc) inflight() int {
 	w.mu.Lock()

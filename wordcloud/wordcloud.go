@@ -4,13 +4,16 @@
 //
 // Layout is a pure function: the same words give the same placement, and
 // SVG the same bytes, on every call. Words are taken by count descending,
-// then text ascending; each is sized by the square root of its count
-// between MinFont and MaxFont and placed at the first point of an
-// elliptical spiral from the canvas's centre where its box (an estimate of
-// the rendered text's extent, from per-character widths) fits inside the
+// then text ascending. Each word's size is relative, by the square root of
+// its count, from 1 for the least frequent to Ratio for the most; the
+// cloud is then drawn at the largest scale at which every word finds room
+// (within MinFont and MaxFont), so it fills its canvas whether it holds 5
+// words or 200. Each word is placed at the first point of an elliptical
+// spiral from the canvas's centre where its box (an estimate of the
+// rendered text's extent, from per-character widths) fits inside the
 // canvas and overlaps no box placed before it. A word that finds no room
-// is left out. Nothing is measured by a browser, so the boxes are
-// estimates made generous enough that rendered glyphs do not collide.
+// at MinFont is left out. Nothing is measured by a browser, so the boxes
+// are estimates made generous enough that rendered glyphs do not collide.
 package wordcloud
 
 import (
@@ -21,6 +24,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -29,17 +33,21 @@ import (
 const (
 	Width   = 800 // canvas width
 	Height  = 450 // canvas height
-	MinFont = 12  // smallest font size drawn
-	MaxFont = 60  // font size of the most frequent word, when the words fit
-	// fill is the share of the canvas the words' boxes may cover before
-	// every size is scaled down: beyond about half, a spiral finds no room
-	// for the small words.
-	fill = 0.6
+	MinFont = 14  // smallest font size drawn: 10 px where a page shows the canvas 560 px wide
+	MaxFont = 120 // largest font size drawn, when few words leave room for it
+	// Ratio is the most frequent word's size over the least frequent's:
+	// the counts' order is visible at a glance.
+	Ratio = 5
 	// MaxRunes is the longest word drawn; a longer one is cut and ends
 	// in "…", so one long entity cannot take the whole canvas.
 	MaxRunes = 32
 	// gap is the space kept between two boxes.
 	gap = 2
+	// grow is the step between the scales Layout tries.
+	grow = 1.12
+	// tile is the side of the squares the canvas is cut into to find
+	// collisions fast: a box is checked only against boxes sharing one.
+	tile = 50
 )
 
 // Word is one word to show and how often it occurs.
@@ -74,6 +82,15 @@ var palette = []string{"#1f6feb", "#1a7f37", "#bf3989", "#9a6700", "#8250df", "#
 // returns those that fit, most frequent first. words may be in any order
 // and is not modified. Words with the same text after cleaning are kept
 // as given: the read API never returns duplicates.
+//
+// The sizes are the largest at which every word finds room: the least
+// frequent word's size (the scale) from an estimate made from the words'
+// areas, then up while every word fits and down while one does not, the
+// most frequent Ratio times as large, within MaxFont. When every word
+// fits only below MinFont, the least frequent is drawn at MinFont and the
+// ratio shrinks instead; when even equal sizes leave no room, the least
+// frequent words are left out. Each try stops at the first word that
+// finds no room, so a search costs a few layouts.
 func Layout(words []Word, limit int) []Placed {
 	ws := make([]Word, 0, len(words))
 	for _, w := range words {
@@ -89,50 +106,108 @@ func Layout(words []Word, limit int) []Placed {
 		return []Placed{}
 	}
 	hi, lo := ws[0].Count, ws[len(ws)-1].Count
-	base := make([]float64, len(ws))
+	l := layout{words: ws, f: make([]float64, len(ws))}
 	for i, w := range ws {
-		base[i] = fontSize(w.Count, lo, hi)
+		l.f[i] = frequency(w.Count, lo, hi)
 	}
-	// Shrink the sizes above MinFont by k, the largest that keeps the
-	// boxes' area within fill of the canvas, so the order of sizes stays.
-	size := func(i int, k float64) float64 { return MinFont + k*(base[i]-MinFont) }
-	area := func(k float64) float64 {
-		var a float64
-		for i, w := range ws {
-			bw, bh := extent(w.Text, size(i, k))
-			a += float64(bw * bh)
-		}
-		return a
+
+	// The scale, with the full ratio: from the area the boxes would cover
+	// at scale 1 (half the canvas is about what a spiral fills), then up
+	// or down.
+	z := sizing{scale: 1, ratio: Ratio}
+	var area float64
+	for i, w := range ws {
+		bw, bh := extent(w.Text, z.size(l.f[i]))
+		area += float64(bw * bh)
 	}
-	k := 1.0
-	if area(1) > fill*Width*Height {
-		lo, hi := 0.0, 1.0
-		for range 20 {
-			if mid := (lo + hi) / 2; area(mid) > fill*Width*Height {
-				hi = mid
-			} else {
-				lo = mid
+	topScale := MaxFont / z.rel(l.f[0])
+	z.scale = min(max(math.Sqrt(0.5*Width*Height/area), MinFont), topScale)
+	if best, ok := l.try(z, true); ok {
+		for z.scale*grow <= topScale {
+			next, ok := l.try(sizing{z.scale * grow, z.ratio}, true)
+			if !ok {
+				break
 			}
+			best, z.scale = next, z.scale*grow
 		}
-		k = lo
+		return best
 	}
-	out := make([]Placed, 0, len(ws))
-	for i, w := range ws {
-		// A word that finds no room is tried smaller, twice.
-		size := max(MinFont, int(math.Round(size(i, k))))
-		for try := 0; try < 3 && size >= MinFont; try, size = try+1, size*3/4 {
+	for z.scale/grow >= MinFont {
+		z.scale /= grow
+		if best, ok := l.try(z, true); ok {
+			return best
+		}
+	}
+	// Not even at MinFont: keep it, and shrink the ratio towards 1.
+	z.scale = MinFont
+	for z.ratio > 1 {
+		z.ratio = max(1, 1+(z.ratio-1)*0.6)
+		if z.ratio < 1.05 {
+			z.ratio = 1
+		}
+		if best, ok := l.try(z, true); ok {
+			return best
+		}
+	}
+	best, _ := l.try(z, false) // what fits
+	return best
+}
+
+// frequency is where a count lies between the least and the most frequent
+// word's, 0 to 1, by the square root of the counts, so that a word's area
+// grows about with its count. Equal counts are all halfway.
+func frequency(count, lo, hi int64) float64 {
+	if hi <= lo {
+		return 0.5
+	}
+	return (math.Sqrt(float64(count)) - math.Sqrt(float64(lo))) / (math.Sqrt(float64(hi)) - math.Sqrt(float64(lo)))
+}
+
+// sizing turns frequencies into font sizes: scale for the least frequent
+// word, ratio × scale for the most.
+type sizing struct{ scale, ratio float64 }
+
+func (z sizing) rel(f float64) float64  { return 1 + f*(z.ratio-1) }
+func (z sizing) size(f float64) float64 { return z.scale * z.rel(f) }
+
+// layout is the words of one Layout call, sorted, and their frequencies.
+type layout struct {
+	words []Word
+	f     []float64
+}
+
+// try places the words at z's sizes and reports whether every one found
+// room. With stop it gives up at the first that does not; without, a word
+// that finds no room is tried smaller, down to MinFont, and left out if
+// it still finds none.
+func (l *layout) try(z sizing, stop bool) ([]Placed, bool) {
+	out := make([]Placed, 0, len(l.words))
+	idx := newIndex()
+	all := true
+	for i, w := range l.words {
+		size := max(MinFont, int(math.Round(z.size(l.f[i]))))
+		for {
 			bw, bh := extent(w.Text, float64(size))
-			if box, ok := find(bw, bh, out); ok {
+			if box, ok := idx.find(bw, bh, out); ok {
 				out = append(out, Placed{
 					Word: w, Size: size, Box: box,
 					X: box.X + box.W/2, Y: box.Y + (size*9+5)/10, // baseline: about 0.9 em below the top
 					Color: palette[i%len(palette)],
 				})
+				idx.add(len(out)-1, box)
 				break
 			}
+			all = false
+			if stop {
+				return out, false
+			}
+			if size == MinFont {
+				break
+			}
+			size = max(MinFont, size*3/4)
 		}
 	}
-	return out
+	return out, all
 }
 
 // clean is text for the SVG, cut at MaxRunes.
@@ -155,16 +230,6 @@ func text(s string) string {
 		return r
 	}, s)
 	return strings.TrimSpace(s)
-}
-
-// fontSize scales by the square root of count, so area grows about with
-// count.
-func fontSize(count, lo, hi int64) float64 {
-	if hi <= lo {
-		return MaxFont * 2 / 3
-	}
-	f := (math.Sqrt(float64(count)) - math.Sqrt(float64(lo))) / (math.Sqrt(float64(hi)) - math.Sqrt(float64(lo)))
-	return MinFont*1.4 + f*(MaxFont-MinFont*1.4)
 }
 
 // extent estimates the box of s at size: per-character widths of a
@@ -200,51 +265,96 @@ func runeWidth(r rune) float64 {
 	}
 }
 
-// find walks an elliptical spiral out from the canvas's centre and returns
-// the first box of w×h there that lies inside the canvas and overlaps none
-// of placed.
-func find(w, h int, placed []Placed) (Rect, bool) {
-	if w > Width || h > Height {
-		return Rect{}, false
-	}
-	const (
-		turnGap = 6.0                              // pixels between turns of the spiral
-		aspect  = float64(Width) / float64(Height) // stretch x to fill the canvas
-	)
-	// Beyond this radius no point of the spiral is inside the canvas.
-	maxR := max(float64(Width)/2/aspect, float64(Height)/2)
-	hit := 0 // the box that last collided: the likeliest to collide next
-	for theta := 0.0; ; {
-		r := turnGap * theta / (2 * math.Pi)
-		if r > maxR {
-			return Rect{}, false
+// index finds which placed boxes a box may overlap: those sharing one of
+// the tile×tile squares it covers.
+type index struct {
+	cols, rows int
+	tiles      [][]int // per square, row-major: indices into placed
+}
+
+func newIndex() *index {
+	cols, rows := (Width+tile-1)/tile, (Height+tile-1)/tile
+	return &index{cols: cols, rows: rows, tiles: make([][]int, cols*rows)}
+}
+
+// span is the squares r covers: columns c0..c1, rows r0..r1.
+func (x *index) span(r Rect) (c0, c1, r0, r1 int) {
+	return max(r.X/tile, 0), min((r.X+r.W-1)/tile, x.cols-1), max(r.Y/tile, 0), min((r.Y+r.H-1)/tile, x.rows-1)
+}
+
+func (x *index) add(i int, r Rect) {
+	c0, c1, r0, r1 := x.span(r)
+	for row := r0; row <= r1; row++ {
+		for col := c0; col <= c1; col++ {
+			x.tiles[row*x.cols+col] = append(x.tiles[row*x.cols+col], i)
 		}
-		cx := float64(Width)/2 + r*math.Cos(theta)*aspect
-		cy := float64(Height)/2 + r*math.Sin(theta)
-		box := Rect{X: int(math.Round(cx)) - w/2, Y: int(math.Round(cy)) - h/2, W: w, H: h}
-		if box.X >= 0 && box.Y >= 0 && box.X+box.W <= Width && box.Y+box.H <= Height {
-			if hit < len(placed) && box.Overlaps(placed[hit].Box) {
-				// still blocked by the same word
-			} else if i := collides(box, placed); i >= 0 {
-				hit = i
-			} else {
-				return box, true
-			}
-		}
-		// Steps of about 3 pixels along the spiral, fewer radians far out.
-		theta += min(0.5, 3/max(r*aspect, 1))
 	}
 }
 
 // collides returns the index of a box of placed that box overlaps, or -1.
-func collides(box Rect, placed []Placed) int {
-	for i, p := range placed {
-		if box.Overlaps(p.Box) {
-			return i
+func (x *index) collides(box Rect, placed []Placed) int {
+	c0, c1, r0, r1 := x.span(box)
+	for row := r0; row <= r1; row++ {
+		for col := c0; col <= c1; col++ {
+			for _, i := range x.tiles[row*x.cols+col] {
+				if box.Overlaps(placed[i].Box) {
+					return i
+				}
+			}
 		}
 	}
 	return -1
 }
+
+// find walks an elliptical spiral out from the canvas's centre and returns
+// the first box of w×h there that lies inside the canvas and overlaps none
+// of placed.
+func (x *index) find(w, h int, placed []Placed) (Rect, bool) {
+	if w > Width || h > Height {
+		return Rect{}, false
+	}
+	hit := -1 // the box that last collided: the likeliest to collide next
+	for _, pt := range spiral() {
+		box := Rect{X: int(pt.x) - w/2, Y: int(pt.y) - h/2, W: w, H: h}
+		if box.X < 0 || box.Y < 0 || box.X+box.W > Width || box.Y+box.H > Height {
+			continue
+		}
+		if hit >= 0 && box.Overlaps(placed[hit].Box) {
+			continue // still blocked by the same word
+		}
+		if i := x.collides(box, placed); i >= 0 {
+			hit = i
+			continue
+		}
+		return box, true
+	}
+	return Rect{}, false
+}
+
+type point struct{ x, y int16 }
+
+// spiral is the points find tries, in order: an elliptical spiral from the
+// canvas's centre, stretched to the canvas's aspect, in steps of about 3
+// pixels, to where no point is inside the canvas. Computed once.
+var spiral = sync.OnceValue(func() []point {
+	const (
+		turnGap = 6.0                              // pixels between turns of the spiral
+		aspect  = float64(Width) / float64(Height) // stretch x to fill the canvas
+	)
+	maxR := max(float64(Width)/2/aspect, float64(Height)/2)
+	var pts []point
+	for theta := 0.0; ; {
+		r := turnGap * theta / (2 * math.Pi)
+		if r > maxR {
+			return pts
+		}
+		pt := point{int16(math.Round(float64(Width)/2 + r*math.Cos(theta)*aspect)), int16(math.Round(float64(Height)/2 + r*math.Sin(theta)))}
+		if len(pts) == 0 || pts[len(pts)-1] != pt {
+			pts = append(pts, pt)
+		}
+		theta += min(0.5, 3/max(r*aspect, 1)) // fewer radians far out
+	}
+})
 
 // SVG writes placed as a standalone SVG document titled title: one <svg>
 // holding a <title>, and one <g> of <text> elements, each with a <title>

@@ -217,6 +217,44 @@ func ExampleLayout() {
 		fmt.Println(p.Text, p.Size)
 	}
 	// Output:
-	// paris 60
-	// berlin 17
+	// paris 120
+	// berlin 24
+}
+
+// TestCloudFillsItsCanvas: from 20 words on, the cloud spans the canvas
+// (no empty third) and its boxes cover a good part of it; every
+// word is placed, and the most frequent is several times the size of the
+// least (at least 3×, Ratio when the words leave room).
+func TestCloudFillsItsCanvas(t *testing.T) {
+	for _, n := range []int{5, 20, 40, 60, 100} {
+		placed := wordcloud.Layout(manyWords(n), 0)
+		if len(placed) != n {
+			t.Errorf("%d words: %d placed", n, len(placed))
+			continue
+		}
+		top, least := placed[0].Size, placed[len(placed)-1].Size
+		minX, minY, maxX, maxY := wordcloud.Width, wordcloud.Height, 0, 0
+		var area int
+		for _, p := range placed {
+			b := p.Box
+			minX, minY = min(minX, b.X), min(minY, b.Y)
+			maxX, maxY = max(maxX, b.X+b.W), max(maxY, b.Y+b.H)
+			area += b.W * b.H
+		}
+		cover := float64(area) / (wordcloud.Width * wordcloud.Height)
+		spanX, spanY := float64(maxX-minX)/wordcloud.Width, float64(maxY-minY)/wordcloud.Height
+		t.Logf("%d words: sizes %d to %d, boxes cover %.0f%% of the canvas, span %.0f%% × %.0f%%", n, top, least, 100*cover, 100*spanX, 100*spanY)
+		if n <= 60 && top < 3*least {
+			t.Errorf("%d words: the top word is %d, the least %d: want at least 3×", n, top, least)
+		}
+		if least < wordcloud.MinFont {
+			t.Errorf("%d words: a word at %d, under MinFont", n, least)
+		}
+		if n >= 20 && (spanY < 0.8 || spanX < 0.8) { // fewer reach MaxFont first
+			t.Errorf("%d words: the cloud spans %.0f%% × %.0f%% of the canvas, want most of it", n, 100*spanX, 100*spanY)
+		}
+		if n >= 20 && cover < 0.4 {
+			t.Errorf("%d words: boxes cover %.0f%% of the canvas, want at least 40%%", n, 100*cover)
+		}
+	}
 }

@@ -56,6 +56,7 @@ func decodePost(b []byte, ndjson bool) (wire.Post, error) {
 		}
 		p = wire.Post{Publication: f.Publication, Content: f.Content}
 	}
+	p.Publication = wire.NormalPublication(p.Publication)
 	if why := wire.CheckPost(p); why != "" {
 		return wire.Post{}, &badInput{msg: why}
 	}

@@ -54,8 +54,12 @@
 //	415  without a token, a Content-Type other than JSON or NDJSON, or
 //	     none; in either mode, a Content-Encoding other than gzip
 //	413  the body is longer than MaxBody (--max-body), decompressed or not
-//	503  other requests hold BodyMemory (64 × --max-body) of bodies in
-//	     memory already (Retry-After: 1)
+//	503  the body's buffer must grow and other requests hold BodyMemory
+//	     (64 × --max-body) of bodies in memory already (Retry-After: 1).
+//	     Buffers grow as bytes arrive: a client that declares a length
+//	     and sends nothing holds no budget
+//	408  the body stopped arriving: a read deadline passed (the parent
+//	     cuts a body that makes no progress, --http-body-stall)
 //	400  Content-Encoding: gzip and the body is not gzip
 //	400  the body is not valid posts; for NDJSON the message starts
 //	     with the 1-based line number ("line 3: ...")

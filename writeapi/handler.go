@@ -10,6 +10,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,13 +108,24 @@ type Config struct {
 	// the body). nil means no logging.
 	Logger hclog.Logger
 	// Ready reports whether the service can do its work; a non-nil error
-	// makes /readyz answer 503 with the error as the reason. It is called
-	// once per /readyz request, possibly concurrently. nil means ready.
+	// makes /readyz answer 503. The error is the reason given to requests
+	// that carry the read token (ReadTokens), and logged when readiness
+	// changes; others get a generic reason, since the error may name pids,
+	// batch ids or database errors, which are not for whoever can reach
+	// the port. It is called once per /readyz request, possibly
+	// concurrently. nil means ready.
 	Ready func() error
+	// ReadTokens holds the read token, which makes /readyz give its
+	// reason; no token: every caller gets the reason (loopback only).
+	// nil means the write token's source (Tokens or Token).
+	ReadTokens *token.Source
 	// BodyMemory caps the request body bytes held at once by requests in
-	// flight (gzip bodies count twice: compressed and not); a request
-	// that would go over gets 503 with Retry-After instead of growing the
-	// process. 0 means 64 × MaxBody.
+	// flight, counted as the buffers grow with the bytes that arrive
+	// (a gzip body's decompressed copy too; each request's first 4 KiB
+	// buffer is not counted): a request whose body would go over gets
+	// 503 with Retry-After instead of growing the process. A client that
+	// declares a length and sends nothing holds none of it. 0 means 64 ×
+	// MaxBody.
 	BodyMemory int64
 }
 
@@ -131,11 +143,12 @@ type Stats struct {
 	Unsupported  uint64 // 415: Content-Type or Content-Encoding not accepted
 	Busy         uint64 // 503: BodyMemory in use by other requests
 	Unavailable  uint64 // 503: the intake cannot take posts for now (the spool's disk failed)
+	Stalled      uint64 // 408: the body stopped arriving (a read deadline passed)
 }
 
 // Rejected is the number of refused requests, all reasons together.
 func (s Stats) Rejected() uint64 {
-	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy + s.Unavailable
+	return s.BadRequest + s.TooLarge + s.Unauthorized + s.QueueFull + s.Draining + s.Unsupported + s.Busy + s.Unavailable + s.Stalled
 }
 
 // reason is the label of a refusal in logs and the Stats field it counts.
@@ -150,10 +163,11 @@ const (
 	reasonUnsupported
 	reasonBusy
 	reasonUnavailable
+	reasonStalled
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"", "bad_request", ReasonTooLarge, "unauthorized", ReasonQueueFull, ReasonDraining, "unsupported_media_type", "busy", ReasonUnavailable}
+var reasonNames = [numReasons]string{"", "bad_request", ReasonTooLarge, "unauthorized", ReasonQueueFull, ReasonDraining, "unsupported_media_type", "busy", ReasonUnavailable, "stalled"}
 
 // Handler serves the write API and the health routes (see the package
 // documentation for routes and statuses): ServeHTTP routes all of them, and
@@ -164,20 +178,23 @@ type Handler struct {
 	mux     *httpjson.Mux
 	q       Intake
 	tokens  *token.Source // holds no token: no auth
+	rtokens *token.Source // the read token: /readyz's reasons
 	maxBody int64
 	bodyMem int64        // BodyMemory
 	inBody  atomic.Int64 // body bytes reserved by requests in flight
 	log     hclog.Logger
 	ready   func() error
 
-	draining atomic.Bool
-	accepted atomic.Uint64
-	rejected [numReasons]atomic.Uint64
+	draining      atomic.Bool
+	unreadySince  atomic.Int64 // unix nanoseconds /readyz first found it not ready; 0: ready
+	unreadyLogged atomic.Int64 // when that was last logged
+	accepted      atomic.Uint64
+	rejected      [numReasons]atomic.Uint64
 	// loggedUnknown is when (Unix seconds) an error outside the Intake's
 	// contract was last logged.
 	loggedUnknown atomic.Int64
 
-	bodies  sync.Pool // *[]byte, request body buffers
+	bodies  bufPool   // request body buffers, by size class
 	batches sync.Pool // *[]wire.Post, decoded NDJSON batches
 	gzips   sync.Pool // *gzip.Reader, for Content-Encoding: gzip
 }
@@ -208,6 +225,10 @@ func New(cfg Config) *Handler {
 	h.tokens = cfg.Tokens
 	if h.tokens == nil {
 		h.tokens = token.NewSource(cfg.Token)
+	}
+	h.rtokens = cfg.ReadTokens
+	if h.rtokens == nil {
+		h.rtokens = h.tokens
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBody
@@ -252,6 +273,7 @@ func (h *Handler) Stats() Stats {
 		Unsupported:  h.rejected[reasonUnsupported].Load(),
 		Busy:         h.rejected[reasonBusy].Load(),
 		Unavailable:  h.rejected[reasonUnavailable].Load(),
+		Stalled:      h.rejected[reasonStalled].Load(),
 	}
 }
 
@@ -267,27 +289,57 @@ func ServeHealthz(w http.ResponseWriter, _ *http.Request) {
 	httpjson.Write(w, http.StatusOK, []byte(`{"status":"ok"}`))
 }
 
-// ServeReadyz answers 200 {"status":"ready"}, or 503 with the reason
-// while draining or while Config.Ready reports an error. Register it as
-// "GET /readyz".
-func (h *Handler) ServeReadyz(w http.ResponseWriter, _ *http.Request) {
+// ServeReadyz answers 200 {"status":"ready"}, or 503 with a reason while
+// draining or while Config.Ready reports an error: the error itself to a
+// request carrying the read token, a generic reason to others (see
+// Config.Ready). Register it as "GET /readyz".
+func (h *Handler) ServeReadyz(w http.ResponseWriter, r *http.Request) {
 	var why string
 	if h.draining.Load() {
 		why = "draining: the service is shutting down"
 	} else if h.ready != nil {
 		if err := h.ready(); err != nil {
 			why = err.Error()
+			h.notReady(why)
+		} else {
+			h.notReady("")
 		}
 	}
 	if why == "" {
 		httpjson.Write(w, http.StatusOK, []byte(`{"status":"ready"}`))
 		return
 	}
+	if !h.draining.Load() && !token.Matches(r, h.rtokens.Get()) {
+		why = "not ready: the reason is given with the read token, and in the log"
+	}
 	body, _ := json.Marshal(struct {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}{"not ready", why})
 	httpjson.Write(w, http.StatusServiceUnavailable, body)
+}
+
+// readinessLogEvery is how often a reason that stays is logged again.
+const readinessLogEvery = time.Minute
+
+// notReady logs readiness as /readyz finds it, why ("" when ready): when
+// it changes between ready and not, and at most once a readinessLogEvery
+// while it stays not ready, so that probes every second do not flood the
+// log and the reasons unauthenticated probes do not see are in it.
+func (h *Handler) notReady(why string) {
+	now := time.Now().UnixNano()
+	if why == "" {
+		if h.unreadySince.Swap(0) != 0 {
+			h.log.Info("ready again (/readyz)")
+		}
+		return
+	}
+	last := h.unreadyLogged.Load()
+	if h.unreadySince.CompareAndSwap(0, now) || time.Duration(now-last) >= readinessLogEvery {
+		if h.unreadyLogged.CompareAndSwap(last, now) {
+			h.log.Warn("not ready (/readyz answers 503)", "reason", why)
+		}
+	}
 }
 
 // ServeEnqueue takes posts, after the write token, as the package
@@ -322,53 +374,41 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		h.refuseTooLarge(w, r)
 		return
 	}
-	need := h.maxBody // unknown length: as much as it may grow to
-	if r.ContentLength >= 0 {
-		need = r.ContentLength
-	}
-	if gzipped {
-		need += h.maxBody
-	}
-	if h.inBody.Add(need) > h.bodyMem {
-		h.inBody.Add(-need)
-		w.Header().Set("Retry-After", "1")
-		h.refuse(w, r, http.StatusServiceUnavailable, reasonBusy, fmt.Sprintf(
-			"too many request bodies in memory at once (%d bytes, 64 × --max-body): retry after 1 s", h.bodyMem))
-		return
-	}
-	defer h.inBody.Add(-need)
-
-	bp := h.getBody()
-	defer h.putBody(bp)
-	if n := r.ContentLength; n > 0 && int64(cap(*bp)) <= n {
-		*bp = make([]byte, 0, n+1) // +1: room for the read that sees EOF
-	}
-	body, err := readAll(http.MaxBytesReader(w, r.Body, h.maxBody), (*bp)[:0])
-	*bp = body
+	// Memory is reserved as the body arrives (see body.go), not for what
+	// the client declares: a client that sends nothing holds nothing.
+	mem := held{h: h}
+	defer mem.release()
+	body, err := mem.readGrowing(http.MaxBytesReader(w, r.Body, h.maxBody), h.maxBody, r.ContentLength)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.As(err, &tooLarge):
 			h.refuseTooLarge(w, r)
-			return
+		case errors.Is(err, errBusy):
+			h.refuseBusy(w, r)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			h.refuse(w, r, http.StatusRequestTimeout, reasonStalled,
+				fmt.Sprintf("the request body stopped arriving (%v): send it without pauses", err))
+		default:
+			h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+				fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
 		}
-		h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
-			fmt.Sprintf("cannot read the request body: %v: send the whole body", err))
 		return
 	}
 
 	if gzipped {
-		zp := h.getBody()
-		defer h.putBody(zp)
-		*zp, err = h.gunzip(body, (*zp)[:0])
-		body = *zp
+		body, err = h.gunzip(&mem, body)
 		if err != nil {
-			if errors.Is(err, errInflatedTooLarge) {
+			switch {
+			case errors.Is(err, errInflatedTooLarge):
 				h.refuse(w, r, http.StatusRequestEntityTooLarge, reasonTooLarge,
 					fmt.Sprintf("request body larger than %d bytes (--max-body) once decompressed: send fewer posts per request, or raise --max-body", h.maxBody))
-				return
+			case errors.Is(err, errBusy):
+				h.refuseBusy(w, r)
+			default:
+				h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
+					fmt.Sprintf("Content-Encoding is gzip but the body is not valid gzip (%v): send the gzip stream of the body, or drop the header and send it plain", err))
 			}
-			h.refuse(w, r, http.StatusBadRequest, reasonBadRequest,
-				fmt.Sprintf("Content-Encoding is gzip but the body is not valid gzip (%v): send the gzip stream of the body, or drop the header and send it plain", err))
 			return
 		}
 	}
@@ -455,6 +495,12 @@ func (h *Handler) refuseDraining(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Retry-After", strconv.Itoa(retry))
 	h.refuse(w, r, http.StatusServiceUnavailable, reasonDraining,
 		fmt.Sprintf("draining: the service is shutting down and accepts no new posts: retry after %d s, against another instance or after the restart", retry))
+}
+
+func (h *Handler) refuseBusy(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "1")
+	h.refuse(w, r, http.StatusServiceUnavailable, reasonBusy, fmt.Sprintf(
+		"too many request body bytes in memory at once (%d bytes, 64 × --max-body, held by bodies as they arrive): retry after 1 s", h.bodyMem))
 }
 
 func (h *Handler) refuseTooLarge(w http.ResponseWriter, r *http.Request) {
@@ -546,10 +592,11 @@ func isGzip(encodings []string) (bool, error) {
 // errInflatedTooLarge: a gzip body inflates past MaxBody.
 var errInflatedTooLarge = errors.New("decompressed body over the limit")
 
-// gunzip appends the decompressed body to out, reading at most MaxBody
+// gunzip decompresses body into buffers of m, reading at most MaxBody
 // bytes of it: a decompressed body counts against --max-body as a plain
-// one does, so a small "gzip bomb" costs no more memory than a plain body.
-func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
+// one does, and against the body budget as it grows, so a small "gzip
+// bomb" costs no more memory than a plain body.
+func (h *Handler) gunzip(m *held, body []byte) ([]byte, error) {
 	zr, _ := h.gzips.Get().(*gzip.Reader)
 	var err error
 	if zr == nil {
@@ -558,15 +605,15 @@ func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
 		err = zr.Reset(bytes.NewReader(body))
 	}
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	defer h.gzips.Put(zr)
-	out, err = readAll(io.LimitReader(zr, h.maxBody+1), out)
+	out, err := m.readGrowing(io.LimitReader(zr, h.maxBody+1), h.maxBody+1, 0)
 	if err != nil {
-		return out, err
+		return nil, err
 	}
 	if int64(len(out)) > h.maxBody {
-		return out, errInflatedTooLarge
+		return nil, errInflatedTooLarge
 	}
 	return out, nil
 }
@@ -574,38 +621,6 @@ func (h *Handler) gunzip(body, out []byte) ([]byte, error) {
 // retrySeconds rounds d up to whole seconds, at least 1, for Retry-After.
 func retrySeconds(d time.Duration) int {
 	return max(1, int(math.Ceil(d.Seconds())))
-}
-
-// readAll reads r to EOF, appending to b. Unlike io.ReadAll it starts
-// from a pooled buffer.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
-}
-
-func (h *Handler) getBody() *[]byte {
-	if bp, ok := h.bodies.Get().(*[]byte); ok {
-		return bp
-	}
-	b := make([]byte, 0, 8<<10)
-	return &b
-}
-
-func (h *Handler) putBody(bp *[]byte) {
-	if cap(*bp) <= maxPooledBody {
-		h.bodies.Put(bp)
-	}
 }
 
 func (h *Handler) getBatch() *[]wire.Post {

@@ -47,6 +47,8 @@ type options struct {
 	skipEdge      bool
 	scaleSizes    []int         // entities of the scale part's publications; none skips it
 	scaleDuration time.Duration // of each kind of read in the scale part
+	attackFor     time.Duration // each attack of the admission part; 0 skips it
+	cloudsFor     time.Duration // each run of the clouds part; 0 skips it
 }
 
 func main() {
@@ -81,6 +83,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var scaleSizes string
 	fs.StringVar(&scaleSizes, "scale", "10000,100000,1000000", "the scale part: comma-separated distinct-entity counts of a synthetic publication built through ingest --input --top-n 0, then read over HTTP (first page, deep page, publication list); empty skips it")
 	fs.DurationVar(&o.scaleDuration, "scale-duration", 3*time.Second, "length of each kind of read in the scale part")
+	fs.DurationVar(&o.attackFor, "attack-duration", 10*time.Second, "the admission part: each attack of 1,024 sockets against ingest's defaults lasts this long, while a legitimate client posts and probes; 0 skips it")
+	fs.DurationVar(&o.cloudsFor, "clouds-duration", 5*time.Second, "the clouds part: each read and post run lasts this long (clouds cold and cached beside JSON pages, post latency beside cloud clients); 0 skips it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -229,6 +233,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 			failed = true
 		}
 		rep.scale = append(rep.scale, sr)
+	}
+	if o.attackFor > 0 {
+		rep.attackDuration = o.attackFor
+		for _, c := range attackCases() {
+			logf("attack: %s, for %s", c.name, o.attackFor)
+			a := attackRun(o, procs, c, o.attackFor, logf)
+			if a.err != nil {
+				logf("attack failed: %v", a.err)
+				failed = true
+			}
+			rep.attacks = append(rep.attacks, a)
+		}
+	}
+	if o.cloudsFor > 0 {
+		logf("clouds: cold and cached beside JSON pages, then posts beside cloud clients, %s each", o.cloudsFor)
+		c := cloudsRun(o, procs, ds, o.cloudsFor, logf)
+		if c.err != nil {
+			logf("clouds failed: %v", c.err)
+			failed = true
+		}
+		rep.clouds, rep.cloudsDuration = &c, o.cloudsFor
 	}
 	rep.finished = time.Now()
 	rep.machine.loadEnd = loadAverage()

@@ -126,6 +126,11 @@ type report struct {
 	edge          []edgeResult
 	edgeNote      string
 	scale         []scaleResult
+	// The admission part (admission.go).
+	attacks        []attackResult
+	attackDuration time.Duration
+	clouds         *cloudResult
+	cloudsDuration time.Duration
 }
 
 // table renders rows as a markdown table with aligned columns, readable
@@ -364,6 +369,7 @@ func (r *report) markdown() string {
 		}
 		p("%s", table([]string{"request", "post size", "client", "posts/s", "p99 latency", "requests 2xx", "refused/errors", "target ≥ 30,000/s (single, 3 KB)"}, rows))
 	}
+	b.WriteString(r.admissionMarkdown())
 	if sc := r.scaleMarkdown(); sc != "" {
 		p("")
 		b.WriteString(sc)

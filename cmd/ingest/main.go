@@ -60,6 +60,9 @@ func run() int {
 	v := version.Get()
 	log.Info("ingest starting", "version", v.Version, "revision", v.Revision, "dirty", v.Dirty,
 		"commit_time", v.Time, "go", v.GoVersion, "platform", v.Platform)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	hups := make(chan os.Signal, 1)

@@ -70,7 +70,18 @@ func Chromium(t testing.TB) *Browser {
 // time, and returns the serialised DOM.
 func (b *Browser) DumpDOM(url string) string {
 	b.t.Helper()
-	out := b.run("--dump-dom", url)
+	return b.DumpDOMAt(url, 0, 0)
+}
+
+// DumpDOMAt is DumpDOM in a width×height window (Chromium's default when
+// 0), for what depends on the layout.
+func (b *Browser) DumpDOMAt(url string, width, height int) string {
+	b.t.Helper()
+	args := []string{"--dump-dom", url}
+	if width > 0 {
+		args = append([]string{fmt.Sprintf("--window-size=%d,%d", width, height)}, args...)
+	}
+	out := b.run(args...)
 	if !strings.Contains(out, "<html") {
 		b.t.Fatalf("chromium --dump-dom %s printed no document:\n%s", url, out)
 	}

@@ -17,6 +17,7 @@
   const PUBS_EVERY_MS = 15000;    // publication list refresh
   const TOKEN_KEY = 'ingest.readToken';
   const SVG_NS = 'http://www.w3.org/2000/svg';
+  const CLOUD_WIDTH = 800;        // the cloud's canvas, in SVG units (package wordcloud)
 
   const intFmt = new Intl.NumberFormat();
   const rateFmt = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
@@ -385,11 +386,20 @@
 
   // ---- word cloud: the server's SVG, imported as DOM nodes ----
 
+  // As many words as the cloud's width shows readably: the server's
+  // default (60) across a wide panel, fewer where it is narrower (by the
+  // area lost: the square of the width), so that the server's layout
+  // draws them larger.
+  function cloudWords() {
+    const f = Math.min(1, ($('detail').clientWidth || CLOUD_WIDTH) / CLOUD_WIDTH);
+    return Math.max(12, Math.round(60 * f * f));
+  }
+
   async function loadCloud() {
     const seq = ++state.cloudSeq;
     const box = $('cloud-box');
     try {
-      const res = await request('/publications/' + encodeURIComponent(state.key) + '/cloud.svg', 'image/svg+xml');
+      const res = await request('/publications/' + encodeURIComponent(state.key) + '/cloud.svg?limit=' + cloudWords(), 'image/svg+xml');
       const text = await res.text();
       if (seq !== state.cloudSeq) return;
       // Parsed as XML, never as HTML: the server escaped every word, and
@@ -403,7 +413,13 @@
       node.removeAttribute('width');
       node.removeAttribute('height');
       box.replaceChildren(node);
-      const n = node.querySelectorAll('text').length;
+      const texts = node.querySelectorAll('text');
+      const n = texts.length;
+      // The smallest word as drawn on screen, in CSS pixels: the browser
+      // test checks it is readable.
+      const scale = node.getBoundingClientRect().width / node.viewBox.baseVal.width;
+      const smallest = Math.min(...Array.from(texts, t => Number(t.getAttribute('font-size'))));
+      if (n && scale > 0) box.dataset.minPx = (smallest * scale).toFixed(1);
       setText($('cloud-caption'), n
         ? `Word cloud of the ${intFmt.format(n)} most frequent entities: size by count.`
         : '');
