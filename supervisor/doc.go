@@ -26,7 +26,7 @@
 //	listener.go    connection admission: a place only with a request head,
 //	               room made at the cap, spare places, the body stall
 //	reload.go      SIGHUP's token reloads, off the signal loop
-//	web.go         what the HTTP layer needs from the parent: status and
+//	status.go      what the HTTP layer needs from the parent: /status and
 //	               readiness
 //	durable.go     the spool's side (--durability fsync): recovery at
 //	               start, batches spooled before a saver sees them, the

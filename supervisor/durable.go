@@ -12,7 +12,7 @@ import (
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/input"
-	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"

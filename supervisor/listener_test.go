@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/token"
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/wire"
 )

@@ -17,9 +17,9 @@ import (
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/input"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/internal/token"
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"

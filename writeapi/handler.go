@@ -20,8 +20,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/internal/httpjson"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/token"
-	"github.com/ingest-dev/ingest/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 

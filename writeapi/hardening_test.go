@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ingest-dev/ingest/queue"
+	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 

@@ -1,8 +1,8 @@
 // Command ingest-load pushes a dataset (NDJSON or CSV, .gz allowed, - for
 // standard input) at a running ingest parent over HTTP, retrying every
 // request the server refuses with 503 after its Retry-After so that no post
-// is lost, and prints what happened to every post. See package load and
-// ingest-load -help.
+// is lost, and prints what happened to every post. See package internal/load
+// and ingest-load -help.
 //
 // Exit status: 0 when every post read was accepted; 1 when a post failed,
 // the run was interrupted or the input could not be read to its end; 2 for
@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ingest-dev/ingest/load"
+	"github.com/ingest-dev/ingest/internal/load"
 	"github.com/ingest-dev/ingest/version"
 )
 

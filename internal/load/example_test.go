@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ingest-dev/ingest/load"
+	"github.com/ingest-dev/ingest/internal/load"
 )
 
 // A server that refuses the first request with 503 and accepts the rest:

@@ -1,8 +1,7 @@
 // Package queue is a bounded FIFO with the operations ingest's parent
 // needs: HTTP handlers and the file reader put posts in (all or nothing),
 // one dispatcher per worker takes them out, and posts a dead worker held go
-// back in at the front. The parent uses a second one for batches on their
-// way to savers.
+// back in at the front.
 package queue
 
 import (
