@@ -182,14 +182,14 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "worker processes running NER; the default, max(1, CPUs-1), leaves a core to the parent and savers")
 	fs.IntVar(&c.MaxWorkers, "max-workers", c.MaxWorkers, "the most --workers allowed, 4 × CPUs by default: each worker is a process that loads the NER model at once, so a mistyped --workers would exhaust memory; raise it knowingly")
 	fs.IntVar(&c.Savers, "savers", c.Savers, "saver processes writing batches to the sink; one keeps up with many workers on SQLite")
-	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite (embedded), firestore (Cloud Firestore, shared by many ingest nodes), or none to discard them (the original's --no_persistence)")
+	fs.StringVar(&c.Sink, "sink", c.Sink, "where counts are stored: sqlite (embedded), firestore (Cloud Firestore, shared by many ingest nodes), or none to discard them (NER and batching without storage: a dry run, or a measure of the pipeline alone)")
 	fs.StringVar(&c.DB, "db", c.DB, "SQLite database file for --sink sqlite; created if missing")
 	fs.StringVar(&c.Project, "project", c.Project, "Google Cloud project for --sink firestore (default $GOOGLE_CLOUD_PROJECT); FIRESTORE_EMULATOR_HOST selects an emulator")
-	fs.IntVar(&c.CacheSize, "cache-size", c.CacheSize, "posts a worker aggregates before it flushes a batch (the original's 25000)")
+	fs.IntVar(&c.CacheSize, "cache-size", c.CacheSize, "posts a worker aggregates before it flushes a batch: larger batches mean fewer, bigger commits; --flush-interval bounds the wait under light load")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", c.FlushInterval, "longest a post waits in a worker's cache before a flush, so results appear under light load")
 	fs.IntVar(&c.TopN, "top-n", c.TopN, "entities per publication kept at each flush, most frequent first; 0 keeps all (exact counts)")
 	fs.StringVar(&c.Skip, "skip-labels", c.Skip, "comma-separated entity labels not counted. The trained engine labels "+strings.Join(ner.Labels(ner.EngineTrained), ", ")+
-		"; fast and prose label "+strings.Join(ner.Labels(ner.EngineFast), ", ")+". The default is the original application's skip set (numbers, money, times), which no engine here gives: every entity counts")
+		"; fast and prose label "+strings.Join(ner.Labels(ner.EngineFast), ", ")+". The default skips numbers, amounts, dates and times (CARDINAL, MONEY, ORDINAL, DATE, TIME), labels no engine here gives: every entity it finds counts")
 	fs.StringVar(&c.NER, "ner", c.NER, "entity extractor: trained (ours, the default: a model trained from open corpora, far more often right than prose, headlines included; the model mapped once and shared by every worker), "+
 		"fast (prose's model and exactly its output, tens of times faster than prose: what the exactness tests compare) or prose (the library itself)")
 	fs.IntVar(&c.QueueSize, "queue-size", c.QueueSize, "posts the parent holds waiting for a worker; when full, clients get 503 with Retry-After. Keep it below what the workers process within --drain-timeout")

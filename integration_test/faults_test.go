@@ -441,7 +441,7 @@ func fieldValue(line, key string) string {
 
 // poison is a real input that makes prose v2's tokenizer panic (slice
 // bounds out of range): lower-casing Ⱥ makes the word longer, and prose
-// cuts the original word at an offset found in the lower-cased one. The
+// cuts the word as written at an offset found in the lower-cased one. The
 // fuzzer in package ner found it.
 const poison = "ȺȺȺ's annual report, released in Port Ashby, surprised Elena Marsh."
 

@@ -441,7 +441,7 @@ func FuzzEquivalence(f *testing.F) {
 
 // poisonPosts are texts that make prose v2.0.0 panic, found by fuzzing
 // (testdata/fuzz). Its tokenizer finds contractions ('s, n't, ...) in the
-// lower-cased word but cuts the original at that offset; lower-casing
+// lower-cased word but cuts the word as written at that offset; lower-casing
 // lengthens invalid UTF-8 (each bad byte becomes the 3-byte U+FFFD) and
 // two letters (Ⱥ, Ⱦ: 2 bytes to 3), so the cut can fall past the word's
 // end. Two bad bytes before the apostrophe are enough: Latin-1 text in a

@@ -25,8 +25,9 @@ import (
 	"github.com/jdkato/prose/v2"
 )
 
-// DefaultSkip are the entity labels not counted by default: the original
-// application's skip set, which drops numbers, amounts and times.
+// DefaultSkip are the entity labels not counted by default: numbers,
+// amounts, dates and times, which say nothing about what an article is
+// about.
 var DefaultSkip = []string{"CARDINAL", "MONEY", "ORDINAL", "DATE", "TIME"}
 
 // Engine names an implementation of the entity extractor; the value is

@@ -128,7 +128,7 @@ func scanSpans(clean string, fn func(span string, last bool)) {
 //
 //   - a contraction ('ll, 's, 're, 'm, then n't) is found in the
 //     lower-cased token but the token is cut at that offset in the
-//     original; when lower-casing changed the length (invalid UTF-8, a few
+//     token as written; when lower-casing changed the length (invalid UTF-8, a few
 //     letters such as Ⱥ), the cut is elsewhere, and past the end prose
 //     panics: so do we (the caller turns the panic into an error, as for
 //     prose);

@@ -55,7 +55,8 @@
 //
 // # Firestore data model
 //
-// The layout is the original application's, which its web app read:
+// The layout, which readers of the collections outside ingest (a web app
+// reading Firestore directly) depend on:
 //
 //	publications/{pubID}             key (string), name (string), count (integer: articles)
 //	publications/{pubID}/ent/{entID} word (string), count (integer)
@@ -77,10 +78,10 @@
 // 1434 bytes followed by "%~" and the hex SHA-256 of the key. Distinct keys
 // give distinct ids, and ordinary keys are their own id ("the times").
 // entID is the first 16 bytes of the word's SHA-256 as 32 hex digits: a
-// word has one document wherever and whenever it is written (the
-// original's per-process hash() scattered one word over many). Strings
-// stored in fields have invalid UTF-8 replaced by U+FFFD; ids are made
-// from the original bytes.
+// word has one document wherever and whenever it is written (a
+// per-process hash would scatter one word over many). Strings stored in
+// fields have invalid UTF-8 replaced by U+FFFD; ids are made from the
+// bytes as received.
 //
 // A batch part is written in WriteBatch commits of at most 500 writes
 // (plan): the publications in batch order, each followed by its entities,

@@ -527,7 +527,7 @@ func jitter(d time.Duration) time.Duration {
 
 // validUTF8 returns s with each invalid byte sequence replaced by U+FFFD:
 // Firestore strings must be UTF-8, and a refused string would make the
-// whole batch unstorable. Ids are made from the original bytes.
+// whole batch unstorable. Ids are made from the bytes as received.
 func validUTF8(s string) string {
 	if utf8.ValidString(s) {
 		return s

@@ -11,8 +11,9 @@ type batchItem struct {
 	id    string // Batch.PartID()
 	posts int    // posts covered, dead letters included (last part only)
 	dead  int
-	// entities and docs size the batch: entity rows, and documents the
-	// original application wrote one RPC each (publications + entities).
+	// entities and docs size the batch: entity rows, and documents
+	// touched (publications + entities), what a sink writing one
+	// document per RPC would take in RPCs.
 	entities, docs int
 	// group, for a batch in the spool, counts its parts still to store.
 	group *batchGroup

@@ -89,7 +89,7 @@ func TestRawForwarding(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(b.Bytes(), orig) {
-		t.Fatal("forwarded raw frame differs from the original")
+		t.Fatal("forwarded raw frame differs from the frame it forwards")
 	}
 }
 

@@ -31,7 +31,7 @@
 //
 //	{"publication": "...", "content": "..."}
 //
-// Other fields (the original API's "title", for one) are ignored. A null
+// Other fields ("title", for one) are ignored. A null
 // field counts as absent. Field names are matched as encoding/json does,
 // case-insensitively, and the last of duplicate keys wins.
 //

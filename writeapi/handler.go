@@ -521,7 +521,8 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, why
 
 // mediaType reports whether the Content-Type announces NDJSON (true) or
 // one JSON object (false). With a token, anything that is not NDJSON, no
-// Content-Type included, is read as one JSON object, as it always was.
+// Content-Type included, is read as one JSON object, so that clients which
+// send none (curl -d, older scripts) keep working.
 // Without a token (the loopback mode) only the JSON and NDJSON types are
 // taken: a browser sends text/plain, form and multipart bodies from any
 // web page without asking the server first (no CORS preflight), so

@@ -28,8 +28,8 @@ type edgeCase struct {
 // per-request costs vanish, 100 × 5 KB well inside the default --max-body.
 const edgeBatch = 100
 
-// targetSize is the post size of the original's measurement (~3 KB), the
-// one row the 30,000 posts/s target applies to.
+// targetSize is the post size the 30,000 posts/s target is set for
+// (~3 KB): the one row it applies to.
 const targetSize = 3 << 10
 
 var edgeCases = []edgeCase{{1, 1 << 10}, {1, targetSize}, {1, 5 << 10}, {edgeBatch, 1 << 10}, {edgeBatch, 5 << 10}}
@@ -117,7 +117,7 @@ func edgeRun(o options, procs *running, client string, c edgeCase, logf func(str
 	name := fmt.Sprintf("edge-%s-b%d", sizeLabel(c.size), c.batch)
 	name = strings.ReplaceAll(name, " ", "")
 	args := []string{"--sink=none", "--workers=1", "--queue-size=" + strconv.Itoa(res.queueSize), "--log-level=warn"}
-	// The edge as the original had it, posts in memory: the durability
+	// The edge with posts in memory (--durability none): the durability
 	// part of scripts/bench sets fsync and none side by side. Each run its
 	// own data directory all the same, should the flag be dropped.
 	if ingestHasFlag(o.ingest, "durability") {

@@ -13,7 +13,7 @@ import (
 // Matches reports whether r carries want. It holds when either header
 // matches, whatever the other holds:
 //
-//   - access_token (the original API's header; any case of the name, as
+//   - access_token (the header clients of the write API send; any case of the name, as
 //     HTTP header names are) equals want, or
 //   - Authorization is the scheme Bearer, in any case, then one or more
 //     spaces or tabs, then want: "Bearer T", "bearer T", "BEARER  T" and
