@@ -5,17 +5,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"net/http"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/input"
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"
-	"github.com/ingest-dev/ingest/writeapi"
 )
 
 // Durable acceptance (--durability fsync, the default). Every accepted
@@ -215,55 +211,6 @@ func (p *parent) accepted() int64 {
 	}
 	return int64(p.spool.Stats().Appended) + p.recoveredPosts + p.recoveredInBatches.Load()
 }
-
-// intake is where the HTTP API puts accepted posts.
-func (p *parent) intake() writeapi.Intake {
-	if p.spool != nil {
-		return spoolIntake{p}
-	}
-	return p.posts
-}
-
-// spoolIntake is the HTTP API's intake with a spool: posts are appended
-// and synced before TryPutAll returns. Its refusals name the cause, never
-// a file, and always say when to come back.
-type spoolIntake struct{ p *parent }
-
-// faultRetryAfter is the Retry-After of a refusal for a disk fault: the
-// spool checks again every quarter second, and a client should not come
-// back at that pace.
-const faultRetryAfter = 2 * time.Second
-
-func (in spoolIntake) TryPutAll(posts []wire.Post) error {
-	p := in.p
-	if len(posts) > in.Cap() {
-		return queue.ErrTooMany
-	}
-	err := p.spool.Accept(posts)
-	var f *spool.Fault
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, spool.ErrFull):
-		bytes, _ := p.spool.Backlog()
-		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, Reason: writeapi.ReasonQueueFull, Err: err,
-			Message: fmt.Sprintf("the spool of accepted posts is full (%.1f MiB on disk, --spool-max %s)", float64(bytes)/(1<<20), &p.cfg.SpoolMax)}
-	case errors.Is(err, spool.ErrClosed):
-		return queue.ErrClosed
-	case errors.As(err, &f) && f.Sticky:
-		p.spoolFailed(err)
-		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: 5 * time.Second, Reason: writeapi.ReasonUnavailable, Err: err,
-			Message: "this instance cannot keep posts any more (its disk failed a sync) and is stopping: send them to another instance, or retry after its restart"}
-	case errors.As(err, &f):
-		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: faultRetryAfter, Reason: writeapi.ReasonUnavailable, Err: err,
-			Message: fmt.Sprintf("the disk that keeps accepted posts cannot take them now (%s)", f.Cause())}
-	}
-	return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: faultRetryAfter, Reason: writeapi.ReasonUnavailable, Err: err,
-		Message: "the spool of accepted posts cannot take them now"}
-}
-
-func (in spoolIntake) RetryAfter() time.Duration { return in.p.posts.RetryAfter() }
-func (in spoolIntake) Cap() int                  { return in.p.posts.Cap() }
 
 // inputSource is the key of --input's position in the spool: its
 // absolute path. "" for standard input, which cannot be resumed.

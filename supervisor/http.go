@@ -21,7 +21,7 @@ import (
 
 // httpDeps is what the parent's HTTP server needs from the rest of the parent.
 type httpDeps struct {
-	Queue     writeapi.Intake
+	Intake    writeapi.Intake
 	Token     string // write token ("" = none)
 	ReadToken string // read token ("" = none)
 	// Tokens and ReadTokens, when not nil, hold the tokens instead, so
@@ -61,7 +61,7 @@ func newHTTPHandler(d httpDeps) (http.Handler, *writeapi.Handler) {
 	if readTokens == nil {
 		readTokens = token.NewSource(d.ReadToken)
 	}
-	write := writeapi.New(writeapi.Config{Queue: d.Queue, Tokens: tokens, ReadTokens: readTokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
+	write := writeapi.New(writeapi.Config{Intake: d.Intake, Tokens: tokens, ReadTokens: readTokens, MaxBody: d.MaxBody, Logger: d.Log, Ready: d.Ready})
 	read := readapi.New(readapi.Config{Reader: d.Reader, Status: d.Status, ReadToken: d.ReadToken, ReadTokens: d.ReadTokens, Logger: d.Log.Named("read"), CORSOrigins: d.CORSOrigins})
 	metrics := read.RequireToken(promhttp.HandlerFor(d.Metrics, promhttp.HandlerOpts{}))
 

@@ -19,7 +19,7 @@ import (
 func (p *parent) httpServer() *http.Server {
 	reader, _ := p.store.(sink.Reader) // nil for --sink none: the read routes answer 503
 	handler, write := newHTTPHandler(httpDeps{
-		Queue:      p.intake(),
+		Intake:     p.intake(),
 		Tokens:     p.tokens,
 		ReadTokens: p.readTokens,
 		MaxBody:    p.cfg.MaxBody,

@@ -2,7 +2,6 @@ package writeapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,9 +10,6 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
-
-	"github.com/ingest-dev/ingest/internal/queue"
-	"github.com/ingest-dev/ingest/wire"
 )
 
 // benchPost is a post of about 3 KB, the size of a typical article.
@@ -41,8 +37,8 @@ type reusableBody struct{ bytes.Reader }
 func (*reusableBody) Close() error { return nil }
 
 func benchEnqueue(b *testing.B, payload []byte, contentType string, posts int) {
-	q := queue.New[wire.Post](max(posts, 1024))
-	h := New(Config{Queue: q, Token: "t", MaxBody: 4 << 20, Logger: hclog.NewNullLogger()})
+	q := newMemIntake(max(posts, 1024))
+	h := New(Config{Intake: q, Token: "t", MaxBody: 4 << 20, Logger: hclog.NewNullLogger()})
 	b.SetBytes(int64(len(payload)))
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -61,7 +57,7 @@ func benchEnqueue(b *testing.B, payload []byte, contentType string, posts int) {
 				return
 			}
 			for range posts {
-				q.Take(context.Background())
+				q.take()
 			}
 		}
 	})

@@ -1,7 +1,9 @@
 // Package writeapi is the write side of the parent's HTTP server: it takes
-// posts from clients, checks them, and puts them into the bounded input
-// queue (package queue) that the workers take from; it also answers the
-// health probes. The read side is package readapi; the parent serves both
+// posts from clients, checks them, and hands them to an Intake (the
+// parent's post queue or its spool); it also answers the health probes.
+// An Intake that takes no posts says why with a *Refusal (a status, a
+// Retry-After, a message for the client): this package owns that
+// contract, and the parent adapts its queue and spool to it. The read side is package readapi; the parent serves both
 // from one route table (supervisor/http.go).
 //
 // # Routes
@@ -63,12 +65,12 @@
 //	400  Content-Encoding: gzip and the body is not gzip
 //	400  the body is not valid posts; for NDJSON the message starts
 //	     with the 1-based line number ("line 3: ...")
-//	413  an NDJSON batch has more posts than the queue can ever hold
-//	     (--queue-size): split it
-//	503  the queue is full (Retry-After, estimated from the drain rate),
-//	     or closed because the service is shutting down, or the intake
-//	     refuses for now as its Refusal says (the spool's disk is full,
-//	     gone or failed: the message names the cause, never a file)
+//	413  the Intake refuses the batch for good: more posts than it can
+//	     ever hold (--queue-size): split it
+//	503  the Intake refuses for now, as its Refusal says: the queue or the
+//	     spool is full (Retry-After, from the drain rate), closed because
+//	     the service is shutting down, or the spool's disk is gone or
+//	     failed (the message names the cause, never a file)
 //	201  {"accepted": N}
 //
 // Any status but 201 means nothing from the request was enqueued. Every

@@ -5,17 +5,32 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
 )
 
+// inbox is an Intake that keeps every post in memory. A real one refuses
+// with a *writeapi.Refusal when it has no room (503 with Retry-After) or
+// is closed (ReasonDraining).
+type inbox struct {
+	mu    sync.Mutex
+	posts []wire.Post
+}
+
+func (b *inbox) TryPutAll(posts []wire.Post) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.posts = append(b.posts, posts...)
+	return nil
+}
+
 func Example() {
-	q := queue.New[wire.Post](100)
-	h := writeapi.New(writeapi.Config{Queue: q, Token: "s3cret", Logger: hclog.NewNullLogger()})
+	in := &inbox{}
+	h := writeapi.New(writeapi.Config{Intake: in, Token: "s3cret", Logger: hclog.NewNullLogger()})
 
 	post := func(contentType, body string) {
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(body))
@@ -31,10 +46,10 @@ func Example() {
 	post("application/x-ndjson", `{"publication": "Daily", "content": "Sun."}
 {"publication": "Weekly"}`)
 
-	fmt.Println(q.Len(), "posts queued")
+	fmt.Println(len(in.posts), "posts taken")
 	// Output:
 	// 201 {"accepted":1}
 	// 201 {"accepted":2}
 	// 400 {"error":"line 2: \"content\" is missing: send {\"publication\": \"...\", \"content\": \"...\"} with non-empty strings"}
-	// 3 posts queued
+	// 3 posts taken
 }

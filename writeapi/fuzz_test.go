@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -86,11 +85,11 @@ func FuzzEnqueueBody(f *testing.F) {
 			{"application/json", "raw gzip"}, {"application/x-ndjson", "raw gzip"},
 		} {
 			contentType := tc.contentType + " " + tc.encoding
-			q := queue.New[wire.Post](capacity)
+			q := newMemIntake(capacity)
 			if err := q.TryPutAll([]wire.Post{{Publication: "p", Content: "already there"}}); err != nil {
 				t.Fatal(err)
 			}
-			h := New(Config{Queue: q, MaxBody: maxBody, Logger: log})
+			h := New(Config{Intake: q, MaxBody: maxBody, Logger: log})
 			sent := body
 			if tc.encoding == "gzip" {
 				sent = gzipBytes(t, body)

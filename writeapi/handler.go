@@ -20,7 +20,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/internal/httpjson"
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -35,17 +34,15 @@ const DefaultMaxBody = 1 << 20
 // posts, and a restart or failover takes seconds.
 const drainingRetryAfter = 5 * time.Second
 
-// Intake is where accepted posts go: a *queue.Queue[wire.Post] (posts
-// wait in memory), or the parent's spool (they are on disk before the
-// 201). TryPutAll takes all the posts or none. Its error is a *Refusal,
-// which says what the client is told, or matches one of the queue
-// package's sentinels (queue.ErrFull, ErrTooMany, ErrClosed); any other
-// error is answered 503 with Retry-After and logged. It may be called
+// Intake is where accepted posts go: the parent's post queue (posts wait
+// in memory) or its spool (they are on disk before the 201); the
+// supervisor adapts either to this contract. TryPutAll takes all the
+// posts or none. When it takes none its error is a *Refusal, which says
+// what the client is told; any other error is a bug of the intake,
+// answered 503 with Retry-After and logged. It may be called
 // concurrently.
 type Intake interface {
 	TryPutAll(posts []wire.Post) error
-	RetryAfter() time.Duration // how long a refused client should wait
-	Cap() int                  // posts it can hold, for the messages of bare sentinels
 }
 
 // Refusal is an Intake's answer to posts it does not take: the status,
@@ -54,11 +51,14 @@ type Intake interface {
 type Refusal struct {
 	// Status is 503 (come back later) or 413 (never in this form).
 	Status int
-	// RetryAfter is sent as Retry-After with a 503; 0 means the
-	// Intake's RetryAfter().
+	// RetryAfter is sent as Retry-After with a 503, in whole seconds
+	// rounded up, at least 1.
 	RetryAfter time.Duration
 	// Reason is the Stats counter it is counted under: ReasonQueueFull,
-	// ReasonUnavailable, ReasonDraining or ReasonTooLarge.
+	// ReasonUnavailable, ReasonDraining or ReasonTooLarge. A refusal for
+	// ReasonDraining (the intake closed: the service is shutting down) is
+	// answered as the handler answers after SetDraining, whatever its
+	// Status and Message.
 	Reason string
 	// Message is for the client: what is wrong, never file names or
 	// other internals ("retry after N s" is added to a 503's).
@@ -88,9 +88,9 @@ const (
 // Config is what New needs. The zero value of each optional field is
 // documented; New applies the defaults.
 type Config struct {
-	// Queue receives accepted posts. Required. The handler never closes it:
-	// the process's shutdown sequence does, after SetDraining.
-	Queue Intake
+	// Intake receives accepted posts. Required. The handler never closes
+	// it: the process's shutdown sequence does, after SetDraining.
+	Intake Intake
 	// Token, when not empty, must be sent to post, as the package
 	// internal/token says (access_token: TOKEN, or Authorization: Bearer
 	// TOKEN; proxies such as nginx drop header names with underscores by
@@ -176,7 +176,7 @@ var reasonNames = [numReasons]string{"", "bad_request", ReasonTooLarge, "unautho
 // called at any time from any goroutine.
 type Handler struct {
 	mux     *httpjson.Mux
-	q       Intake
+	intake  Intake
 	tokens  *token.Source // holds no token: no auth
 	rtokens *token.Source // the read token: /readyz's reasons
 	maxBody int64
@@ -206,18 +206,18 @@ const (
 	maxPooledBatch = 1 << 14
 )
 
-// New returns a handler for cfg. It panics if cfg.Queue is nil or
+// New returns a handler for cfg. It panics if cfg.Intake is nil or
 // cfg.MaxBody is negative: both are programming errors, the flags having
 // been validated before.
 func New(cfg Config) *Handler {
-	if cfg.Queue == nil {
-		panic("writeapi.New: Config.Queue is nil; pass the queue the workers take from")
+	if cfg.Intake == nil {
+		panic("writeapi.New: Config.Intake is nil; pass where accepted posts go")
 	}
 	if cfg.MaxBody < 0 {
 		panic(fmt.Sprintf("writeapi.New: --max-body must be at least 1 byte, or 0 for the default %d (got %d)", DefaultMaxBody, cfg.MaxBody))
 	}
 	h := &Handler{
-		q:       cfg.Queue,
+		intake:  cfg.Intake,
 		maxBody: cfg.MaxBody,
 		log:     cfg.Logger,
 		ready:   cfg.Ready,
@@ -429,7 +429,7 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	err = h.q.TryPutAll(posts)
+	err = h.intake.TryPutAll(posts)
 	if err == nil {
 		h.accepted.Add(uint64(len(posts)))
 		b := make([]byte, 0, 32)
@@ -439,37 +439,30 @@ func (h *Handler) ServeEnqueue(w http.ResponseWriter, r *http.Request) {
 		httpjson.Write(w, http.StatusCreated, b)
 		return
 	}
-	h.refuseIntake(w, r, len(posts), err)
+	h.refuseIntake(w, r, err)
 }
 
-// refuseIntake answers posts the intake did not take: as its Refusal
-// says, or as the queue's sentinel means. Every 503 carries Retry-After.
-func (h *Handler) refuseIntake(w http.ResponseWriter, r *http.Request, n int, err error) {
+// unknownRetryAfter is the Retry-After of a refusal the Intake did not
+// explain (a bug): long enough not to invite a storm of retries.
+const unknownRetryAfter = 5 * time.Second
+
+// refuseIntake answers posts the intake did not take, as its Refusal
+// says. Every 503 carries Retry-After.
+func (h *Handler) refuseIntake(w http.ResponseWriter, r *http.Request, err error) {
 	var ref *Refusal
-	switch {
-	case errors.As(err, &ref):
-	case errors.Is(err, queue.ErrFull):
-		ref = &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonQueueFull,
-			Message: fmt.Sprintf("input queue is full (capacity %d posts)", h.q.Cap())}
-		if err != queue.ErrFull {
-			ref.Message = err.Error()
-		}
-	case errors.Is(err, queue.ErrTooMany):
-		ref = &Refusal{Status: http.StatusRequestEntityTooLarge, Reason: ReasonTooLarge,
-			Message: fmt.Sprintf("batch of %d posts is larger than the queue capacity of %d (--queue-size): split it into requests of at most %d posts",
-				n, h.q.Cap(), h.q.Cap())}
-	case errors.Is(err, queue.ErrClosed):
-		h.refuseDraining(w, r)
-		return
-	default:
+	if !errors.As(err, &ref) {
 		// Not in the Intake's contract: say so in the log, at most once a
 		// minute (a client must not control the log's growth), and let
 		// the client come back.
 		if now := time.Now().Unix(); h.loggedUnknown.Load() <= now-60 {
 			h.loggedUnknown.Store(now)
-			h.log.Error("enqueue failed with an error the intake does not document; refusing with 503", "error", err)
+			h.log.Error("enqueue failed with an error that is not a writeapi.Refusal; refusing with 503", "error", err)
 		}
-		ref = &Refusal{Status: http.StatusServiceUnavailable, Reason: ReasonUnavailable, Message: "cannot enqueue now"}
+		ref = &Refusal{Status: http.StatusServiceUnavailable, RetryAfter: unknownRetryAfter, Reason: ReasonUnavailable, Message: "cannot enqueue now"}
+	}
+	if ref.Reason == ReasonDraining {
+		h.refuseDraining(w, r)
+		return
 	}
 	why := reasonUnavailable
 	for i, name := range reasonNames {
@@ -479,11 +472,7 @@ func (h *Handler) refuseIntake(w http.ResponseWriter, r *http.Request, n int, er
 	}
 	msg := ref.Message
 	if ref.Status == http.StatusServiceUnavailable {
-		d := ref.RetryAfter
-		if d <= 0 {
-			d = h.q.RetryAfter()
-		}
-		retry := retrySeconds(d)
+		retry := retrySeconds(ref.RetryAfter)
 		w.Header().Set("Retry-After", strconv.Itoa(retry))
 		msg = fmt.Sprintf("%s: retry later, after %d s (Retry-After)", msg, retry)
 	}

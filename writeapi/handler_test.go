@@ -2,7 +2,6 @@ package writeapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -95,21 +94,11 @@ func assertContains(t *testing.T, got string, want ...string) {
 	}
 }
 
-// takeAll empties q without waiting and returns what it held.
-func takeAll(q *queue.Queue[wire.Post]) []wire.Post {
-	var posts []wire.Post
-	for q.Len() > 0 {
-		p, _ := q.Take(context.Background())
-		posts = append(posts, p)
-	}
-	return posts
-}
-
 const goodPost = `{"publication": "Daily", "content": "Rain again."}`
 
 func TestEnqueueOnePost(t *testing.T) {
-	q := queue.New[wire.Post](4)
-	h := New(Config{Queue: q, Logger: testLogger(t)})
+	q := newMemIntake(4)
+	h := New(Config{Intake: q, Logger: testLogger(t)})
 
 	rec := serve(h, request{
 		body:   `{"title": "ignored", "publication": "Daily", "content": "Rain \"again\".", "extra": [1, {"x": null}]}`,
@@ -173,9 +162,9 @@ func TestEnqueueRejectsBadPost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](4)
+			q := newMemIntake(4)
 			_ = q.TryPutAll([]wire.Post{{Publication: "p", Content: "already there"}})
-			h := New(Config{Queue: q, Logger: testLogger(t)})
+			h := New(Config{Intake: q, Logger: testLogger(t)})
 
 			rec := serve(h, request{body: tt.body})
 			if rec.Code != http.StatusBadRequest {
@@ -200,8 +189,8 @@ func TestEnqueueNDJSON(t *testing.T) {
 		"application/ndjson",
 	} {
 		t.Run(ct, func(t *testing.T) {
-			q := queue.New[wire.Post](8)
-			h := New(Config{Queue: q, Logger: testLogger(t)})
+			q := newMemIntake(8)
+			h := New(Config{Intake: q, Logger: testLogger(t)})
 			body := "\n" +
 				`{"publication": "A", "content": "one"}` + "\r\n" +
 				"   \n" +
@@ -265,8 +254,8 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](8)
-			h := New(Config{Queue: q, Logger: testLogger(t)})
+			q := newMemIntake(8)
+			h := New(Config{Intake: q, Logger: testLogger(t)})
 			rec := serve(h, request{body: tt.body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
 			if rec.Code != http.StatusBadRequest {
 				t.Fatalf("status = %d, want 400; body %s", rec.Code, rec.Body)
@@ -283,8 +272,8 @@ func TestEnqueueNDJSONRejectsWholeBatch(t *testing.T) {
 }
 
 func TestEnqueueRejectsMalformedContentType(t *testing.T) {
-	q := queue.New[wire.Post](2)
-	h := New(Config{Queue: q, Logger: testLogger(t)})
+	q := newMemIntake(2)
+	h := New(Config{Intake: q, Logger: testLogger(t)})
 	rec := serve(h, request{body: goodPost, header: map[string]string{"Content-Type": "application/x-ndjson; charset"}})
 	if rec.Code != http.StatusBadRequest {
 		t.Fatalf("status = %d, want 400; body %s", rec.Code, rec.Body)
@@ -327,8 +316,8 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](2)
-			h := New(Config{Queue: q, Token: tt.token, Logger: testLogger(t)})
+			q := newMemIntake(2)
+			h := New(Config{Intake: q, Token: tt.token, Logger: testLogger(t)})
 			rec := serve(h, request{body: goodPost, header: tt.header})
 			if rec.Code != tt.want {
 				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.want, rec.Body)
@@ -350,7 +339,7 @@ func TestEnqueueAuth(t *testing.T) {
 	}
 
 	t.Run("checked before the body is read", func(t *testing.T) {
-		h := New(Config{Queue: queue.New[wire.Post](2), Token: token, MaxBody: 10, Logger: testLogger(t)})
+		h := New(Config{Intake: newMemIntake(2), Token: token, MaxBody: 10, Logger: testLogger(t)})
 		spy := &readSpy{}
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", spy)
 		r.ContentLength = 5
@@ -367,8 +356,8 @@ func TestEnqueueAuth(t *testing.T) {
 	t.Run("over a real connection", func(t *testing.T) {
 		// net/http canonicalises header names; access_token must survive
 		// that on the way in.
-		q := queue.New[wire.Post](2)
-		srv := httptest.NewServer(New(Config{Queue: q, Token: token, Logger: testLogger(t)}))
+		q := newMemIntake(2)
+		srv := httptest.NewServer(New(Config{Intake: q, Token: token, Logger: testLogger(t)}))
 		defer srv.Close()
 		req, err := http.NewRequest(http.MethodPost, srv.URL+"/post/enqueue", strings.NewReader(goodPost))
 		if err != nil {
@@ -407,8 +396,8 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](1000)
-			h := New(Config{Queue: q, MaxBody: maxBody, Logger: testLogger(t)})
+			q := newMemIntake(1000)
+			h := New(Config{Intake: q, MaxBody: maxBody, Logger: testLogger(t)})
 			r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(tt.body))
 			if tt.chunked {
 				r.ContentLength = -1
@@ -437,8 +426,8 @@ func TestEnqueueBodyTooLarge(t *testing.T) {
 }
 
 func TestEnqueueDefaultMaxBody(t *testing.T) {
-	q := queue.New[wire.Post](1)
-	h := New(Config{Queue: q, Logger: testLogger(t)})
+	q := newMemIntake(1)
+	h := New(Config{Intake: q, Logger: testLogger(t)})
 	body := `{"publication": "P", "content": "` + strings.Repeat("x", DefaultMaxBody) + `"}`
 	rec := serve(h, request{body: body})
 	if rec.Code != http.StatusRequestEntityTooLarge {
@@ -448,8 +437,8 @@ func TestEnqueueDefaultMaxBody(t *testing.T) {
 }
 
 func TestEnqueueQueueFull(t *testing.T) {
-	q := queue.New[wire.Post](2)
-	h := New(Config{Queue: q, Logger: testLogger(t)})
+	q := newMemIntake(2)
+	h := New(Config{Intake: q, Logger: testLogger(t)})
 	for i := range 2 {
 		if rec := serve(h, request{body: goodPost}); rec.Code != http.StatusCreated {
 			t.Fatalf("post %d: status = %d, want 201; body %s", i, rec.Code, rec.Body)
@@ -464,11 +453,11 @@ func TestEnqueueQueueFull(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable {
 			t.Fatalf("status = %d, want 503; body %s", rec.Code, rec.Body)
 		}
-		retry, err := strconv.Atoi(rec.Header().Get("Retry-After"))
-		if err != nil || retry < 1 {
-			t.Errorf("Retry-After = %q, want whole seconds >= 1", rec.Header().Get("Retry-After"))
+		if got := rec.Header().Get("Retry-After"); got != strconv.Itoa(int(memRetryAfter/time.Second)) {
+			t.Errorf("Retry-After = %q, want the refusal's %s", got, memRetryAfter)
 		}
-		assertContains(t, errorMessage(t, rec), "queue is full", "retry later")
+		// The refusal's message, and when to come back.
+		assertContains(t, errorMessage(t, rec), "the test intake is full (2 posts)", "retry later, after 2 s (Retry-After)")
 		if q.Len() != 2 {
 			t.Errorf("queue length = %d, want 2", q.Len())
 		}
@@ -476,12 +465,12 @@ func TestEnqueueQueueFull(t *testing.T) {
 
 	// A batch that does not fit now but would fit an empty queue is also
 	// refused whole, and accepted once there is room.
-	q.Take(context.Background())
+	q.take()
 	batch := request{body: goodPost + "\n" + goodPost, header: map[string]string{"Content-Type": "application/x-ndjson"}}
 	if rec := serve(h, batch); rec.Code != http.StatusServiceUnavailable || q.Len() != 1 {
 		t.Fatalf("status = %d, queue length %d; want 503 and 1", rec.Code, q.Len())
 	}
-	q.Take(context.Background())
+	q.take()
 	if rec := serve(h, batch); rec.Code != http.StatusCreated || q.Len() != 2 {
 		t.Fatalf("status = %d, queue length %d; want 201 and 2", rec.Code, q.Len())
 	}
@@ -491,19 +480,48 @@ func TestEnqueueQueueFull(t *testing.T) {
 }
 
 func TestEnqueueBatchLargerThanQueue(t *testing.T) {
-	q := queue.New[wire.Post](2)
-	h := New(Config{Queue: q, Logger: testLogger(t)})
+	q := newMemIntake(2)
+	h := New(Config{Intake: q, Logger: testLogger(t)})
 	body := strings.Repeat(goodPost+"\n", 3)
 	rec := serve(h, request{body: body, header: map[string]string{"Content-Type": "application/x-ndjson"}})
 	if rec.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status = %d, want 413; body %s", rec.Code, rec.Body)
 	}
-	assertContains(t, errorMessage(t, rec), "batch of 3 posts", "capacity of 2 (--queue-size)", "split it")
+	assertContains(t, errorMessage(t, rec), "batch of 3 posts is more than the test intake's 2")
+	if got := rec.Header().Get("Retry-After"); got != "" {
+		t.Errorf("Retry-After = %q on a 413: the request will never fit", got)
+	}
 	if q.Len() != 0 {
 		t.Errorf("queue length = %d, want 0", q.Len())
 	}
 	if s := h.Stats(); s.TooLarge != 1 {
 		t.Errorf("Stats.TooLarge = %d, want 1", s.TooLarge)
+	}
+}
+
+// brokenIntake breaks the Intake contract: its error is not a *Refusal.
+type brokenIntake struct{}
+
+func (brokenIntake) TryPutAll([]wire.Post) error { return errors.New("disk on fire") }
+
+// An error outside the contract is a bug of the intake: the client gets a
+// 503 that tells it to come back, without the error's text, and the log
+// says what happened.
+func TestEnqueueErrorOutsideTheContract(t *testing.T) {
+	var logs bytes.Buffer
+	h := New(Config{Intake: brokenIntake{}, Logger: hclog.New(&hclog.LoggerOptions{Output: &logs})})
+	rec := serve(h, request{body: goodPost})
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "5" {
+		t.Fatalf("status = %d, Retry-After %q; want 503 and 5", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if msg := errorMessage(t, rec); strings.Contains(msg, "fire") {
+		t.Errorf("the client was told the intake's error: %q", msg)
+	}
+	if s := h.Stats(); s.Unavailable != 1 {
+		t.Errorf("Stats.Unavailable = %d, want 1", s.Unavailable)
+	}
+	if !strings.Contains(logs.String(), "disk on fire") {
+		t.Errorf("the error was not logged: %q", logs.String())
 	}
 }
 
@@ -524,8 +542,8 @@ func TestDraining(t *testing.T) {
 	}
 
 	t.Run("SetDraining", func(t *testing.T) {
-		q := queue.New[wire.Post](4)
-		h := New(Config{Queue: q, Logger: testLogger(t)})
+		q := newMemIntake(4)
+		h := New(Config{Intake: q, Logger: testLogger(t)})
 		if rec := serve(h, request{method: http.MethodGet, path: "/readyz"}); rec.Code != http.StatusOK {
 			t.Fatalf("/readyz before draining: status = %d, want 200", rec.Code)
 		}
@@ -552,9 +570,9 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("queue closed", func(t *testing.T) {
-		q := queue.New[wire.Post](4)
+		q := newMemIntake(4)
 		q.Close()
-		h := New(Config{Queue: q, Logger: testLogger(t)})
+		h := New(Config{Intake: q, Logger: testLogger(t)})
 		assertDraining(t, serve(h, request{body: goodPost}))
 		if s := h.Stats(); s.Draining != 1 {
 			t.Errorf("Stats.Draining = %d, want 1", s.Draining)
@@ -562,7 +580,7 @@ func TestDraining(t *testing.T) {
 	})
 
 	t.Run("draining wins over bad input", func(t *testing.T) {
-		h := New(Config{Queue: queue.New[wire.Post](4), Logger: testLogger(t)})
+		h := New(Config{Intake: newMemIntake(4), Logger: testLogger(t)})
 		h.SetDraining()
 		assertDraining(t, serve(h, request{body: "not json"}))
 	})
@@ -570,7 +588,7 @@ func TestDraining(t *testing.T) {
 
 func TestProbes(t *testing.T) {
 	var notReady error
-	h := New(Config{Queue: queue.New[wire.Post](1), Logger: testLogger(t), Ready: func() error { return notReady }})
+	h := New(Config{Intake: newMemIntake(1), Logger: testLogger(t), Ready: func() error { return notReady }})
 
 	rec := serve(h, request{method: http.MethodGet, path: "/healthz"})
 	if rec.Code != http.StatusOK || jsonBody(t, rec)["status"] != "ok" {
@@ -611,8 +629,8 @@ func TestRouting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](2)
-			h := New(Config{Queue: q, Logger: testLogger(t)})
+			q := newMemIntake(2)
+			h := New(Config{Intake: q, Logger: testLogger(t)})
 			rec := serve(h, tt.req)
 			if rec.Code != tt.want {
 				t.Fatalf("status = %d, want %d; body %s", rec.Code, tt.want, rec.Body)
@@ -632,7 +650,7 @@ func TestRefusalsAreLoggedWithoutBody(t *testing.T) {
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: lockedWriter{&mu, &logs}})
-	h := New(Config{Queue: queue.New[wire.Post](2), Logger: log})
+	h := New(Config{Intake: newMemIntake(2), Logger: log})
 
 	serve(h, request{body: `{"publication": "Daily", "content": "SECRET-BODY"`})
 	mu.Lock()
@@ -656,7 +674,7 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func TestNewPanicsOnBadConfig(t *testing.T) {
-	for _, cfg := range []Config{{}, {Queue: queue.New[wire.Post](1), MaxBody: -1}} {
+	for _, cfg := range []Config{{}, {Intake: newMemIntake(1), MaxBody: -1}} {
 		func() {
 			defer func() {
 				if recover() == nil {
@@ -667,7 +685,7 @@ func TestNewPanicsOnBadConfig(t *testing.T) {
 		}()
 	}
 	// A nil logger is fine: refusals are simply not logged.
-	h := New(Config{Queue: queue.New[wire.Post](1)})
+	h := New(Config{Intake: newMemIntake(1)})
 	if rec := serve(h, request{body: "{"}); rec.Code != http.StatusBadRequest {
 		t.Errorf("status = %d, want 400", rec.Code)
 	}
@@ -683,8 +701,8 @@ func TestConcurrentPosts(t *testing.T) {
 		batchEvery = 5 // every fifth request is an NDJSON batch of 3
 		capacity   = 200
 	)
-	q := queue.New[wire.Post](capacity)
-	h := New(Config{Queue: q, Token: "t", Logger: hclog.NewNullLogger()})
+	q := newMemIntake(capacity)
+	h := New(Config{Intake: q, Token: "t", Logger: hclog.NewNullLogger()})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
@@ -737,7 +755,7 @@ func TestConcurrentPosts(t *testing.T) {
 		total.requests += r.requests
 	}
 	s := h.Stats()
-	if int(s.Accepted) != total.accepted || q.Len() != total.accepted || int(q.Accepted()) != total.accepted {
+	if int(s.Accepted) != total.accepted || q.Len() != total.accepted || q.Accepted() != total.accepted {
 		t.Errorf("Stats.Accepted = %d, queue length %d, queue accepted %d; clients saw %d accepted",
 			s.Accepted, q.Len(), q.Accepted(), total.accepted)
 	}

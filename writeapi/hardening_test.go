@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -38,8 +37,8 @@ func TestEnqueueRefusesPostsOutsideTheLimits(t *testing.T) {
 			want: []string{"line 2:", "1000 bytes", "limit of 256 bytes"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](4)
-			h := New(Config{Queue: q, Logger: testLogger(t)})
+			q := newMemIntake(4)
+			h := New(Config{Intake: q, Logger: testLogger(t)})
 			req := request{body: tt.body}
 			if tt.ndjson {
 				req.header = map[string]string{"Content-Type": "application/x-ndjson"}
@@ -83,8 +82,8 @@ func TestEnqueueContentTypeWithoutToken(t *testing.T) {
 		{"", "s3cret", http.StatusCreated},
 	} {
 		t.Run(fmt.Sprintf("%q token=%v", tt.contentType, tt.token != ""), func(t *testing.T) {
-			q := queue.New[wire.Post](4)
-			h := New(Config{Queue: q, Token: tt.token, Logger: testLogger(t)})
+			q := newMemIntake(4)
+			h := New(Config{Intake: q, Token: tt.token, Logger: testLogger(t)})
 			rec := serve(h, request{body: goodPost, header: map[string]string{"Content-Type": tt.contentType, "access_token": tt.token}})
 			if rec.Code != tt.want {
 				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tt.want)
@@ -123,8 +122,8 @@ func TestEnqueueContentEncoding(t *testing.T) {
 		{name: "gzip then br", encoding: "gzip, br", body: goodPost, want: 415},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			q := queue.New[wire.Post](8)
-			h := New(Config{Queue: q, MaxBody: maxBody, Logger: testLogger(t)})
+			q := newMemIntake(8)
+			h := New(Config{Intake: q, MaxBody: maxBody, Logger: testLogger(t)})
 			ct := tt.contentType
 			if ct == "" {
 				ct = "application/json"

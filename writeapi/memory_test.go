@@ -11,9 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ingest-dev/ingest/internal/queue"
-	"github.com/ingest-dev/ingest/wire"
 )
 
 // bigPost is one post of about n bytes.
@@ -65,7 +62,7 @@ func waitReserved(t *testing.T, h *Handler, want int64) {
 // once they finish, room is back and nothing stays reserved.
 func TestBodyMemoryFollowsBytesSent(t *testing.T) {
 	const maxBody = 64 << 10
-	h := New(Config{Queue: queue.New[wire.Post](16), MaxBody: maxBody, BodyMemory: 128 << 10})
+	h := New(Config{Intake: newMemIntake(16), MaxBody: maxBody, BodyMemory: 128 << 10})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
@@ -141,7 +138,7 @@ func TestBodyMemoryFollowsBytesSent(t *testing.T) {
 // same budget, and a bomb costs at most --max-body of it.
 func TestGzipBodyMemory(t *testing.T) {
 	const maxBody = 64 << 10
-	h := New(Config{Queue: queue.New[wire.Post](16), MaxBody: maxBody, BodyMemory: 16 << 10})
+	h := New(Config{Intake: newMemIntake(16), MaxBody: maxBody, BodyMemory: 16 << 10})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	zip := func(s string) *bytes.Reader {

@@ -8,9 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/token"
-	"github.com/ingest-dev/ingest/wire"
 )
 
 // /readyz gives its reason, which may name pids, batch ids and database
@@ -19,7 +17,7 @@ import (
 func TestReadyzReasonNeedsTheReadToken(t *testing.T) {
 	var notReady error
 	logs := &strings.Builder{}
-	h := New(Config{Queue: queue.New[wire.Post](1), Token: "w", ReadTokens: token.NewSource("r"),
+	h := New(Config{Intake: newMemIntake(1), Token: "w", ReadTokens: token.NewSource("r"),
 		Logger: hclog.New(&hclog.LoggerOptions{Output: logs}), Ready: func() error { return notReady }})
 	internal := "worker 0 (pid 4242) is restarting; batch 01J9Z stored: sqlite: database is locked"
 	notReady = errors.New(internal)
@@ -66,7 +64,7 @@ func TestReadyzReasonNeedsTheReadToken(t *testing.T) {
 
 // Without a token (loopback only) every caller gets the reason.
 func TestReadyzReasonWithoutToken(t *testing.T) {
-	h := New(Config{Queue: queue.New[wire.Post](1), Ready: func() error { return errors.New("saver 0 is restarting") }})
+	h := New(Config{Intake: newMemIntake(1), Ready: func() error { return errors.New("saver 0 is restarting") }})
 	if rec := serve(h, request{method: http.MethodGet, path: "/readyz"}); !strings.Contains(rec.Body.String(), "saver 0 is restarting") {
 		t.Errorf("no token configured: %s, want the reason", rec.Body)
 	}

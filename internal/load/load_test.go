@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,6 +80,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// fullIs503 is the write API's intake over a queue, as the parent's:
+// a full queue is refused with 503 and Retry-After.
+type fullIs503 struct{ q *queue.Queue[wire.Post] }
+
+func (in fullIs503) TryPutAll(posts []wire.Post) error {
+	err := in.q.TryPutAll(posts)
+	if errors.Is(err, queue.ErrFull) {
+		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: time.Second, Reason: writeapi.ReasonQueueFull, Message: "full"}
+	}
+	return err
+}
+
 // TestNothingLostUnderBackpressure drives a real write API handler in front of
 // a small real queue. Nobody takes from the queue until the handler has
 // refused requests with 503 several times, so every run goes through a
@@ -98,7 +111,7 @@ func TestNothingLostUnderBackpressure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeNDJSON(t, tc.file, want)
 			q := queue.New[wire.Post](8)
-			h := writeapi.New(writeapi.Config{Queue: q, Logger: hclog.NewNullLogger()})
+			h := writeapi.New(writeapi.Config{Intake: fullIs503{q}, Logger: hclog.NewNullLogger()})
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 
