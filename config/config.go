@@ -65,9 +65,12 @@ type Config struct {
 	Replay        string
 	ReplayStale   bool
 	SpillDir      string
-	DataDir       string
-	Durability    string
-	SpoolMax      ByteSize
+	// ReportJSON (--report-json) is where the parent writes what the run
+	// did, as JSON, when it exits: supervisor.Report.
+	ReportJSON string
+	DataDir    string
+	Durability string
+	SpoolMax   ByteSize
 	// SpoolDamaged (--spool-damaged) is what a start does with a damaged
 	// spool: SpoolDamagedRepair or SpoolDamagedRefuse.
 	SpoolDamaged string
@@ -206,11 +209,12 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
 	fs.BoolVar(&c.ReplayStale, "replay-stale", c.ReplayStale, "with --replay, apply a spill file older than the sink remembers applied batches (6 days) anyway: a batch stored before the spill then counts twice")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "where the spool of accepted posts lives (a subdirectory ingest-spool, locked: one ingest per data directory); default: the directory of --db, or ./ingest-data with other sinks")
-	fs.StringVar(&c.Durability, "durability", c.Durability, "fsync: a post is on disk (the spool, fsynced, shared by concurrent requests) before its 201, and survives the parent's death; none: posts wait in memory only, as before the spool, and a crash of the parent loses them")
+	fs.StringVar(&c.Durability, "durability", c.Durability, "fsync: a post is on disk (the spool, fsynced, shared by concurrent requests) before its 201, and survives the parent's death; none: posts wait in memory only, and a crash of the parent loses them")
 	fs.Var(&c.SpoolMax, "spool-max", "bytes of accepted posts the spool may hold on disk before clients get 503 (1GiB); with --durability none, --queue-size bounds them in memory instead")
 	fs.StringVar(&c.SpoolDamaged, "spool-damaged", c.SpoolDamaged, "what a start does when the spool was damaged (bytes that fail their checksum, segment files missing): repair moves what cannot be read to DATA/ingest-spool/quarantine, reports the records lost (log, /status, metrics) and goes on; refuse exits 2 naming the damage and changes nothing")
 	fs.BoolVar(&c.InputRestart, "input-restart", c.InputRestart, "with --input, read the file from its first row even if an earlier run on this data directory read part of it (those rows are counted again); without it, a file shorter than what was read before is refused")
 	fs.StringVar(&c.SpillDir, "spill-dir", c.SpillDir, "where a shutdown that runs out of --drain-timeout writes what it could not store (default: the directory of --db)")
+	fs.StringVar(&c.ReportJSON, "report-json", c.ReportJSON, "when the parent exits, write what the run did to this file as JSON: how it ended (clean, input_unfinished, killed, failed, drain_incomplete, before_start), posts accepted, stored, dead-lettered and not stored, the sink's work, restarts; for scripts and tests, which then need not read the log. Default: none")
 	fs.IntVar(&c.MaxRestarts, "max-restarts", c.MaxRestarts, "child restarts allowed per role within --restart-window; one more and ingest drains and exits non-zero, for systemd or a human to take over")
 	fs.DurationVar(&c.RestartWindow, "restart-window", c.RestartWindow, "the window --max-restarts counts restarts in")
 	fs.DurationVar(&c.PostTimeout, "post-timeout", c.PostTimeout, "a worker that makes no progress on a post for this long is killed and its posts go elsewhere")

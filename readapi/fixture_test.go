@@ -131,6 +131,10 @@ func testStatus() readapi.Status {
 	return readapi.Status{
 		Build:          version.Info{Version: "1.2.0", Revision: "abc123", GoVersion: "go1.26.8", Platform: "linux/amd64"},
 		AcceptedPerSec: 12.5,
+		Accepted:       1200,
+		Stored:         1150,
+		DeadLettered:   2,
+		NotStored:      48,
 		QueueDepth:     37,
 		QueueCapacity:  1024,
 		Children: []readapi.Child{

@@ -53,14 +53,21 @@ const noReadPath = "no read path: --sink none stores nothing"
 // Status is what the page's live strip shows; GET /status serves it as
 // JSON.
 type Status struct {
-	Build          version.Info `json:"build"`                 // which build serves
-	AcceptedPerSec float64      `json:"accepted_per_sec"`      // posts accepted per second, recently
-	QueueDepth     int          `json:"queue_depth"`           // posts waiting for a worker
-	QueueCapacity  int          `json:"queue_capacity"`        // --queue-size
-	SpoolBytes     int64        `json:"spool_bytes,omitempty"` // accepted posts and batches on disk (--durability fsync)
-	SpoolMax       int64        `json:"spool_max,omitempty"`   // --spool-max
-	Draining       bool         `json:"draining"`              // shutting down: no new posts
-	Children       []Child      `json:"children"`              // in the order to show them
+	Build          version.Info `json:"build"`            // which build serves
+	AcceptedPerSec float64      `json:"accepted_per_sec"` // posts accepted per second, recently
+	// The run's counts: posts accepted (over HTTP, from --input, or
+	// found in the spool at start), and of those, stored, stored as dead
+	// letters, and not stored yet.
+	Accepted      int64   `json:"accepted"`
+	Stored        int64   `json:"stored"`
+	DeadLettered  int64   `json:"dead_lettered"`
+	NotStored     int64   `json:"not_stored"`
+	QueueDepth    int     `json:"queue_depth"`           // posts waiting for a worker
+	QueueCapacity int     `json:"queue_capacity"`        // --queue-size
+	SpoolBytes    int64   `json:"spool_bytes,omitempty"` // accepted posts and batches on disk (--durability fsync)
+	SpoolMax      int64   `json:"spool_max,omitempty"`   // --spool-max
+	Draining      bool    `json:"draining"`              // shutting down: no new posts
+	Children      []Child `json:"children"`              // in the order to show them
 
 	// SpoolFault is why the spool takes no posts now (its disk), "" when
 	// it does; then the damage recovery found at start: records lost, how

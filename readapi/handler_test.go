@@ -400,7 +400,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 	const want = `{"build":{"version":"1.2.0","revision":"abc123","dirty":false,"go_version":"go1.26.8","platform":"linux/amd64"},` +
-		`"accepted_per_sec":12.5,"queue_depth":37,"queue_capacity":1024,"draining":false,"children":[` +
+		`"accepted_per_sec":12.5,"accepted":1200,"stored":1150,"dead_lettered":2,"not_stored":48,"queue_depth":37,"queue_capacity":1024,"draining":false,"children":[` +
 		`{"role":"worker","id":0,"pid":4242,"state":"running","restarts":0},` +
 		`{"role":"worker","id":1,"pid":4243,"state":"running","restarts":2},` +
 		`{"role":"saver","id":0,"pid":4250,"state":"running","restarts":0}]}`

@@ -7,15 +7,21 @@
 //
 //	supervisor.go  Run and its phases, in order: open, start, serve, drain,
 //	               report. The drain order is written down once, on drain.
+//	tally.go       what a run did: the one tally of its counts (metrics,
+//	               /status, the summary and the last log line read it), and
+//	               the Report that Run returns
 //	slot.go        a slot is one logical child (role, id) across its
 //	               processes: its typed state, the list of allowed
 //	               transitions, and runSlot, the one runner for workers
-//	               and savers alike
+//	               and savers alike; children, every slot of a run and
+//	               what their runners share
 //	worker.go      the worker's part (an incarnation): posts held until a
 //	               batch covers them, the credit window, re-dispatch and
-//	               quarantine when it dies, its hang rule
+//	               quarantine when it dies, its hang rule; workerHost,
+//	               what it needs of the parent
 //	saver.go       the saver's part: one batch part outstanding, accounting
-//	               of acknowledgements, retry when the sink refuses
+//	               of acknowledgements, retry when the sink refuses;
+//	               saverHost, what it needs of the parent
 //	process.go     one child process: pipes, handshake, the stdout reader,
 //	               stop and kill
 //	batches.go     the batch queue between workers and savers
@@ -26,6 +32,8 @@
 //	listener.go    connection admission: a place only with a request head,
 //	               room made at the cap, spare places, the body stall
 //	reload.go      SIGHUP's token reloads, off the signal loop
+//	intake.go      where the HTTP API puts posts: the post queue and the
+//	               spool, adapted to writeapi's contract (its Refusal)
 //	status.go      what the HTTP layer needs from the parent: /status and
 //	               readiness
 //	durable.go     the spool's side (--durability fsync): recovery at
@@ -51,8 +59,8 @@
 // # Ownership
 //
 // Every goroutine has one owner that waits for it: Run owns the slot
-// runners (parent.runners), the retiring incarnations (parent.retiring),
-// the watchdog and the intake (parent.bg); each process owns its reader
-// goroutines and its waiter (process.wait). A slot's runner is the only
-// writer of its process's stdin.
+// runners, the retiring incarnations and the watchdog through the
+// children (children.wait), and the intake through parent.bg; each
+// process owns its reader goroutines and its waiter (process.wait). A
+// slot's runner is the only writer of its process's stdin.
 package supervisor

@@ -48,15 +48,19 @@ func (p *parent) openSpool() error {
 		return fmt.Errorf("%w: the spool in %s cannot be read; move the directory aside to start without it (what it holds is then not counted)", err, dir)
 	}
 	p.lock, p.spool = lock, sp
+	var inBatches int64
 	for _, b := range rec.Batches {
-		if err := p.requeueRecovered(b); err != nil {
+		n, err := p.requeueRecovered(b)
+		if err != nil {
 			return err
 		}
+		inBatches += n
 	}
+	p.tally.recovered(int64(rec.Posts) + inBatches)
 	if rec.Posts > 0 || len(rec.Batches) > 0 {
 		p.log.Info("recovered from the spool: posts not yet counted will be processed, batches not known stored offered to the sink again",
 			"spool", dir, "posts", rec.Posts, "batches", len(rec.Batches),
-			"posts_in_batches", p.recoveredInBatches.Load(), "segments", rec.Segments, "bytes", rec.Bytes)
+			"posts_in_batches", inBatches, "segments", rec.Segments, "bytes", rec.Bytes)
 	}
 	if st := sp.Stats(); st.LostRecords > 0 {
 		p.log.Error("the spool was damaged: records lost; see the lines above for where, and the quarantine for the bytes",
@@ -64,12 +68,12 @@ func (p *parent) openSpool() error {
 			"quarantined_bytes", st.Quarantined, "quarantine", filepath.Join(dir, "quarantine"),
 			"to_refuse_instead", "--spool-damaged=refuse")
 	}
-	p.recoveredPosts = int64(rec.Posts)
 	return nil
 }
 
-// requeueRecovered puts a batch found in the spool on the batch queue.
-func (p *parent) requeueRecovered(b spool.Batch) error {
+// requeueRecovered puts a batch found in the spool on the batch queue and
+// returns the number of posts it covers.
+func (p *parent) requeueRecovered(b spool.Batch) (posts int64, err error) {
 	g := &batchGroup{spool: b.Seq}
 	items := make([]batchItem, 0, len(b.Parts))
 	for _, raw := range b.Parts {
@@ -82,15 +86,15 @@ func (p *parent) requeueRecovered(b spool.Batch) error {
 			hdr, err = wire.PeekBatch(f.Payload)
 		}
 		if err != nil {
-			return fmt.Errorf("spool record %d holds a batch that cannot be read (%v): it is ingest's own file, so this is a bug or a disk error; move %s aside to start without it", b.Seq, err, p.cfg.SpoolDirectory())
+			return 0, fmt.Errorf("spool record %d holds a batch that cannot be read (%v): it is ingest's own file, so this is a bug or a disk error; move %s aside to start without it", b.Seq, err, p.cfg.SpoolDirectory())
 		}
 		items = append(items, batchItem{raw: raw, id: hdr.PartID(), posts: hdr.Posts, dead: hdr.Dead,
 			entities: hdr.Entities, docs: hdr.Publications + hdr.Entities, group: g})
-		p.recoveredInBatches.Add(int64(hdr.Posts))
+		posts += int64(hdr.Posts)
 	}
 	g.left.Store(int32(len(items)))
 	p.batches.push(items...)
-	return nil
+	return posts, nil
 }
 
 // batchGroup ties the parts of one spooled batch together: the spool
@@ -203,15 +207,6 @@ func (p *parent) closeIntake() {
 	p.posts.Close()
 }
 
-// accepted is the number of posts this run is responsible for: accepted
-// now, or found in the spool.
-func (p *parent) accepted() int64 {
-	if p.spool == nil {
-		return int64(p.posts.Accepted())
-	}
-	return int64(p.spool.Stats().Appended) + p.recoveredPosts + p.recoveredInBatches.Load()
-}
-
 // inputSource is the key of --input's position in the spool: its
 // absolute path. "" for standard input, which cannot be resumed.
 func inputSource(cfg config.Config) string {
@@ -257,26 +252,26 @@ func (p *parent) resumeInput() (spool.Position, error) {
 			"input", p.cfg.Input, "rows_before", at.Rows)
 		return start, nil
 	}
-	if err := p.src.SkipTo(at.LastAt); err != nil {
+	if err := p.in.src.SkipTo(at.LastAt); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return spool.Position{}, p.shortened(at)
 		}
 		return p.restartInput(at, err.Error())
 	}
-	post, err := p.src.Next()
+	post, err := p.in.src.Next()
 	switch {
 	case errors.Is(err, io.EOF):
 		return spool.Position{}, p.shortened(at)
-	case err == nil && rowHash(&post) == at.Hash && p.src.Offset() == at.Offset:
-		p.resumedRows = at.Rows
+	case err == nil && rowHash(&post) == at.Hash && p.in.src.Offset() == at.Offset:
+		p.in.resumedRows = at.Rows
 		p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
 			"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
 		return at, nil
 	}
 	// Another row where the recorded one was: another file, unless this
 	// one ends before the recorded position.
-	for p.src.Offset() < at.Offset {
-		_, err := p.src.Next()
+	for p.in.src.Offset() < at.Offset {
+		_, err := p.in.src.Next()
 		var rowErr *input.RowError
 		if errors.Is(err, io.EOF) {
 			return spool.Position{}, p.shortened(at)
@@ -304,11 +299,11 @@ func (p *parent) shortened(at spool.Position) error {
 // an earlier run read under that name.
 func (p *parent) restartInput(at spool.Position, why string) (spool.Position, error) {
 	p.log.Warn("--input is not the file an earlier run read under this name: reading it from the start", "input", p.cfg.Input, "why", why, "rows_before", at.Rows)
-	p.src.Close()
+	p.in.src.Close()
 	src, err := input.Open(p.cfg.Input)
 	if err != nil {
 		return spool.Position{}, err
 	}
-	p.src = src
+	p.in.src = src
 	return spool.Position{Source: inputSource(p.cfg)}, nil
 }

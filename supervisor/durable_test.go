@@ -102,12 +102,16 @@ func TestRecoveryCountsEachPostOnce(t *testing.T) {
 			}
 			r.db = db
 			assertStored(t, r, posts)
-			got := r.logs.lines("recovered from the spool", "posts=25", "batches=1", "posts_in_batches=15")
-			if len(got) != 1 {
-				t.Errorf("want one recovery line with posts=25 batches=1 posts_in_batches=15:\n%s", r.logs.String())
+			assertEnded(t, r, EndedClean, 40, 40, 0)
+			if r.rep.Recovered != 40 {
+				t.Errorf("recovered %d posts (25 alone, 15 in a batch), want 40", r.rep.Recovered)
 			}
-			if got := r.logs.lines("stopped cleanly", "accepted=40", "stored=40", "recovered=40"); len(got) != 1 {
-				t.Errorf("want a clean stop with accepted=40 stored=40 recovered=40:\n%s", r.logs.String())
+			wantDuplicates := int64(0)
+			if storedBefore {
+				wantDuplicates = 1 // the recovered batch, offered again
+			}
+			if r.rep.Duplicates != wantDuplicates {
+				t.Errorf("%d duplicate batches, want %d", r.rep.Duplicates, wantDuplicates)
 			}
 			segs, _ := filepath.Glob(filepath.Join(dir, "ingest-spool", "*.seg"))
 			if len(segs) != 0 {
@@ -121,8 +125,9 @@ func TestRecoveryCountsEachPostOnce(t *testing.T) {
 			}
 			again.db = db
 			assertStored(t, again, posts)
-			if strings.Contains(again.logs.String(), "recovered from the spool") {
-				t.Errorf("the second start recovered something:\n%s", again.logs.String())
+			assertEnded(t, again, EndedClean, 0, 0, 0)
+			if again.rep.Recovered != 0 {
+				t.Errorf("the second start recovered %d posts", again.rep.Recovered)
 			}
 		})
 	}
@@ -142,7 +147,7 @@ func TestSecondParentRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is used by another ingest (pid") || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("Run on a locked data directory: %v; want a refusal naming the holder and --data-dir", err)
 	}
-	if got := r.logs.lines("slot state"); len(got) != 0 {
-		t.Errorf("children started although the data directory was locked: %q", got)
+	if r.rep.Ending != EndedBeforeStart {
+		t.Errorf("Run reported %s, want %s: no child started", r.rep.Ending, EndedBeforeStart)
 	}
 }

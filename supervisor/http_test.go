@@ -59,7 +59,7 @@ func testHTTPServer(t *testing.T) (*httptest.Server, *queue.Queue[wire.Post]) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_test_gauge", Help: "A metric to scrape."}))
 	h, _ := newHTTPHandler(httpDeps{
-		Intake: queueIntake{q}, Token: writeToken, ReadToken: readToken,
+		Intake: queueIntake{q: q, tally: newTally()}, Token: writeToken, ReadToken: readToken,
 		Log:     hclog.New(&hclog.LoggerOptions{Name: "http", Level: hclog.Debug, Output: tLog{t}}),
 		Status:  func() readapi.Status { return readapi.Status{QueueCapacity: q.Cap()} },
 		Reader:  fakeReader{},
@@ -186,7 +186,7 @@ func TestTokensDoNotCross(t *testing.T) {
 // Host), and adds the headers to GETs; the write API gets none.
 func TestCORSRoutes(t *testing.T) {
 	h, _ := newHTTPHandler(httpDeps{
-		Intake: queueIntake{queue.New[wire.Post](10)}, ReadToken: readToken, Reader: fakeReader{},
+		Intake: queueIntake{q: queue.New[wire.Post](10), tally: newTally()}, ReadToken: readToken, Reader: fakeReader{},
 		Status:       func() readapi.Status { return readapi.Status{} },
 		Metrics:      prometheus.NewRegistry(),
 		LoopbackOnly: true, Listen: "127.0.0.1:0",

@@ -24,19 +24,21 @@ func (p *parent) intake() writeapi.Intake {
 	if p.spool != nil {
 		return spoolIntake{p}
 	}
-	return queueIntake{q: p.posts}
+	return queueIntake{q: p.posts, tally: p.tally}
 }
 
 // queueIntake is the HTTP API's intake without a spool: the posts wait in
 // the post queue, in memory.
 type queueIntake struct {
-	q *queue.Queue[wire.Post]
+	q     *queue.Queue[wire.Post]
+	tally *tally // counts what it accepts
 }
 
 func (in queueIntake) TryPutAll(posts []wire.Post) error {
 	err := in.q.TryPutAll(posts)
 	switch {
 	case err == nil:
+		in.tally.accept(len(posts))
 		return nil
 	case errors.Is(err, queue.ErrFull):
 		return &writeapi.Refusal{Status: http.StatusServiceUnavailable, RetryAfter: in.q.RetryAfter(), Reason: writeapi.ReasonQueueFull, Err: err,
@@ -76,6 +78,7 @@ func (in spoolIntake) TryPutAll(posts []wire.Post) error {
 	var f *spool.Fault
 	switch {
 	case err == nil:
+		p.tally.accept(len(posts))
 		return nil
 	case errors.Is(err, spool.ErrFull):
 		bytes, _ := p.spool.Backlog()

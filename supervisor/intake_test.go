@@ -19,10 +19,13 @@ import (
 // the queue 413 naming --queue-size, closed is draining.
 func TestQueueIntakeRefusals(t *testing.T) {
 	q := queue.New[wire.Post](2)
-	in := queueIntake{q: q}
+	in := queueIntake{q: q, tally: newTally()}
 	post := wire.Post{Publication: "p", Content: "c"}
 	if err := in.TryPutAll([]wire.Post{post, post}); err != nil {
 		t.Fatalf("TryPutAll into an empty queue: %v", err)
+	}
+	if c := in.tally.counts(); c.Accepted != 2 {
+		t.Errorf("tally after 2 posts taken: %+v", c)
 	}
 	refusal := func(err error) *writeapi.Refusal {
 		t.Helper()
@@ -47,13 +50,16 @@ func TestQueueIntakeRefusals(t *testing.T) {
 	if closed := refusal(in.TryPutAll([]wire.Post{post})); closed.Reason != writeapi.ReasonDraining {
 		t.Errorf("closed queue: %+v, want draining", closed)
 	}
+	if c := in.tally.counts(); c.Accepted != 2 {
+		t.Errorf("refused posts were counted: %+v", c)
+	}
 }
 
 // Through the write API, a client of a full queue is told so, and when to
 // come back.
 func TestQueueIntakeThroughTheWriteAPI(t *testing.T) {
 	q := queue.New[wire.Post](1)
-	h := writeapi.New(writeapi.Config{Intake: queueIntake{q: q}, Logger: hclog.New(&hclog.LoggerOptions{Output: tLog{t}})})
+	h := writeapi.New(writeapi.Config{Intake: queueIntake{q: q, tally: newTally()}, Logger: hclog.New(&hclog.LoggerOptions{Output: tLog{t}})})
 	send := func() *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodPost, "/post/enqueue", strings.NewReader(`{"publication": "p", "content": "c"}`))
 		r.Header.Set("Content-Type", "application/json")

@@ -45,7 +45,7 @@ func startCapped(t *testing.T, max, perPeer int, stall, waitedLong time.Duration
 	l.headTimeout = 2 * time.Second
 	q := queue.New[wire.Post](1000)
 	h, _ := newHTTPHandler(httpDeps{
-		Intake: queueIntake{q}, Token: tok, ReadToken: tok,
+		Intake: queueIntake{q: q, tally: newTally()}, Token: tok, ReadToken: tok,
 		Log:     hclog.New(&hclog.LoggerOptions{Name: "http", Level: hclog.Info, Output: tLog{t}}),
 		Status:  func() readapi.Status { return readapi.Status{} },
 		Metrics: prometheus.NewRegistry(),

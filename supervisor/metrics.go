@@ -14,40 +14,46 @@ import (
 )
 
 // metrics are the parent's Prometheus metrics, on their own registry (no
-// globals). Per-child figures come from the children's heartbeats.
+// globals). The counts are the tally's, read at scrape time; per-child
+// figures come from the children's heartbeats; the one thing kept here is
+// the NER time histogram.
 type metrics struct {
-	reg *prometheus.Registry
-
-	batches    prometheus.Counter
-	duplicates prometheus.Counter
-	entities   prometheus.Counter
-	deadLetter prometheus.Counter
-	restarts   *prometheus.CounterVec
+	reg        *prometheus.Registry
 	nerSeconds prometheus.Histogram
-	commits    prometheus.Counter
-	writes     prometheus.Counter
+}
+
+// tallyCounter is a counter that reads one of the tally's counts.
+func tallyCounter(t *tally, name, help string, count func(Counts) int64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+		func() float64 { return float64(count(t.counts())) })
 }
 
 func newMetrics(p *parent) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_batches_committed_total",
-			Help: "Batch parts the sink acknowledged (flushes arrive as one part unless very large)."}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_batches_duplicate_total",
-			Help: "Batch parts the sink had already applied (replays after a saver crash)."}),
-		entities: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_entity_writes_total",
-			Help: "Entity count rows written to the sink."}),
-		deadLetter: prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_dead_letters_total",
-			Help: "Posts quarantined as dead letters."}),
-		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ingest_child_restarts_total",
-			Help: "Children restarted or replaced, by role and reason (crashed, hung, retired, start_failed)."}, []string{"role", "reason"}),
 		nerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ingest_ner_seconds",
 			Help: "NER time per post, as the workers measure it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
-	m.commits = prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_sink_commits_total",
-		Help: "Commits (SQLite transactions, Firestore commits) the savers made."})
-	m.writes = prometheus.NewCounter(prometheus.CounterOpts{Name: "ingest_sink_writes_total",
-		Help: "Rows or documents the savers wrote, idempotency markers included."})
+	t := p.tally
+	m.reg.MustRegister(
+		tallyCounter(t, "ingest_posts_accepted_total", "Posts accepted over HTTP or from --input, and found in the spool at start.",
+			func(c Counts) int64 { return c.Accepted }),
+		tallyCounter(t, "ingest_posts_stored_total", "Posts whose counts the sink acknowledged.",
+			func(c Counts) int64 { return c.Stored }),
+		tallyCounter(t, "ingest_dead_letters_total", "Posts stored as dead letters (quarantined: the worker processing them kept dying).",
+			func(c Counts) int64 { return c.DeadLettered }),
+		tallyCounter(t, "ingest_batches_committed_total", "Batch parts the sink acknowledged (flushes arrive as one part unless very large).",
+			func(c Counts) int64 { return c.Batches }),
+		tallyCounter(t, "ingest_batches_duplicate_total", "Batch parts the sink had already applied (replays after a saver crash).",
+			func(c Counts) int64 { return c.Duplicates }),
+		tallyCounter(t, "ingest_entity_writes_total", "Entity count rows written to the sink.",
+			func(c Counts) int64 { return c.Entities }),
+		tallyCounter(t, "ingest_sink_commits_total", "Commits (SQLite transactions, Firestore commits) the savers made.",
+			func(c Counts) int64 { return c.Commits }),
+		tallyCounter(t, "ingest_sink_writes_total", "Rows or documents the savers wrote, idempotency markers included.",
+			func(c Counts) int64 { return c.Writes }),
+		&restartCollector{t: t},
+	)
 	v := version.Get()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_build_info",
 		Help: "1, labelled with the build that runs: version, revision, dirty, goversion.",
@@ -59,7 +65,7 @@ func newMetrics(p *parent) *metrics {
 		ConstLabels: prometheus.Labels{"engine": p.cfg.NER, "model": ner.Model(ner.Engine(p.cfg.NER))}})
 	engine.Set(1)
 	m.reg.MustRegister(build, engine)
-	m.reg.MustRegister(m.commits, m.writes, m.batches, m.duplicates, m.entities, m.deadLetter, m.restarts, m.nerSeconds,
+	m.reg.MustRegister(m.nerSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},
 			func() float64 { return float64(p.posts.Len()) }),
@@ -100,12 +106,8 @@ func newMetrics(p *parent) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_batch_queue_depth", Help: "Batch parts waiting for a saver, and batches waiting for the spool to record them."},
 			func() float64 { return float64(p.batches.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
-			func() float64 { return b2f(p.draining.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_accepted_total", Help: "Posts accepted over HTTP or from --input."},
-			func() float64 { return float64(p.accepted()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ingest_posts_stored_total", Help: "Posts whose counts the sink acknowledged."},
-			func() float64 { return float64(p.stored.Load()) }),
-		&childCollector{p: p},
+			func() float64 { return b2f(p.draining()) }),
+		&childCollector{c: p.children},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_http_connections_open", Help: "HTTP connections open (--max-connections caps them)."},
 			func() float64 {
 				if p.conns == nil {
@@ -190,8 +192,24 @@ var (
 	childInflight = prometheus.NewDesc("ingest_worker_posts_in_flight", "Posts a worker holds that no stored batch covers yet.", childLabels, nil)
 )
 
+var restartsDesc = prometheus.NewDesc("ingest_child_restarts_total",
+	"Children restarted or replaced, by role and reason (crashed, hung, retired, start_failed).", []string{"role", "reason"}, nil)
+
+// restartCollector reports the tally's restarts at scrape time.
+type restartCollector struct{ t *tally }
+
+func (c *restartCollector) Describe(ch chan<- *prometheus.Desc) { ch <- restartsDesc }
+
+func (c *restartCollector) Collect(ch chan<- prometheus.Metric) {
+	for role, reasons := range c.t.restartCounts() {
+		for reason, n := range reasons {
+			ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(n), string(role), reason)
+		}
+	}
+}
+
 // childCollector reports every current child at scrape time.
-type childCollector struct{ p *parent }
+type childCollector struct{ c *children }
 
 func (c *childCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{childUp, childCPU, childRSS, childInflight} {
@@ -200,7 +218,7 @@ func (c *childCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *childCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.p.childStates() {
+	for _, st := range c.c.states() {
 		labels := []string{string(st.role), strconv.Itoa(st.id), strconv.Itoa(st.pid)}
 		ch <- prometheus.MustNewConstMetric(childUp, prometheus.GaugeValue, b2f(st.alive), labels...)
 		ch <- prometheus.MustNewConstMetric(childCPU, prometheus.CounterValue, float64(st.cpuMillis)/1000, labels...)

@@ -32,14 +32,18 @@ import (
 // read, and recorded, however slowly batches move on.
 //
 // The encoder is used by one goroutine only, the slot runner.
+//
+// What it does to the operating system goes through signal and stdin, so
+// that the unit tests run the slot runner, the worker's and the saver's
+// parts over a process with no OS process behind it (fakeOS).
 type process struct {
 	role wire.Role
 	id   int
 	pid  int
 	log  hclog.Logger
 
-	cmd     *exec.Cmd
-	stdin   *os.File
+	signal  func(os.Signal) error // to the OS process: SIGTERM, or os.Kill
+	stdin   io.Closer             // the parent's end of the child's stdin, under enc
 	enc     *wire.Encoder
 	exited  chan struct{}
 	drained chan struct{}
@@ -80,7 +84,7 @@ func (p *parent) launch(role wire.Role, id int, h frameHandler) (*process, error
 	if p.lock != nil {
 		inherit = append(inherit, p.lock.File())
 	}
-	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, h, &p.family, inherit...)
+	return startProcess(p.exe, p.cfg.ChildArgs(role, id), role, id, p.log, h, &p.children.family, inherit...)
 }
 
 // family is every child process the parent forked that has not exited
@@ -172,7 +176,7 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	p := &process{
 		role: role, id: id, pid: cmd.Process.Pid,
 		log:     log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid),
-		cmd:     cmd,
+		signal:  cmd.Process.Signal,
 		stdin:   stdin,
 		enc:     wire.NewEncoder(stdin, 0),
 		exited:  make(chan struct{}),
@@ -333,7 +337,7 @@ func (p *process) stop(reason string) {
 		p.log.Warn("could not send STOP", "error", err)
 	}
 	p.stdin.Close()
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
 }
 
 // kill ends the child for sure and logs why, once: the first reason is
@@ -353,7 +357,7 @@ func (p *process) kill(reason string) {
 	} else {
 		p.log.Warn("killing the child", "why", reason)
 	}
-	p.cmd.Process.Kill()
+	p.signal(os.Kill)
 }
 
 // killedFor is why the parent killed the child, or "".

@@ -28,10 +28,10 @@ func (p *parent) progress(done <-chan struct{}) {
 			return
 		case now := <-t.C:
 			elapsed := now.Sub(p.started)
-			read, size := p.src.Progress()
-			rows := p.resumedRows + p.read.Load() + p.skipped.Load()
-			args := []any{"rows_read", rows, "stored", p.stored.Load(),
-				"posts_per_sec", fmt.Sprintf("%.1f", float64(p.stored.Load())/elapsed.Seconds())}
+			read, size := p.in.src.Progress()
+			c := p.tally.counts()
+			args := []any{"rows_read", p.in.resumedRows + c.RowsRead, "stored", c.Stored,
+				"posts_per_sec", fmt.Sprintf("%.1f", float64(c.Stored)/elapsed.Seconds())}
 			if size > 0 {
 				args = append(args, "read", fmt.Sprintf("%.1f%%", 100*float64(read)/float64(size)))
 				if left, ok := timeLeft(read, size, elapsed); ok {
@@ -54,7 +54,7 @@ func timeLeft(read, size int64, elapsed time.Duration) (time.Duration, bool) {
 
 // progressBar draws the bar, redrawn a few times a second from here only.
 func (p *parent) progressBar(done <-chan struct{}) {
-	_, size := p.src.Progress()
+	_, size := p.in.src.Progress()
 	total := size
 	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(p.opts.ProgressBar),
@@ -73,11 +73,13 @@ func (p *parent) progressBar(done <-chan struct{}) {
 	defer t.Stop()
 	update := func() {
 		elapsed := time.Since(p.started).Seconds()
-		b.Describe(fmt.Sprintf("read %d, stored %d (%.0f posts/s)", p.read.Load(), p.stored.Load(), float64(p.stored.Load())/elapsed))
-		if read, _ := p.src.Progress(); size > 0 {
+		c := p.tally.counts()
+		posts := c.RowsRead - c.RowsSkipped
+		b.Describe(fmt.Sprintf("read %d, stored %d (%.0f posts/s)", posts, c.Stored, float64(c.Stored)/elapsed))
+		if read, _ := p.in.src.Progress(); size > 0 {
 			_ = b.Set64(read)
 		} else {
-			_ = b.Set64(p.read.Load())
+			_ = b.Set64(posts)
 		}
 	}
 	for {

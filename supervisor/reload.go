@@ -34,14 +34,24 @@ type reloader struct {
 	busy atomic.Bool // a read has not returned yet
 }
 
-// start begins a reload and returns at once; done is closed once it is
-// decided: applied, refused, given up or skipped.
-func (r *reloader) start() (done <-chan struct{}) {
-	decided := make(chan struct{})
+// reloadOutcome is how a reload was decided.
+type reloadOutcome int
+
+const (
+	reloadApplied  reloadOutcome = iota // the new tokens are in force
+	reloadRefused                       // the files could not be read: the old tokens stay
+	reloadGivenUp                       // the read took longer than the timeout: the old tokens stay
+	reloadSkipped                       // the previous read still blocks: nothing was read
+)
+
+// start begins a reload and returns at once; decided receives how it was
+// decided (it is buffered: nobody need receive).
+func (r *reloader) start() (decided <-chan reloadOutcome) {
+	outcome := make(chan reloadOutcome, 1)
 	if !r.busy.CompareAndSwap(false, true) {
 		r.log.Warn("SIGHUP: the previous reload is still reading the token files (is their file system stuck?); this one is skipped, the tokens in force stay")
-		close(decided)
-		return decided
+		outcome <- reloadSkipped
+		return outcome
 	}
 	type result struct {
 		t   config.Tokens
@@ -54,23 +64,25 @@ func (r *reloader) start() (done <-chan struct{}) {
 		got <- result{t, err}
 	}()
 	go func() {
-		defer close(decided)
 		timer := time.NewTimer(r.timeout)
 		defer timer.Stop()
 		select {
 		case res := <-got:
 			if res.err != nil {
 				r.log.Error("SIGHUP: the tokens were not reloaded; the old ones stay in force", "error", res.err)
+				outcome <- reloadRefused
 				return
 			}
 			for _, w := range res.t.Warnings {
 				r.log.Warn(w)
 			}
 			r.apply(res.t)
+			outcome <- reloadApplied
 		case <-timer.C:
 			r.log.Error("SIGHUP: reading the token files took longer than the reload timeout (is their file system stuck?); the old tokens stay in force",
 				"timeout", r.timeout)
+			outcome <- reloadGivenUp
 		}
 	}()
-	return decided
+	return outcome
 }

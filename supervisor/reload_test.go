@@ -14,11 +14,10 @@ import (
 // tokens in force stay, and a SIGHUP meanwhile starts no second read;
 // once the file system answers, reloads work again.
 func TestReloadThatBlocksIsGivenUp(t *testing.T) {
-	logs := &syncBuffer{}
 	unblock := make(chan struct{})
 	reads, applied := 0, make(chan config.Tokens, 4)
 	r := &reloader{
-		log:     hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+		log:     hclog.New(&hclog.LoggerOptions{Output: tLog{t}, Level: hclog.Debug}),
 		timeout: 50 * time.Millisecond,
 		read: func() (config.Tokens, error) {
 			reads++ // one read at a time: no lock needed
@@ -31,19 +30,18 @@ func TestReloadThatBlocksIsGivenUp(t *testing.T) {
 	}
 	began := time.Now()
 	select {
-	case <-r.start():
+	case got := <-r.start():
+		if got != reloadGivenUp {
+			t.Errorf("a blocked read: outcome %d, want given up", got)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a blocked read was not given up")
 	}
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("given up after %s, want about the timeout", d)
 	}
-	if got := logs.lines("took longer than the reload timeout"); len(got) != 1 {
-		t.Errorf("want the timeout logged once, got %q", got)
-	}
-	<-r.start() // skipped: the first read still blocks
-	if got := logs.lines("this one is skipped"); len(got) != 1 {
-		t.Errorf("want the skipped reload logged, got %q", got)
+	if got := <-r.start(); got != reloadSkipped { // the first read still blocks
+		t.Errorf("a reload while a read blocks: outcome %d, want skipped", got)
 	}
 	close(unblock) // the file system answers: the late result is dropped
 	deadline := time.Now().Add(10 * time.Second)
@@ -56,7 +54,9 @@ func TestReloadThatBlocksIsGivenUp(t *testing.T) {
 	if len(applied) != 0 {
 		t.Fatalf("a read given up was applied: %v", <-applied)
 	}
-	<-r.start()
+	if got := <-r.start(); got != reloadApplied {
+		t.Errorf("a reload after the file system recovered: outcome %d, want applied", got)
+	}
 	select {
 	case tk := <-applied:
 		if tk.Write != "new" {
@@ -72,15 +72,13 @@ func TestReloadThatBlocksIsGivenUp(t *testing.T) {
 
 // A refused read (not a regular file, unreadable) keeps the tokens.
 func TestReloadRefusedKeepsTokens(t *testing.T) {
-	logs := &syncBuffer{}
 	r := &reloader{
-		log:     hclog.New(&hclog.LoggerOptions{Output: logs}),
+		log:     hclog.New(&hclog.LoggerOptions{Output: tLog{t}}),
 		timeout: time.Second,
 		read:    func() (config.Tokens, error) { return config.Tokens{}, errors.New("not a regular file") },
 		apply:   func(config.Tokens) { t.Error("a refused reload was applied") },
 	}
-	<-r.start()
-	if got := logs.lines("the old ones stay in force", "not a regular file"); len(got) != 1 {
-		t.Errorf("want the refusal logged with its reason, got %q", got)
+	if got := <-r.start(); got != reloadRefused {
+		t.Errorf("a read that fails: outcome %d, want refused", got)
 	}
 }

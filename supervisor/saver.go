@@ -7,15 +7,37 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/wire"
 )
+
+// saverHost is what a saver incarnation calls of the parent (the parent
+// implements it; the unit tests a fake). Its methods are safe for
+// concurrent use and return at once.
+type saverHost interface {
+	// draining reports whether the run is draining: a saver is not
+	// retired then, it is stopped.
+	draining() bool
+	// stored books a batch part the sink acknowledged as stored (a
+	// duplicate too: an earlier attempt stored it).
+	stored(item batchItem, ack wire.Ack)
+	// storeFailing records whether the last part could be stored: the
+	// sink's refusal, or nil once a part is stored again.
+	storeFailing(err error)
+}
 
 // saverInc is one incarnation of a saver. It is sent one batch part at a
 // time; the part stays the parent's until the saver acknowledges it.
 type saverInc struct {
-	p   *parent
-	id  int
-	pro *process
+	host    saverHost
+	batches *batchQueue
+	cfg     *config.Config // --heartbeat-timeout
+	id      int
+	pro     *process
+	// retryAfter is how long it waits before offering a part again after
+	// the sink refused it: applyRetry.
+	retryAfter time.Duration
 
 	// acks carries the saver's acknowledgement from the stdout reader to
 	// the feeder. One part is outstanding at a time, so one slot is
@@ -47,12 +69,17 @@ func (s *saverInc) storingFor(now time.Time) time.Duration {
 // the sink refused it.
 const applyRetry = 2 * time.Second
 
+func newSaverInc(host saverHost, batches *batchQueue, cfg *config.Config, id int) *saverInc {
+	return &saverInc{host: host, batches: batches, cfg: cfg, id: id, retryAfter: applyRetry,
+		acks: make(chan wire.Ack, 1), retire: make(chan struct{})}
+}
+
 func (p *parent) startSaver(id int) (incarnation, error) {
-	s := &saverInc{p: p, id: id, acks: make(chan wire.Ack, 1), retire: make(chan struct{})}
+	s := newSaverInc(p, p.batches, &p.cfg, id)
 	if _, err := p.launch(wire.RoleSaver, id, s); err != nil {
 		return nil, err
 	}
-	p.watch(s)
+	p.children.watch(s)
 	return s, nil
 }
 
@@ -71,7 +98,7 @@ func (s *saverInc) onFrame(f wire.Frame) error {
 			return err
 		}
 		s.pro.observe(&hb)
-		if hb.Draining && !s.pro.stopping.Load() && !s.p.draining.Load() {
+		if hb.Draining && !s.pro.stopping.Load() && !s.host.draining() {
 			s.retireOnce.Do(func() { close(s.retire) })
 		}
 		return nil
@@ -97,16 +124,15 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 	parent := ctx
 	ctx, stop := feeding(ctx, s.pro.exited, s.retire)
 	defer stop()
-	p := s.p
 	for {
-		item, ok := p.batches.take(ctx)
+		item, ok := s.batches.take(ctx)
 		if !ok {
 			return why(ctx, s.retire)
 		}
 		s.sentAt.Store(time.Now().UnixNano())
 		if err := s.pro.sendRaw(item.raw); err != nil {
 			s.sentAt.Store(0)
-			p.batches.requeue(item)
+			s.batches.requeue(item)
 			return feedDied
 		}
 		// Wait for the outcome even if the saver asked to retire meanwhile.
@@ -118,23 +144,23 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 			<-s.pro.drained // an ack it sent before dying is in s.acks by now
 			select {
 			case ack = <-s.acks:
-				if p.account(s.pro, item, ack) == nil {
+				if s.account(item, ack) == nil {
 					return feedDied
 				}
 			default:
 			}
-			p.batches.requeue(item) // not known stored: a saver applies it again, idempotently
+			s.batches.requeue(item) // not known stored: a saver applies it again, idempotently
 			return feedDied
 		case <-parent.Done():
 			s.sentAt.Store(0)
-			p.batches.requeue(item)
+			s.batches.requeue(item)
 			return feedDied
 		}
 		s.sentAt.Store(0)
-		if err := p.account(s.pro, item, ack); err != nil {
-			p.storeFailing(err)
-			p.batches.requeue(item)
-			t := time.NewTimer(applyRetry)
+		if err := s.account(item, ack); err != nil {
+			s.host.storeFailing(err)
+			s.batches.requeue(item)
+			t := time.NewTimer(s.retryAfter)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
@@ -142,7 +168,7 @@ func (s *saverInc) feed(ctx context.Context) feedResult {
 			t.Stop()
 			continue
 		}
-		p.storeFailing(nil)
+		s.host.storeFailing(nil)
 	}
 }
 
@@ -153,22 +179,31 @@ func (s *saverInc) finish(clean bool) bool { return false }
 // hung: silent past --heartbeat-timeout. A saver inside a slow commit still
 // beats, so a slow sink is not a hang.
 func (s *saverInc) hung(now time.Time) string {
-	if d := s.pro.silentFor(now); d > s.p.cfg.HeartbeatTimeout {
-		return fmt.Sprintf("silent for %s (--heartbeat-timeout %s)", d.Round(time.Millisecond), s.p.cfg.HeartbeatTimeout)
-	}
-	return ""
+	return silent(s.pro, now, s.cfg.HeartbeatTimeout)
 }
 
-// account books an acknowledged batch part. A duplicate was stored by an
-// earlier attempt, so it counts as stored. An error means the sink refused
-// it: the caller keeps the batch and offers it again.
-func (p *parent) account(proc *process, item batchItem, ack wire.Ack) error {
+// account books an acknowledged batch part with the parent. A duplicate
+// was stored by an earlier attempt, so it counts as stored. An error means
+// the part is not known stored: the sink refused it, or the saver
+// acknowledged another part (a protocol error); the caller keeps the part
+// and offers it again.
+func (s *saverInc) account(item batchItem, ack wire.Ack) error {
 	switch {
 	case ack.ID != item.id:
-		return fmt.Errorf("%s acknowledged batch %s while %s was outstanding", proc, ack.ID, item.id)
+		return fmt.Errorf("%s acknowledged batch %s while %s was outstanding", s.pro, ack.ID, item.id)
 	case ack.Err != "":
-		return fmt.Errorf("%s could not store batch %s: %s", proc, item.id, ack.Err)
+		return fmt.Errorf("%s could not store batch %s: %s", s.pro, item.id, ack.Err)
 	}
+	s.host.stored(item, ack)
+	return nil
+}
+
+// The parent's side of saverHost.
+
+// stored books a part the sink acknowledged: in the --input summary, in
+// the spool (the batch is forgotten once its last part is stored), and
+// in the tally.
+func (p *parent) stored(item batchItem, ack wire.Ack) {
 	if p.summary != nil {
 		// The summary shows what was stored, so it counts a batch here,
 		// once the sink acknowledged it (a duplicate too: the parent
@@ -179,30 +214,37 @@ func (p *parent) account(proc *process, item batchItem, ack wire.Ack) error {
 		}
 	}
 	p.partStored(item)
-	p.stored.Add(int64(item.posts - item.dead))
-	p.dead.Add(int64(item.dead))
-	p.commits.Add(ack.Commits)
-	p.writes.Add(ack.Writes)
-	p.metrics.commits.Add(float64(ack.Commits))
-	p.metrics.writes.Add(float64(ack.Writes))
-	p.metrics.entities.Add(float64(item.entities))
-	p.metrics.batches.Inc()
-	if ack.Duplicate {
-		p.metrics.duplicates.Inc()
-	}
-	return nil
+	p.tally.store(item, ack)
 }
 
-// storeFailing records whether the last batch could be stored; while it
-// could not, the parent is not ready and says why.
-func (p *parent) storeFailing(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err != nil && p.storeErr == nil {
-		p.log.Error("batches cannot be stored; keeping them and retrying, not ready meanwhile", "error", err)
+func (p *parent) storeFailing(err error) { p.storing.set(err) }
+
+// storeHealth is whether batches can be stored: the sink's last refusal,
+// until a batch is stored again. While there is one, the parent is not
+// ready (/readyz says why). Safe for concurrent use.
+type storeHealth struct {
+	log hclog.Logger
+
+	mu  sync.Mutex
+	err error
+}
+
+// set records the outcome of the last batch, logging each change once.
+func (h *storeHealth) set(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil && h.err == nil {
+		h.log.Error("batches cannot be stored; keeping them and retrying, not ready meanwhile", "error", err)
 	}
-	if err == nil && p.storeErr != nil {
-		p.log.Info("batches are being stored again")
+	if err == nil && h.err != nil {
+		h.log.Info("batches are being stored again")
 	}
-	p.storeErr = err
+	h.err = err
+}
+
+// failing is the sink's last refusal, nil once a batch was stored again.
+func (h *storeHealth) failing() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err
 }

@@ -58,17 +58,27 @@ func childPids(t *testing.T) []int {
 	return out
 }
 
-// workerPid is the pid of a running worker child, from /proc.
-func workerPid(t *testing.T) int {
+// workerPids are the pids of the worker children, from /proc.
+func workerPids(t *testing.T) []int {
 	t.Helper()
+	var out []int
 	for _, pid := range childPids(t) {
 		cmdline, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 		if bytes.Contains(cmdline, []byte("--role=worker")) {
-			return pid
+			out = append(out, pid)
 		}
 	}
-	t.Fatal("no worker child found in /proc")
-	return 0
+	return out
+}
+
+// workerPid is the pid of a running worker child, from /proc.
+func workerPid(t *testing.T) int {
+	t.Helper()
+	pids := workerPids(t)
+	if len(pids) == 0 {
+		t.Fatal("no worker child found in /proc")
+	}
+	return pids[0]
 }
 
 // The race of issue 22: a worker is sent SIGTERM (a rolling restart), so
@@ -89,14 +99,14 @@ func TestShutdownRace(t *testing.T) {
 			t.Fatalf("iteration %d: children of an earlier run still exist: %v", i, leftover)
 		}
 		r := startRun(t, nil, "--workers", "1", "--drain-timeout", "1m")
-		waitLog(t, r, 30*time.Second, "listening")
+		r.awaitReady(t, 30*time.Second)
 		if err := syscall.Kill(workerPid(t), syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
 		// The moments are the race's, not synchronisation: every third
-		// iteration waits until the replacement is being started.
+		// iteration waits until the replacement is forked.
 		if i%3 == 1 {
-			waitLog(t, r, 10*time.Second, "retiring worker: starting a replacement first")
+			waitFor(t, r, 10*time.Second, "the replacement worker to be forked", func() bool { return len(workerPids(t)) >= 2 })
 		}
 		time.Sleep(time.Duration(i%7) * 2 * time.Millisecond)
 		r.signals <- syscall.SIGTERM
@@ -136,8 +146,8 @@ func TestSignalDuringStartUp(t *testing.T) {
 	}
 	r.signals <- syscall.SIGTERM
 	err := r.wait(t, 10*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "while the children were starting") {
-		t.Fatalf("Run = %v, want the start-up interrupted by the signal", err)
+	if err == nil || !strings.Contains(err.Error(), "while the children were starting") || r.rep.Ending != EndedBeforeStart {
+		t.Fatalf("Run = %s, %v; want the start-up interrupted by the signal", r.rep.Ending, err)
 	}
 	if left := childPids(t); len(left) > 0 {
 		t.Fatalf("children outlived Run: %v", left)

@@ -3,10 +3,12 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -91,22 +93,15 @@ type slot struct {
 	restarts int
 }
 
-// setState moves the slot to a new state; a move the list does not allow
-// is a bug, logged loudly rather than crashing the parent.
-func (p *parent) setState(s *slot, to slotState) {
+// move changes the slot's state and reports the state it left and whether
+// the list allows the move. The move is made either way: a runner that
+// got it wrong must not wedge the slot.
+func (s *slot) move(to slotState) (from slotState, ok bool) {
 	s.mu.Lock()
-	from := s.state
-	ok := false
-	for _, next := range allowed[from] {
-		ok = ok || next == to
-	}
+	defer s.mu.Unlock()
+	from = s.state
 	s.state = to
-	s.mu.Unlock()
-	if !ok {
-		p.log.Error("BUG: slot state change not in the list", "role", s.role, "id", s.id, "from", from, "to", to)
-		return
-	}
-	p.log.Debug("slot state", "role", s.role, "id", s.id, "from", from, "to", to)
+	return from, slices.Contains(allowed[from], to)
 }
 
 func (s *slot) setCurrent(inc incarnation) {
@@ -115,74 +110,182 @@ func (s *slot) setCurrent(inc incarnation) {
 	s.cur = inc
 }
 
+// children is every slot of a run and what their runners share: the
+// run's context, the restart budgets, every process forked (family), the
+// watchdog's list, and the tally their restarts are counted in. Run's
+// phases start the runners (start), wait for them (wait) and kill
+// everything (killAll); nothing here knows the queues or the sink.
+type children struct {
+	ctx         context.Context // the run's: ends when it is aborted
+	log         hclog.Logger
+	slots       []*slot // workers first
+	family      family
+	budgets     map[wire.Role]*budget
+	maxRestarts int           // --max-restarts, for the messages
+	window      time.Duration // --restart-window
+	tally       *tally
+	giveUp      func(error) // a role spent its restart budget: the run drains and fails
+	// trace, when not nil, is told every slot transition; the unit tests
+	// record them with it.
+	trace func(s *slot, from, to slotState)
+
+	runners  sync.WaitGroup // one per slot: runSlot
+	retiring sync.WaitGroup // old incarnations being stopped after their replacement started
+	watching sync.WaitGroup // the watchdog
+
+	mu      sync.Mutex
+	watched map[watched]struct{}
+}
+
+// newChildren returns the children of a run with the restart settings of
+// cfg; giveUp ends the run.
+func newChildren(ctx context.Context, log hclog.Logger, maxRestarts int, window time.Duration, t *tally, giveUp func(error)) *children {
+	return &children{
+		ctx: ctx, log: log, tally: t, giveUp: giveUp,
+		maxRestarts: maxRestarts, window: window,
+		budgets: map[wire.Role]*budget{
+			wire.RoleWorker: {max: maxRestarts, window: window},
+			wire.RoleSaver:  {max: maxRestarts, window: window},
+		},
+		watched: make(map[watched]struct{}),
+	}
+}
+
+// add adds a slot; workers are added before savers.
+func (c *children) add(role wire.Role, id int, start func() (incarnation, error)) {
+	c.slots = append(c.slots, &slot{role: role, id: id, start: start})
+}
+
+// start starts one runner per slot, first[i] being slot i's first
+// incarnation, and the watchdog. Once every worker runner and every
+// retiring incarnation has returned, it calls workersDone: no worker can
+// produce another batch, so the savers' queue may close (drain, step 3).
+func (c *children) start(first []incarnation, workersDone func()) {
+	var workers sync.WaitGroup
+	for i, s := range c.slots {
+		isWorker := s.role == wire.RoleWorker
+		if isWorker {
+			workers.Add(1)
+		}
+		c.runners.Go(func() {
+			if isWorker {
+				defer workers.Done()
+			}
+			c.runSlot(s, first[i])
+		})
+	}
+	go func() {
+		workers.Wait()
+		c.retiring.Wait()
+		workersDone()
+	}()
+	done := make(chan struct{})
+	c.watching.Go(func() { c.watchdog(done) })
+	go func() { // stops the watchdog once every runner is done
+		c.runners.Wait()
+		c.retiring.Wait()
+		close(done)
+	}()
+}
+
+// wait returns once every runner, every retiring incarnation and the
+// watchdog have returned.
+func (c *children) wait() {
+	c.runners.Wait()
+	c.retiring.Wait()
+	c.watching.Wait()
+}
+
+// killAll kills every child process, those still starting included, and
+// any forked after it (see family). Idempotent.
+func (c *children) killAll(why string) {
+	c.family.killAll(why)
+}
+
+func (c *children) aborted() bool { return c.ctx.Err() != nil }
+
+// setState moves the slot to a new state; a move the list does not allow
+// is a bug, logged loudly rather than crashing the parent.
+func (c *children) setState(s *slot, to slotState) {
+	from, ok := s.move(to)
+	if c.trace != nil {
+		c.trace(s, from, to)
+	}
+	if !ok {
+		c.log.Error("BUG: slot state change not in the list", "role", s.role, "id", s.id, "from", from, "to", to)
+		return
+	}
+	c.log.Debug("slot state", "role", s.role, "id", s.id, "from", from, "to", to)
+}
+
 // runSlot owns slot s for the whole run, from its first incarnation
 // (already started by the start phase) to its end:
 //
 //   - feed it until its queue is closed and empty, then STOP it and wait;
 //   - when it asks to retire, start a replacement first, then STOP the old
-//     one aside (p.retiring waits for it);
+//     one aside (c.retiring waits for it);
 //   - when it dies, give back what it held and start another after a
 //     backoff, within the role's restart budget.
 //
 // It returns once the slot is stopped or failed.
-func (p *parent) runSlot(s *slot, first incarnation) {
+func (c *children) runSlot(s *slot, first incarnation) {
 	var pace backoff
 	next := first
 	for {
 		inc := next
 		next = nil
 		if inc == nil {
-			p.setState(s, stateStarting)
+			c.setState(s, stateStarting)
 			var err error
 			if inc, err = s.start(); err != nil {
-				if !p.restartAllowed(s, reasonStartFailed, err) || !pace.wait(p.ctx, 0) {
+				if !c.restartAllowed(s, reasonStartFailed, err) || !pace.wait(c.ctx, 0) {
 					return
 				}
 				continue
 			}
 		}
 		s.setCurrent(inc)
-		p.setState(s, stateRunning)
+		c.setState(s, stateRunning)
 		proc := inc.proc()
-		switch inc.feed(p.ctx) {
+		switch inc.feed(c.ctx) {
 		case fedAll:
-			p.setState(s, stateStopping)
+			c.setState(s, stateStopping)
 			proc.stop("drain")
 			proc.wait()
 			leftovers := inc.finish(proc.cleanExit())
 			if proc.cleanExit() && !leftovers {
-				p.setState(s, stateStopped)
+				c.setState(s, stateStopped)
 				return
 			}
-			if !p.aborted() {
+			if !c.aborted() {
 				proc.log.Error("failed while stopping", "status", proc.exitError())
 			}
 		case feedRetire:
 			proc.log.Info(fmt.Sprintf("retiring %s: starting a replacement first", s.role), "why", inc.retireWhy())
 			repl, err := s.start()
-			p.retiring.Go(func() {
+			c.retiring.Go(func() {
 				proc.stop("retire")
 				proc.wait()
 				inc.finish(proc.cleanExit())
 			})
 			if err == nil {
-				p.metrics.restarts.WithLabelValues(string(s.role), reasonRetired).Inc()
+				c.tally.restarted(s.role, reasonRetired)
 				next = repl
 				continue
 			}
 			proc.log.Error("could not start a replacement; stopped the old one anyway", "error", err)
-			if !p.restartAllowed(s, reasonStartFailed, err) || !pace.wait(p.ctx, 0) {
+			if !c.restartAllowed(s, reasonStartFailed, err) || !pace.wait(c.ctx, 0) {
 				return
 			}
 			continue
 		case feedDied:
 			proc.wait()
 			inc.finish(false)
-			if !p.aborted() {
+			if !c.aborted() {
 				proc.log.Error("child died", "status", proc.exitError())
 			}
 		}
-		if !p.restartAllowed(s, deathReason(proc), proc.exitError()) || !pace.wait(p.ctx, time.Since(proc.started)) {
+		if !c.restartAllowed(s, deathReason(proc), proc.exitError()) || !pace.wait(c.ctx, time.Since(proc.started)) {
 			return
 		}
 	}
@@ -208,16 +311,16 @@ func deathReason(proc *process) string {
 // moves the slot to backoff. When the budget is spent, or the run is
 // aborted, the slot fails, the failure is reported (the parent then drains
 // and exits non-zero) and it returns false.
-func (p *parent) restartAllowed(s *slot, reason string, cause error) bool {
-	if p.aborted() {
-		p.setState(s, stateFailed)
+func (c *children) restartAllowed(s *slot, reason string, cause error) bool {
+	if c.aborted() {
+		c.setState(s, stateFailed)
 		return false
 	}
-	ok, used := p.budgets[s.role].spend(time.Now())
+	ok, used := c.budgets[s.role].spend(time.Now())
 	if !ok {
-		p.setState(s, stateFailed)
-		p.giveUp(fmt.Errorf("%s processes failed %d times within --restart-window %s (--max-restarts %d); the last one: %v",
-			s.role, used, p.cfg.RestartWindow, p.cfg.MaxRestarts, cause))
+		c.setState(s, stateFailed)
+		c.giveUp(fmt.Errorf("%s processes failed %d times within --restart-window %s (--max-restarts %d); the last one: %v",
+			s.role, used, c.window, c.maxRestarts, cause))
 		return false
 	}
 	s.mu.Lock()
@@ -225,10 +328,10 @@ func (p *parent) restartAllowed(s *slot, reason string, cause error) bool {
 	state := s.state
 	s.mu.Unlock()
 	if state != stateBackoff {
-		p.setState(s, stateBackoff)
+		c.setState(s, stateBackoff)
 	}
-	p.metrics.restarts.WithLabelValues(string(s.role), reason).Inc()
-	p.log.Warn("restarting child", "role", s.role, "id", s.id, "cause", cause, "restarts_in_window", used, "max_restarts", p.cfg.MaxRestarts)
+	c.tally.restarted(s.role, reason)
+	c.log.Warn("restarting child", "role", s.role, "id", s.id, "cause", cause, "restarts_in_window", used, "max_restarts", c.maxRestarts)
 	return true
 }
 
@@ -259,4 +362,27 @@ func (s *slot) snapshot() childState {
 		}
 	}
 	return st
+}
+
+// states is a snapshot of every slot, workers first.
+func (c *children) states() []childState {
+	out := make([]childState, len(c.slots))
+	for i, s := range c.slots {
+		out[i] = s.snapshot()
+	}
+	return out
+}
+
+// slowestStore is how long the oldest batch part outstanding at a saver has
+// waited for the sink.
+func (c *children) slowestStore(now time.Time) time.Duration {
+	var worst time.Duration
+	for _, s := range c.slots {
+		s.mu.Lock()
+		if sv, ok := s.cur.(*saverInc); ok {
+			worst = max(worst, sv.storingFor(now))
+		}
+		s.mu.Unlock()
+	}
+	return worst
 }

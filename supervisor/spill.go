@@ -31,7 +31,7 @@ import (
 const spillStamp = "20060102T150405Z"
 
 // spill writes whatever is left in the queues after the run ended, and
-// returns the files written ("" if nothing was left). Batches and posts are
+// returns the files written (none if nothing was left). Batches and posts are
 // spilled independently, so that one failing does not cost the other. Each
 // goes to --spill-dir (by default the directory of --db) or, if that
 // fails (a full disk is the usual reason a drain ran out of time), to the
@@ -39,11 +39,11 @@ const spillStamp = "20060102T150405Z"
 // removed, so that no spill file is ever partial or empty; and what no
 // file could take is written to the log, one item a line, rather than
 // dropped.
-func (p *parent) spill() (string, error) {
+func (p *parent) spill() ([]string, error) {
 	batches := p.batches.drain()
 	posts := p.posts.Drain()
 	if len(batches) == 0 && len(posts) == 0 {
-		return "", nil
+		return nil, nil
 	}
 	dirs := []string{p.cfg.SpillDirectory()}
 	if tmp := os.TempDir(); filepath.Clean(tmp) != filepath.Clean(dirs[0]) {
@@ -87,10 +87,7 @@ func (p *parent) spill() (string, error) {
 		}
 		failed = errors.Join(failed, err)
 	}
-	if len(written) == 0 {
-		return "", failed
-	}
-	return fmt.Sprint(written), failed
+	return written, failed
 }
 
 // spillTo writes lines as NDJSON to name in the first of dirs that takes

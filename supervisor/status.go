@@ -43,14 +43,19 @@ func (p *parent) httpServer() *http.Server {
 
 // status is GET /status: the live strip of the results page.
 func (p *parent) status() func() readapi.Status {
-	accepted := readapi.NewRate(10*time.Second, func() uint64 { return uint64(p.accepted()) })
+	accepted := readapi.NewRate(10*time.Second, func() uint64 { return uint64(p.tally.counts().Accepted) })
 	return func() readapi.Status {
+		c := p.tally.counts()
 		st := readapi.Status{
 			Build:          p.build(),
 			AcceptedPerSec: accepted.PerSec(),
+			Accepted:       c.Accepted,
+			Stored:         c.Stored,
+			DeadLettered:   c.DeadLettered,
+			NotStored:      c.NotStored,
 			QueueDepth:     p.posts.Len(),
 			QueueCapacity:  p.posts.Cap(),
-			Draining:       p.draining.Load(),
+			Draining:       p.draining(),
 		}
 		if p.spool != nil {
 			st.SpoolBytes, _ = p.spool.Backlog()
@@ -59,7 +64,7 @@ func (p *parent) status() func() readapi.Status {
 			ss := p.spool.Stats()
 			st.SpoolLostRecords, st.SpoolUncertainPosts, st.SpoolQuarantinedBytes = ss.LostRecords, ss.UncertainPosts, ss.Quarantined
 		}
-		for _, c := range p.childStates() {
+		for _, c := range p.children.states() {
 			st.Children = append(st.Children, readapi.Child{Role: string(c.role), ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
 		}
 		return st
@@ -81,34 +86,22 @@ func spoolCause(err error) string {
 	return err.Error()
 }
 
-// childStates is a snapshot of every slot, workers first.
-func (p *parent) childStates() []childState {
-	out := make([]childState, len(p.slots))
-	for i, s := range p.slots {
-		out[i] = s.snapshot()
-	}
-	return out
-}
-
 // ready is /readyz: every child running, the sink reachable and storing
 // without a backlog, not draining. A stalled sink makes the parent not
 // ready (and stops the feeding of workers), it never kills a worker.
 func (p *parent) ready() error {
-	if p.draining.Load() {
+	if p.draining() {
 		return errors.New("draining")
 	}
-	for _, st := range p.childStates() {
+	for _, st := range p.children.states() {
 		if st.state != stateRunning.String() || !st.alive {
 			return fmt.Errorf("%s %d is %s", st.role, st.id, st.state)
 		}
 	}
-	p.mu.Lock()
-	err := p.storeErr
-	p.mu.Unlock()
-	if err != nil {
+	if err := p.storing.failing(); err != nil {
 		return fmt.Errorf("batches cannot be stored: %w", err)
 	}
-	if d := p.slowestStore(); d > slowStore {
+	if d := p.children.slowestStore(time.Now()); d > slowStore {
 		return fmt.Errorf("the sink is slow: a batch has waited %s to be stored", d.Round(time.Second))
 	}
 	if p.spool != nil {
@@ -128,19 +121,4 @@ func (p *parent) ready() error {
 		return fmt.Errorf("sink unreachable: %w", err)
 	}
 	return nil
-}
-
-// slowestStore is how long the oldest batch part outstanding at a saver has
-// waited for the sink.
-func (p *parent) slowestStore() time.Duration {
-	now := time.Now()
-	var worst time.Duration
-	for _, s := range p.slots {
-		s.mu.Lock()
-		if sv, ok := s.cur.(*saverInc); ok {
-			worst = max(worst, sv.storingFor(now))
-		}
-		s.mu.Unlock()
-	}
-	return worst
 }

@@ -49,34 +49,49 @@ type Options struct {
 	// ProgressBar, when not nil, is where --input draws its progress bar
 	// (a terminal). nil logs the progress every few seconds instead.
 	ProgressBar io.Writer
+	// Notify, when not nil, is told the parent's state as systemd is
+	// (sd_notify): "READY=1" once it serves or reads --input,
+	// "STOPPING=1" when it drains. nil tells systemd (NOTIFY_SOCKET,
+	// internal/sdnotify); tests wait on it instead of a log line.
+	Notify func(state string) error
 }
 
 // parent is the state of one run of the parent. Its phases, in order, are
-// Run's: open, start, serve, drain, report.
+// Run's: open, start, serve, drain, report. What it does is split among
+// parts with small interfaces: the children (slots, their runners, the
+// watchdog), the worker and saver incarnations (workerHost, saverHost,
+// which the parent implements), the intakes (writeapi.Intake), and the
+// tally, which holds every count.
 type parent struct {
-	cfg  config.Config
-	opts Options
-	log  hclog.Logger
-	exe  string
+	cfg     config.Config
+	opts    Options
+	log     hclog.Logger
+	exe     string
+	started time.Time
 
 	// ctx ends when the run is aborted (children killed): every wait on a
 	// queue or a child watches it.
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	tally    *tally    // every count of the run, kept once
+	children *children // the slots, their runners and the watchdog
+	metrics  *metrics
+	summary  *summary  // --input only
+	ner      nerRecord // which NER engine counts (engine.go)
+
 	posts      *queue.Queue[wire.Post] // accepted posts → workers (a dead worker's posts come back in front)
 	batches    *batchQueue             // complete batches → savers (unacknowledged ones come back in front)
 	batchLimit int                     // workers are fed only while fewer batches than this wait
+	sinkBehind atomic.Bool             // the batch backlog reached batchLimit; see waitForSink
 	store      sink.Sink               // the parent's own handle: readiness and reads
+	storing    storeHealth             // the sink's last refusal, until a batch is stored again
 	spool      *spool.Spool            // accepted posts and complete batches, on disk (nil with --durability none)
 	lock       *spool.Lock             // the data directory's, held by the children too
-	slots      []*slot
-	family     family // every child process forked and not yet exited: what kill reaches
-	budgets    map[wire.Role]*budget
-	metrics    *metrics
-	summary    *summary // --input only
+	spooling   sync.WaitGroup          // batches handed to the spool, not yet durable: the batch queue stays open for them
+	spoolFail  sync.Once               // the spool failed for good: give up once
 
-	src        *input.Reader     // --input, or
+	in         inputFile         // --input, or
 	ln         net.Listener      // HTTP, through conns
 	conns      *limitListener    // caps the connections open at once
 	http       *writeapi.Handler // nil with --input
@@ -86,32 +101,18 @@ type parent struct {
 	reloads    *reloader // SIGHUP's, made at the first; only Run's goroutine touches the pointer
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
-	draining   atomic.Bool    // set once, when the drain begins
-	sinkBehind atomic.Bool    // the batch backlog reached batchLimit; see waitForSink
-	runners    sync.WaitGroup // one per slot: runSlot
-	workers    sync.WaitGroup // the worker slots' runners among them
-	retiring   sync.WaitGroup // old incarnations being stopped after their replacement started
-	bg         sync.WaitGroup // watchdog, HTTP server, input feeder, spool pump
-	spooling   sync.WaitGroup // batches handed to the spool, not yet durable: the batch queue stays open for them
-	spoolFail  sync.Once      // the spool failed for good: give up once
+	drainBegun atomic.Bool    // set once, when the drain begins
+	bg         sync.WaitGroup // HTTP server, input feeder, progress, spool pump
 	served     chan error     // the HTTP server's end
 	intakeDone chan struct{}  // closed when the intake stops: ends the progress report
 	fed        chan error     // the input feeder's end (nil error at EOF)
-	started    time.Time
+}
 
-	mu       sync.Mutex
-	storeErr error // the last batch the sink refused, until one is stored again
-	watched  map[watched]struct{}
-
-	stored, dead, skipped atomic.Int64
-	read                  atomic.Int64 // --input posts read in this run
-	recoveredPosts        int64        // found in the spool at start, no batch covering them
-	recoveredInBatches    atomic.Int64 // posts covered by batches found in the spool at start
-	resumedRows           int64        // --input rows an earlier run read
-	readAll               bool         // --input was read to its end
-	commits, writes       atomic.Int64 // the sink's work, from the savers' acks
-	docs                  atomic.Int64 // documents in the batches: the original's one RPC each
-	ner                   nerRecord    // which NER engine counts (engine.go)
+// inputFile is --input as the feeder reads it.
+type inputFile struct {
+	src         *input.Reader
+	resumedRows int64 // rows an earlier run on this data directory read
+	readAll     bool  // read to its end; set by the feeder before it reports on fed
 }
 
 // Run is the parent's whole life, phase by phase:
@@ -129,18 +130,25 @@ type parent struct {
 //     it stays there for the next start); print the summary, log the last
 //     line.
 //
-// It returns nil only if every accepted post was stored.
-func Run(cfg config.Config, opts Options) error {
+// It returns what the run did, and an error unless every accepted post
+// was stored (rep.Ending says how it ended; rep.Error is the error's
+// text). A --replay run reports only how it ended.
+func Run(cfg config.Config, opts Options) (rep Report, err error) {
+	defer func() {
+		if err != nil {
+			rep.Error = err.Error()
+		}
+	}()
 	if cfg.Replay != "" {
-		return Replay(cfg, opts)
+		return Report{Ending: EndedBeforeStart, Sink: cfg.Sink}, Replay(cfg, opts)
 	}
 	p, err := open(cfg, opts)
 	if err != nil {
-		return err
+		return Report{Ending: EndedBeforeStart, Sink: cfg.Sink}, err
 	}
 	defer p.close()
 	if err := p.start(); err != nil {
-		return err
+		return p.reportBeforeStart(), err
 	}
 	cause := p.serve()
 	killed, failure := p.drain(cause)
@@ -154,27 +162,25 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	p := &parent{
 		cfg: cfg, opts: opts, log: opts.Log,
 		ctx: ctx, cancel: cancel,
+		tally:      newTally(),
 		posts:      queue.New[wire.Post](cfg.QueueSize),
 		batches:    newBatchQueue(),
 		batchLimit: max(4, 2*cfg.Savers),
-		budgets: map[wire.Role]*budget{
-			wire.RoleWorker: {max: cfg.MaxRestarts, window: cfg.RestartWindow},
-			wire.RoleSaver:  {max: cfg.MaxRestarts, window: cfg.RestartWindow},
-		},
+		storing:    storeHealth{log: opts.Log},
 		fatal:      make(chan error, cfg.Workers+cfg.Savers+3),
 		served:     make(chan error, 1),
 		fed:        make(chan error, 1),
 		intakeDone: make(chan struct{}),
 		tokens:     token.NewSource(cfg.Token),
 		readTokens: token.NewSource(cfg.ReadToken),
-		watched:    make(map[watched]struct{}),
 	}
+	p.children = newChildren(ctx, opts.Log, cfg.MaxRestarts, cfg.RestartWindow, p.tally, p.giveUp)
 	p.metrics = newMetrics(p)
 	for i := range cfg.Workers {
-		p.slots = append(p.slots, &slot{role: wire.RoleWorker, id: i, start: func() (incarnation, error) { return p.startWorker(i) }})
+		p.children.add(wire.RoleWorker, i, func() (incarnation, error) { return p.startWorker(i) })
 	}
 	for i := range cfg.Savers {
-		p.slots = append(p.slots, &slot{role: wire.RoleSaver, id: i, start: func() (incarnation, error) { return p.startSaver(i) }})
+		p.children.add(wire.RoleSaver, i, func() (incarnation, error) { return p.startSaver(i) })
 	}
 	p.exe = opts.Executable
 	if p.exe == "" {
@@ -193,7 +199,7 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	}
 	if err == nil {
 		if cfg.Input != "" {
-			p.src, err = input.OpenLimited(cfg.Input, cfg.MaxBody, "--max-body") // no row HTTP would refuse as too large
+			p.in.src, err = input.OpenLimited(cfg.Input, cfg.MaxBody, "--max-body") // no row HTTP would refuse as too large
 			p.summary = newSummary()
 		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
@@ -238,8 +244,8 @@ func (p *parent) close() {
 	if p.ln != nil {
 		p.ln.Close()
 	}
-	if p.src != nil {
-		p.src.Close()
+	if p.in.src != nil {
+		p.in.src.Close()
 	}
 	if p.store != nil {
 		p.store.Close()
@@ -259,13 +265,14 @@ func (p *parent) close() {
 // or the input feeder.
 func (p *parent) start() error {
 	p.started = time.Now()
-	first := make([]incarnation, len(p.slots))
-	errs := make([]error, len(p.slots))
+	slots := p.children.slots
+	first := make([]incarnation, len(slots))
+	errs := make([]error, len(slots))
 	// In stages of one child per CPU: each worker loads the NER model as
 	// it starts, and a burst of them at once only makes each slower.
 	stage := make(chan struct{}, runtime.NumCPU())
 	var wg sync.WaitGroup
-	for i, s := range p.slots {
+	for i, s := range slots {
 		wg.Go(func() {
 			stage <- struct{}{}
 			defer func() { <-stage }()
@@ -284,31 +291,12 @@ func (p *parent) start() error {
 		}
 		return fmt.Errorf("starting children: %w", err)
 	}
-	for i, s := range p.slots {
-		if s.role == wire.RoleWorker {
-			p.workers.Add(1)
-		}
-		p.runners.Go(func() {
-			if s.role == wire.RoleWorker {
-				defer p.workers.Done()
-			}
-			p.runSlot(s, first[i])
-		})
-	}
-	watchdogDone := make(chan struct{})
-	p.bg.Go(func() { p.watchdog(watchdogDone) })
-	go func() { // stops the watchdog once every runner is done
-		p.runners.Wait()
-		p.retiring.Wait()
-		close(watchdogDone)
-	}()
-	// Savers stop once no worker can produce another batch.
-	go func() {
-		p.workers.Wait()
-		p.retiring.Wait()
+	// Savers stop once no worker can produce another batch, and every
+	// batch handed to the spool is settled.
+	p.children.start(first, func() {
 		p.spooling.Wait()
 		p.batches.close()
-	}()
+	})
 	if p.spool != nil {
 		p.bg.Go(p.pumpSpool)
 	}
@@ -320,9 +308,9 @@ func (p *parent) start() error {
 	} else {
 		p.bg.Go(func() { p.fed <- p.feed() })
 		p.bg.Go(func() { p.progress(p.intakeDone) })
-		p.log.Info("reading", "input", p.cfg.Input, "format", p.src.Format(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
+		p.log.Info("reading", "input", p.cfg.Input, "format", p.in.src.Format(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
 	}
-	if _, err := sdnotify.Notify("READY=1"); err != nil {
+	if err := p.notify("READY=1"); err != nil {
 		p.log.Warn("could not tell systemd the service is ready", "error", err)
 	}
 	return nil
@@ -423,9 +411,9 @@ func (p *parent) reload() {
 // Steps 2 to 4 are the slot runners' own (runSlot); drain waits for them.
 // The deadline, --drain-timeout, runs from a signal or a failure, not from
 // the end of --input. When it passes, or at a second signal, every child
-// is killed (kill) and drain returns at once with killed set; what was not
-// stored stays in the queues for report to spill.
-func (p *parent) drain(cause drainCause) (killed bool, failure error) {
+// is killed (kill) and drain returns at once, killed saying why; what was
+// not stored stays in the queues for report to spill.
+func (p *parent) drain(cause drainCause) (killed string, failure error) {
 	failure = cause.failure
 	var deadline <-chan time.Time
 	arm := func() {
@@ -437,23 +425,22 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 		arm()
 	}
 
-	p.draining.Store(true)
-	sdnotify.Notify("STOPPING=1")
+	p.drainBegun.Store(true)
+	p.notify("STOPPING=1")
 	if p.http != nil {
 		p.http.SetDraining()
 	}
 	p.closeIntake()
 	drained := make(chan struct{})
 	go func() {
-		p.runners.Wait()
-		p.retiring.Wait()
+		p.children.wait()
 		close(drained)
 	}()
-	for !killed {
+	for killed == "" {
 		select {
 		case <-drained:
 			p.stopIntake()
-			return false, errors.Join(failure, p.pendingFailures())
+			return "", errors.Join(failure, p.pendingFailures())
 		case err := <-p.fatal:
 			arm()
 			failure = errors.Join(failure, err)
@@ -473,16 +460,16 @@ func (p *parent) drain(cause drainCause) (killed bool, failure error) {
 				continue
 			}
 			p.log.Error("second signal: killing the children now", "signal", sig)
-			killed = true
+			killed = KilledBySignal
 		case <-deadline:
 			p.log.Error("--drain-timeout expired: killing the children", "drain_timeout", p.cfg.DrainTimeout)
-			killed = true
+			killed = KilledByDrainTimeout
 		}
 	}
 	p.kill()
 	p.awaitKilled(drained)
 	p.stopIntake()
-	return true, errors.Join(failure, p.pendingFailures())
+	return killed, errors.Join(failure, p.pendingFailures())
 }
 
 // killGrace bounds how long the runners may take to notice a kill: a
@@ -494,7 +481,7 @@ const killGrace = 10 * time.Second
 // their children held, and return. Idempotent.
 func (p *parent) kill() {
 	p.cancel()
-	p.killAll("the parent is shutting down without a complete drain")
+	p.children.killAll("the parent is shutting down without a complete drain")
 }
 
 // awaitKilled waits, after kill, for drained to close, at most killGrace:
@@ -506,7 +493,7 @@ func (p *parent) awaitKilled(drained <-chan struct{}) {
 	select {
 	case <-drained:
 	case <-t.C:
-		p.log.Error("BUG: the slot runners did not return after the kill; exiting anyway", "waited", killGrace, "children_alive", p.family.size())
+		p.log.Error("BUG: the slot runners did not return after the kill; exiting anyway", "waited", killGrace, "children_alive", p.children.family.size())
 	}
 }
 
@@ -536,33 +523,21 @@ func (p *parent) pendingFailures() error {
 }
 
 // report spills what was not stored, prints --input's summary and logs the
-// last line; its error says whether every accepted post was stored.
-func (p *parent) report(killed bool, failure error) error {
-	accepted := p.accepted()
-	stored, dead := p.stored.Load(), p.dead.Load()
-	notStored := accepted - stored - dead
-	var spilled string
+// last line; it returns what the run did, and an error unless every
+// accepted post was stored.
+func (p *parent) report(killed string, failure error) (Report, error) {
+	failure = errors.Join(failure, p.tally.check())
+	rep := Report{Counts: p.tally.counts(), Restarts: p.tally.restartCounts(), Sink: p.cfg.Sink, Killed: killed}
+	c := &rep.Counts
 	if p.spool == nil {
 		var err error
-		spilled, err = p.spill()
+		rep.Spilled, err = p.spill()
 		failure = errors.Join(failure, err)
+	} else if c.NotStored > 0 {
+		rep.KeptInSpool = p.cfg.SpoolDirectory()
 	}
-	elapsed := time.Since(p.started)
-	args := []any{"accepted", accepted, "stored", stored, "dead_lettered", dead, "not_stored", notStored,
-		"elapsed", elapsed.Round(time.Millisecond), "sink", p.cfg.Sink,
-		"sink_commits", p.commits.Load(), "sink_writes", p.writes.Load(), "one_rpc_per_document", p.docs.Load()}
-	if spilled != "" {
-		args = append(args, "spilled", spilled)
-	}
-	if p.spool != nil {
-		if n := p.recoveredPosts + p.recoveredInBatches.Load(); n > 0 {
-			args = append(args, "recovered", n)
-		}
-		if notStored > 0 {
-			args = append(args, "kept_in_spool", p.cfg.SpoolDirectory())
-		}
-	}
-	if notStored == 0 && !killed && failure == nil && p.readAll && p.spool != nil {
+	rep.Elapsed = time.Since(p.started)
+	if c.NotStored == 0 && killed == "" && failure == nil && p.in.readAll && p.spool != nil {
 		if src := inputSource(p.cfg); src != "" {
 			if err := p.spool.Forget(src); err != nil {
 				p.log.Warn("could not forget how far --input was read; a later run on it resumes at its end, reading nothing", "error", err)
@@ -570,43 +545,72 @@ func (p *parent) report(killed bool, failure error) error {
 		}
 	}
 	var unfinished error
-	if p.src != nil && !p.readAll && failure == nil {
-		unfinished = fmt.Errorf("%w: --input %s was not read to its end (%d rows read in this run)", ErrInputUnfinished, p.cfg.Input, p.read.Load()+p.skipped.Load())
+	if p.in.src != nil && !p.in.readAll && failure == nil {
+		unfinished = fmt.Errorf("%w: --input %s was not read to its end (%d rows read in this run)", ErrInputUnfinished, p.cfg.Input, c.RowsRead)
 		if p.spool != nil && inputSource(p.cfg) != "" {
 			unfinished = fmt.Errorf("%w; run the same command again on this --data-dir to go on after the last row read", unfinished)
 		}
 	}
 	if p.summary != nil {
-		out := p.opts.Stdout
-		p.summary.print(out, p.cfg.Input, accepted, stored, dead, p.skipped.Load(), elapsed)
-		fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); one RPC per document, as the original wrote: %d RPCs (%.0f per 1000 posts)\n",
-			p.cfg.Sink, p.commits.Load(), p.writes.Load(), per1000(p.commits.Load(), accepted), per1000(p.writes.Load(), accepted),
-			p.docs.Load(), per1000(p.docs.Load(), accepted))
-		p.printEngine(out)
-		if unfinished != nil {
-			fmt.Fprintf(out, "\nstopped before the end of %s: %v\n", p.cfg.Input, unfinished)
-		}
+		p.printSummary(rep, unfinished)
+	}
+	args := []any{"accepted", c.Accepted, "stored", c.Stored, "dead_lettered", c.DeadLettered, "not_stored", c.NotStored,
+		"elapsed", rep.Elapsed.Round(time.Millisecond), "sink", p.cfg.Sink,
+		"sink_commits", c.Commits, "sink_writes", c.Writes, "documents", c.Documents}
+	if len(rep.Spilled) > 0 {
+		args = append(args, "spilled", rep.Spilled)
+	}
+	if c.Recovered > 0 {
+		args = append(args, "recovered", c.Recovered)
+	}
+	if rep.KeptInSpool != "" {
+		args = append(args, "kept_in_spool", rep.KeptInSpool)
 	}
 	switch {
-	case notStored != 0:
+	case c.NotStored != 0:
+		rep.Ending = EndedDrainIncomplete
 		if p.spool != nil {
 			p.log.Error("stopped; the accepted posts not stored are kept in the spool, and the next start on this data directory stores them", args...)
 		} else {
 			p.log.Error("stopped; not every accepted post was stored", args...)
 		}
-		return errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, notStored, accepted), failure)
+		return rep, errors.Join(fmt.Errorf("%w: %d of %d accepted posts not stored", ErrDrainIncomplete, c.NotStored, c.Accepted), failure)
 	case failure != nil:
+		rep.Ending = EndedFailed
 		p.log.Error("stopped after a failure; every accepted post was stored", args...)
-		return errors.Join(failure, unfinished)
-	case killed:
+		return rep, errors.Join(failure, unfinished)
+	case killed != "":
+		rep.Ending = EndedKilled
 		p.log.Error("stopped: the children were killed; every accepted post was stored", args...)
-		return errors.Join(fmt.Errorf("%w: the children were killed", ErrDrainIncomplete), unfinished)
+		return rep, errors.Join(fmt.Errorf("%w: the children were killed", ErrDrainIncomplete), unfinished)
 	case unfinished != nil:
-		p.log.Warn("stopped before the end of --input; every accepted post was stored", args...)
-		return unfinished
+		rep.Ending = EndedInputUnfinished
+		p.log.Warn("stopped before the end of --input; every post read was stored", args...)
+		return rep, unfinished
 	}
+	rep.Ending = EndedClean
 	p.log.Info("stopped cleanly", args...)
-	return nil
+	return rep, nil
+}
+
+// reportBeforeStart is the report of a run whose start failed: nothing
+// was accepted, whatever the spool holds stays there.
+func (p *parent) reportBeforeStart() Report {
+	return Report{Ending: EndedBeforeStart, Sink: p.cfg.Sink, Elapsed: time.Since(p.started)}
+}
+
+// printSummary prints --input's summary on Options.Stdout: the counts,
+// each publication with its top entities, the sink's work, the engine.
+func (p *parent) printSummary(rep Report, unfinished error) {
+	out, c := p.opts.Stdout, rep.Counts
+	p.summary.print(out, p.cfg.Input, c.Accepted, c.Stored, c.DeadLettered, c.RowsSkipped, rep.Elapsed)
+	fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); %d documents touched, as many RPCs as a sink writing one document per RPC would make (%.0f per 1000 posts)\n",
+		p.cfg.Sink, c.Commits, c.Writes, per1000(c.Commits, c.Accepted), per1000(c.Writes, c.Accepted),
+		c.Documents, per1000(c.Documents, c.Accepted))
+	p.printEngine(out)
+	if unfinished != nil {
+		fmt.Fprintf(out, "\nstopped before the end of %s: %v\n", p.cfg.Input, unfinished)
+	}
 }
 
 // giveUp reports a failure that ends the run: the parent drains and exits
@@ -619,7 +623,17 @@ func (p *parent) giveUp(err error) {
 	}
 }
 
-func (p *parent) aborted() bool { return p.ctx.Err() != nil }
+// notify tells systemd, or Options.Notify, the parent's state.
+func (p *parent) notify(state string) error {
+	if p.opts.Notify != nil {
+		return p.opts.Notify(state)
+	}
+	_, err := sdnotify.Notify(state)
+	return err
+}
+
+func (p *parent) aborted() bool  { return p.ctx.Err() != nil }
+func (p *parent) draining() bool { return p.drainBegun.Load() }
 
 // feed reads --input into the queue, waiting for room, until the end of
 // the file or until the queue is closed by a signal. With a spool, the
@@ -627,7 +641,7 @@ func (p *parent) aborted() bool { return p.ctx.Err() != nil }
 // that a run killed midway resumes after the last row spooled.
 func (p *parent) feed() error {
 	defer func() {
-		if n := p.skipped.Load(); n > 0 {
+		if n := p.tally.counts().RowsSkipped; n > 0 {
 			p.log.Warn("rows skipped because they are not valid posts", "skipped", n)
 		}
 	}()
@@ -635,17 +649,18 @@ func (p *parent) feed() error {
 	if err != nil {
 		return err
 	}
+	src := p.in.src
 	for {
-		rowAt := p.src.Offset()
-		post, err := p.src.Next()
+		rowAt := src.Offset()
+		post, err := src.Next()
 		if errors.Is(err, io.EOF) {
-			p.readAll = true
+			p.in.readAll = true
 			return nil
 		}
 		var rowErr *input.RowError
 		if errors.As(err, &rowErr) {
 			pos.Rows++ // recorded with the next post
-			if p.skipped.Add(1) <= 10 {
+			if p.tally.row(true) <= 10 {
 				p.log.Warn("skipping row", "input", p.cfg.Input, "error", rowErr)
 			}
 			continue
@@ -655,7 +670,7 @@ func (p *parent) feed() error {
 		}
 		if p.spool != nil {
 			pos.Rows++
-			pos.Offset, pos.LastAt, pos.Hash = p.src.Offset(), rowAt, rowHash(&post)
+			pos.Offset, pos.LastAt, pos.Hash = src.Offset(), rowAt, rowHash(&post)
 			var at *spool.Position
 			if pos.Source != "" {
 				at = &pos
@@ -665,7 +680,8 @@ func (p *parent) feed() error {
 			err = p.posts.Put(p.ctx, post)
 		}
 		if err == nil {
-			p.read.Add(1)
+			p.tally.row(false)
+			p.tally.accept(1)
 		}
 		if err != nil {
 			if errors.Is(err, queue.ErrClosed) || errors.Is(err, spool.ErrClosed) || errors.Is(err, context.Canceled) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ingest-dev/ingest/child"
 	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/wire"
 )
 
 // These tests run the parent in-process with this test binary as its
@@ -110,11 +112,14 @@ func (b *syncBuffer) lines(subs ...string) []string {
 type run struct {
 	dir     string
 	db      string
+	url     string // http://127.0.0.1:port without --input
 	logs    *syncBuffer
 	signals chan os.Signal
 	bar     *syncBuffer   // where the progress bar goes; nil: logged
+	ready   chan struct{} // closed when the parent says READY=1 (Options.Notify)
 	done    chan struct{} // closed when Run returned
-	err     error         // Run's result, once done is closed
+	rep     Report        // Run's report, once done is closed
+	err     error         // Run's error, once done is closed
 }
 
 // startRun starts Run with args (flags) over an --input file of posts, or
@@ -129,7 +134,8 @@ func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) 
 	t.Helper()
 	t.Setenv(childEnv, "1")
 	dir := t.TempDir()
-	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, bar: bar, signals: make(chan os.Signal, 2), done: make(chan struct{})}
+	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, bar: bar, signals: make(chan os.Signal, 2),
+		ready: make(chan struct{}), done: make(chan struct{})}
 	all := []string{"--db", r.db, "--workers", "2", "--savers", "1", "--flush-interval", "100ms", "--log-level", "debug"}
 	if posts != nil {
 		in := filepath.Join(dir, "posts.ndjson")
@@ -144,19 +150,28 @@ func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) 
 		}
 		all = append(all, "--input", in)
 	} else {
-		all = append(all, "--listen", "127.0.0.1:0")
+		addr := freePort(t)
+		r.url = "http://" + addr
+		all = append(all, "--listen", addr)
 	}
 	cfg, err := config.Parse("ingest", append(all, args...), func(string) string { return "" })
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "ingest", Level: hclog.Debug, Output: r.logs})
-	opts := Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0]}
+	var readyOnce sync.Once
+	notify := func(state string) error {
+		if state == "READY=1" {
+			readyOnce.Do(func() { close(r.ready) })
+		}
+		return nil
+	}
+	opts := Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0], Notify: notify}
 	if r.bar != nil {
 		opts.ProgressBar = r.bar
 	}
 	go func() {
-		r.err = Run(cfg, opts)
+		r.rep, r.err = Run(cfg, opts)
 		close(r.done)
 	}()
 	t.Cleanup(func() {
@@ -174,7 +189,32 @@ func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) 
 	return r
 }
 
-// wait returns Run's result, failing the test if it takes longer than within.
+// freePort is a loopback address nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// awaitReady waits until the parent says it serves (or reads --input):
+// every child started.
+func (r *run) awaitReady(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case <-r.ready:
+	case <-r.done:
+		t.Fatalf("Run returned before it was ready: %v", r.err)
+	case <-time.After(within):
+		t.Fatalf("the parent was not ready within %s", within)
+	}
+}
+
+// wait returns Run's error, failing the test if it takes longer than
+// within; r.rep is Run's report then.
 func (r *run) wait(t *testing.T, within time.Duration) error {
 	t.Helper()
 	select {
@@ -243,6 +283,20 @@ func assertStored(t *testing.T, r *run, posts []string) {
 	}
 }
 
+// assertEnded checks how a run ended and its counts of posts.
+func assertEnded(t *testing.T, r *run, ending Ending, accepted, stored, dead int64) {
+	t.Helper()
+	c := r.rep.Counts
+	if r.rep.Ending != ending || c.Accepted != accepted || c.Stored != stored || c.DeadLettered != dead || c.NotStored != accepted-stored-dead {
+		t.Errorf("Run reported %s with accepted=%d stored=%d dead_lettered=%d not_stored=%d; want %s with %d, %d, %d, %d",
+			r.rep.Ending, c.Accepted, c.Stored, c.DeadLettered, c.NotStored, ending, accepted, stored, dead, accepted-stored-dead)
+	}
+}
+
+// restarts is how many times the run restarted children of role for
+// reason.
+func (r *run) restarts(role, reason string) int64 { return r.rep.Restarts[wire.Role(role)][reason] }
+
 func manyPosts(n int) []string {
 	posts := make([]string, n)
 	for i := range posts {
@@ -258,8 +312,9 @@ func TestRunStoresEveryPostExactlyOnce(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	assertStored(t, r, posts)
-	if got := r.logs.lines("stopped cleanly", "accepted=200 stored=200"); len(got) != 1 {
-		t.Errorf("want one clean summary line with accepted=200 stored=200, got %q", got)
+	assertEnded(t, r, EndedClean, 200, 200, 0)
+	if len(r.rep.Restarts) != 0 {
+		t.Errorf("restarts in a run without faults: %v", r.rep.Restarts)
 	}
 }
 
@@ -277,11 +332,9 @@ func TestDeadWorkerPostsAreRedispatched(t *testing.T) {
 		t.Fatalf("the crash post never crashed a worker: %v", err)
 	}
 	assertStored(t, r, posts)
-	if got := r.logs.lines("restarting child", "role=worker"); len(got) != 1 {
-		t.Errorf("want one worker restart logged, got %d: %q", len(got), got)
-	}
-	if got := r.logs.lines("slot state", "from=running", "to=restarting"); len(got) != 1 {
-		t.Errorf("want one running → restarting transition, got %q", got)
+	assertEnded(t, r, EndedClean, 120, 120, 0)
+	if n := r.restarts("worker", reasonCrashed); n != 1 || len(r.rep.Restarts) != 1 {
+		t.Errorf("restarts %v, want one of a crashed worker", r.rep.Restarts)
 	}
 }
 
@@ -294,12 +347,10 @@ func TestHungWorkerIsKilledOnceAndItsPostQuarantined(t *testing.T) {
 	if err := r.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got := r.logs.lines("killing hung child", "no progress on post"); len(got) != 1 {
-		t.Errorf("want the hung worker killed (and logged) once, got %d lines: %q", len(got), got)
+	if n := r.restarts("worker", reasonHung); n != 1 || len(r.rep.Restarts) != 1 {
+		t.Errorf("restarts %v, want the hung worker killed (and restarted) once", r.rep.Restarts)
 	}
-	if got := r.logs.lines("stopped cleanly", "accepted=30 stored=29 dead_lettered=1"); len(got) != 1 {
-		t.Errorf("want accepted=30 stored=29 dead_lettered=1 in a clean summary, got %q", r.logs.lines("stopped"))
-	}
+	assertEnded(t, r, EndedClean, 30, 29, 1)
 	db, err := sql.Open("sqlite", r.db)
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +369,8 @@ func TestHungWorkerIsKilledOnceAndItsPostQuarantined(t *testing.T) {
 func TestStalledSinkKillsNoWorker(t *testing.T) {
 	posts := manyPosts(150)
 	r := startRun(t, nil, "--top-n", "0", "--heartbeat-timeout", "2s", "--workers", "1")
-	addr := field(waitLog(t, r, 30*time.Second, "listening"), "addr")
+	r.awaitReady(t, 30*time.Second)
+	addr := r.url
 
 	lock, err := sql.Open("sqlite", r.db)
 	if err != nil {
@@ -345,7 +397,6 @@ func TestStalledSinkKillsNoWorker(t *testing.T) {
 		}
 		<-time.After(20 * time.Millisecond) // posts arrive over a few seconds, so that flushes pile up
 	}
-	waitLog(t, r, 20*time.Second, "the sink is behind")
 	// Hold the lock well past --heartbeat-timeout; the parent says it is
 	// not ready, and why.
 	readyz := func() (int, string) {
@@ -357,6 +408,10 @@ func TestStalledSinkKillsNoWorker(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	waitFor(t, r, 20*time.Second, "/readyz to say the sink is behind", func() bool {
+		_, body := readyz()
+		return strings.Contains(body, "the sink is behind")
+	})
 	stallUntil := time.Now().Add(5 * time.Second)
 	for time.Now().Before(stallUntil) {
 		if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "the sink is") {
@@ -371,7 +426,6 @@ func TestStalledSinkKillsNoWorker(t *testing.T) {
 	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		t.Fatalf("release the write lock: %v", err)
 	}
-	waitLog(t, r, 30*time.Second, "the sink caught up")
 	deadline := time.Now().Add(30 * time.Second)
 	for code, body := readyz(); code != http.StatusOK; code, body = readyz() {
 		if time.Now().After(deadline) {
@@ -387,48 +441,11 @@ func TestStalledSinkKillsNoWorker(t *testing.T) {
 	if err := r.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if got := r.logs.lines("killing"); len(got) != 0 {
-		t.Errorf("a child was killed during the stall: %q", got)
+	if len(r.rep.Restarts) != 0 {
+		t.Errorf("children were killed or restarted during the stall: %v", r.rep.Restarts)
 	}
-	if got := r.logs.lines("restarting child"); len(got) != 0 {
-		t.Errorf("a child was restarted during the stall: %q", got)
-	}
-	if got := r.logs.lines("stopped cleanly", "accepted=150 stored=150"); len(got) != 1 {
-		t.Errorf("want a clean stop with every post stored, got %q", r.logs.lines("stopped"))
-	}
+	assertEnded(t, r, EndedClean, 150, 150, 0)
 	assertStored(t, r, posts)
-}
-
-// The drain order: every worker stops (STOP, clean exit) before any saver
-// is sent STOP, and every slot ends stopped.
-func TestDrainStopsWorkersBeforeSavers(t *testing.T) {
-	r := startRun(t, nil, "--workers", "2", "--savers", "2")
-	waitLog(t, r, 30*time.Second, "listening")
-	r.signals <- syscall.SIGTERM
-	if err := r.wait(t, 60*time.Second); err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	var order []string
-	for _, l := range r.logs.lines("slot state") {
-		switch {
-		case strings.Contains(l, "to=stopping"):
-			order = append(order, "stopping:"+field(l, "role"))
-		case strings.Contains(l, "to=stopped"):
-			order = append(order, "stopped:"+field(l, "role"))
-		}
-	}
-	lastWorkerStopped, firstSaverStopping := -1, len(order)
-	for i, o := range order {
-		if o == "stopped:worker" {
-			lastWorkerStopped = i
-		}
-		if o == "stopping:saver" && i < firstSaverStopping {
-			firstSaverStopping = i
-		}
-	}
-	if len(order) != 8 || lastWorkerStopped < 0 || lastWorkerStopped > firstSaverStopping {
-		t.Errorf("want 2 workers stopping and stopped, then 2 savers: got %q", order)
-	}
 }
 
 // A second signal during the drain kills the children and Run says the
@@ -437,45 +454,33 @@ func TestSecondSignalKills(t *testing.T) {
 	posts := manyPosts(5)
 	posts[0] = "Zeta HANG"
 	r := startRun(t, posts, "--workers", "1", "--post-timeout", "1m")
-	waitLog(t, r, 30*time.Second, "reading")
+	r.awaitReady(t, 30*time.Second)
 	r.signals <- syscall.SIGTERM
 	r.signals <- syscall.SIGTERM
 	err := r.wait(t, 30*time.Second)
 	if !errors.Is(err, ErrDrainIncomplete) {
 		t.Fatalf("Run = %v, want ErrDrainIncomplete", err)
 	}
-	if got := r.logs.lines("second signal: killing"); len(got) != 1 {
-		t.Errorf("want the second signal logged once, got %q", got)
+	if r.rep.Killed != KilledBySignal || (r.rep.Ending != EndedKilled && r.rep.Ending != EndedDrainIncomplete) {
+		t.Errorf("Run reported %s, killed %q; want the children killed by the second signal", r.rep.Ending, r.rep.Killed)
 	}
 }
 
-// waitLog waits for a log line containing sub and returns it.
-func waitLog(t *testing.T, r *run, within time.Duration, sub string) string {
+// waitFor polls cond until it holds, failing the test if within passes or
+// Run returns first.
+func waitFor(t *testing.T, r *run, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for {
-		if got := r.logs.lines(sub); len(got) > 0 {
-			return got[0]
-		}
+	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line %q within %s", sub, within)
+			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		select {
 		case <-r.done:
-			t.Fatalf("Run returned before logging %q: %v", sub, r.err)
+			t.Fatalf("Run returned before %s: %v", what, r.err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// field returns the value of key=value in an hclog text line.
-func field(line, key string) string {
-	for _, f := range strings.Fields(line) {
-		if v, ok := strings.CutPrefix(f, key+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // --input reports its progress while it runs: a log line with rows read,

@@ -15,21 +15,21 @@ const watchdogTick = 250 * time.Millisecond
 
 // watch adds an incarnation to the watchdog's list; it leaves the list when
 // its process exits.
-func (p *parent) watch(w watched) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.watched[w] = struct{}{}
+func (c *children) watch(w watched) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watched[w] = struct{}{}
 }
 
 // live returns the incarnations whose processes have not exited, dropping
 // the others from the list.
-func (p *parent) live() []watched {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	list := make([]watched, 0, len(p.watched))
-	for w := range p.watched {
+func (c *children) live() []watched {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := make([]watched, 0, len(c.watched))
+	for w := range c.watched {
 		if !w.proc().alive() {
-			delete(p.watched, w)
+			delete(c.watched, w)
 			continue
 		}
 		list = append(list, w)
@@ -40,7 +40,7 @@ func (p *parent) live() []watched {
 // watchdog kills hung children, each once, until done is closed. What
 // makes a child hung is its role's business (incarnation.hung); because
 // the stdout readers never block, a child that is silent really is.
-func (p *parent) watchdog(done <-chan struct{}) {
+func (c *children) watchdog(done <-chan struct{}) {
 	t := time.NewTicker(watchdogTick)
 	defer t.Stop()
 	for {
@@ -48,20 +48,19 @@ func (p *parent) watchdog(done <-chan struct{}) {
 		case <-done:
 			return
 		case now := <-t.C:
-			for _, w := range p.live() {
-				if w.proc().killedFor() != "" {
-					continue // killed already; its runner handles the exit
-				}
-				if why := w.hung(now); why != "" {
-					w.proc().kill("hung: " + why)
-				}
-			}
+			c.check(now)
 		}
 	}
 }
 
-// killAll kills every child process, those still starting included, and
-// any forked after it (see family). Idempotent.
-func (p *parent) killAll(why string) {
-	p.family.killAll(why)
+// check kills the children hung at now, each once.
+func (c *children) check(now time.Time) {
+	for _, w := range c.live() {
+		if w.proc().killedFor() != "" {
+			continue // killed already; its runner handles the exit
+		}
+		if why := w.hung(now); why != "" {
+			w.proc().kill("hung: " + why)
+		}
+	}
 }

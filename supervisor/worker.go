@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ingest-dev/ingest/config"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -15,6 +16,32 @@ import (
 // that the post queue, not the pipes, is where accepted posts wait, and
 // that a stalled sink stops the feeding within a few posts.
 const workerWindow = 16
+
+// workerHost is what a worker incarnation reads and calls of the parent
+// (the parent implements it; the unit tests a fake). All its methods are
+// safe for concurrent use and, but for the two waits, return at once.
+type workerHost interface {
+	// waitForSink waits while the batch backlog is at its limit; it
+	// reports false if ctx ended first.
+	waitForSink(ctx context.Context) bool
+	// takePost waits for the next post to send; ok is false once the
+	// post queue is closed and empty, or when ctx ends.
+	takePost(ctx context.Context) (post wire.Post, ok bool)
+	// giveBack puts posts a worker held back in front of the post queue.
+	giveBack(posts []wire.Post)
+	// handOn gives a complete batch to the savers; covers are the spool
+	// numbers of the posts it covers. It never blocks: the worker's
+	// stdout reader calls it.
+	handOn(items []batchItem, covers []uint64)
+	// draining reports whether the run is draining: a worker is not
+	// retired then, it is stopped.
+	draining() bool
+	// aborted reports whether the run was aborted: the post a killed
+	// worker was on is not blamed for its death then.
+	aborted() bool
+	// observeNER records how long the NER of one post took.
+	observeNER(d time.Duration)
+}
 
 // workerInc is one incarnation of a worker: the process and what the
 // parent knows about the posts it was sent.
@@ -25,9 +52,10 @@ const workerWindow = 16
 // arrived, and the posts it covers leave held only after that: a crash at
 // any point loses nothing and counts nothing twice.
 type workerInc struct {
-	p   *parent
-	id  int
-	pro *process
+	host workerHost
+	cfg  *config.Config // the limits: --worker-max-posts, --worker-max-rss, --max-attempts and the timeouts
+	id   int
+	pro  *process
 
 	// credits holds a token for each post sent and not finished; the
 	// feeder blocks on a full channel, the stdout reader takes tokens
@@ -47,13 +75,17 @@ type workerInc struct {
 	why        string
 }
 
+func newWorkerInc(host workerHost, cfg *config.Config, id int) *workerInc {
+	return &workerInc{host: host, cfg: cfg, id: id, credits: make(chan struct{}, workerWindow), retire: make(chan struct{}), progressAt: time.Now()}
+}
+
 // startWorker starts a worker incarnation for slot id.
 func (p *parent) startWorker(id int) (incarnation, error) {
-	w := &workerInc{p: p, id: id, credits: make(chan struct{}, workerWindow), retire: make(chan struct{}), progressAt: time.Now()}
+	w := newWorkerInc(p, &p.cfg, id)
 	if _, err := p.launch(wire.RoleWorker, id, w); err != nil {
 		return nil, err
 	}
-	p.watch(w)
+	p.children.watch(w)
 	return w, nil
 }
 
@@ -87,9 +119,8 @@ func (w *workerInc) retireWhy() string {
 func (w *workerInc) feed(ctx context.Context) feedResult {
 	ctx, stop := feeding(ctx, w.pro.exited, w.retire)
 	defer stop()
-	p := w.p
 	for {
-		if !p.waitForSink(ctx) {
+		if !w.host.waitForSink(ctx) {
 			return why(ctx, w.retire)
 		}
 		select {
@@ -97,7 +128,7 @@ func (w *workerInc) feed(ctx context.Context) feedResult {
 		case <-ctx.Done():
 			return why(ctx, w.retire)
 		}
-		post, ok := p.posts.Take(ctx)
+		post, ok := w.host.takePost(ctx)
 		if !ok {
 			<-w.credits
 			return why(ctx, w.retire)
@@ -106,11 +137,13 @@ func (w *workerInc) feed(ctx context.Context) feedResult {
 		if err := w.pro.send(&post); err != nil {
 			return feedDied // the post is held: finish gives it back
 		}
-		if p.cfg.WorkerMaxPosts > 0 && w.sent >= p.cfg.WorkerMaxPosts {
-			w.askRetire(fmt.Sprintf("it processed --worker-max-posts %d posts", p.cfg.WorkerMaxPosts))
+		if w.cfg.WorkerMaxPosts > 0 && w.sent >= w.cfg.WorkerMaxPosts {
+			w.askRetire(fmt.Sprintf("it processed --worker-max-posts %d posts", w.cfg.WorkerMaxPosts))
 		}
 	}
 }
+
+// The parent's side of workerHost.
 
 // waitForSink waits while the batch backlog is at its limit: a sink that
 // cannot keep up stops the feeding of workers, so that what piles up is
@@ -132,6 +165,10 @@ func (p *parent) waitForSink(ctx context.Context) bool {
 	return true
 }
 
+func (p *parent) takePost(ctx context.Context) (wire.Post, bool) { return p.posts.Take(ctx) }
+func (p *parent) giveBack(posts []wire.Post)                     { p.posts.Requeue(posts) }
+func (p *parent) observeNER(d time.Duration)                     { p.metrics.nerSeconds.Observe(d.Seconds()) }
+
 // track records a post about to be sent and returns its sequence number.
 func (w *workerInc) track(post wire.Post) uint64 {
 	w.mu.Lock()
@@ -150,7 +187,6 @@ func (w *workerInc) track(post wire.Post) uint64 {
 // goroutine and never blocks: heartbeats are recorded, complete batches
 // pushed to the batch queue, which takes them whatever its length.
 func (w *workerInc) onFrame(f wire.Frame) error {
-	p := w.p
 	switch f.Kind {
 	case wire.KindHeartbeat:
 		var hb wire.Heartbeat
@@ -166,7 +202,6 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 		}
 		item := batchItem{raw: bytes.Clone(f.Raw), id: b.PartID(), posts: b.Posts, dead: b.Dead,
 			entities: b.Entities, docs: b.Publications + b.Entities}
-		p.docs.Add(int64(item.docs))
 		w.parts = append(w.parts, item)
 		if b.Part < b.Parts-1 {
 			return nil
@@ -182,7 +217,7 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 		}
 		w.held = append([]wire.Post(nil), w.held[cut:]...)
 		w.mu.Unlock()
-		p.handOn(w.parts, covers)
+		w.host.handOn(w.parts, covers)
 		w.parts = nil
 		return nil
 	}
@@ -193,10 +228,9 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 // the posts it finished, and asks for a replacement when the worker wants
 // one (SIGTERM from outside) or outgrew --worker-max-rss.
 func (w *workerInc) heartbeat(hb *wire.Heartbeat) {
-	p := w.p
 	w.pro.observe(hb)
 	if hb.PostMicros > 0 {
-		p.metrics.nerSeconds.Observe(float64(hb.PostMicros) / 1e6)
+		w.host.observeNER(time.Duration(hb.PostMicros) * time.Microsecond)
 	}
 	w.mu.Lock()
 	finished := 0
@@ -213,27 +247,35 @@ func (w *workerInc) heartbeat(hb *wire.Heartbeat) {
 		}
 	}
 	switch {
-	case w.pro.stopping.Load() || p.draining.Load():
+	case w.pro.stopping.Load() || w.host.draining():
 	case hb.Draining:
 		w.askRetire("it was sent SIGTERM")
-	case p.cfg.WorkerMaxRSS > 0 && hb.RSS > int64(p.cfg.WorkerMaxRSS):
-		w.askRetire(fmt.Sprintf("its resident memory %d MiB exceeds --worker-max-rss %s", hb.RSS>>20, &p.cfg.WorkerMaxRSS))
+	case w.cfg.WorkerMaxRSS > 0 && hb.RSS > int64(w.cfg.WorkerMaxRSS):
+		w.askRetire(fmt.Sprintf("its resident memory %d MiB exceeds --worker-max-rss %s", hb.RSS>>20, &w.cfg.WorkerMaxRSS))
 	}
 }
 
 // hung: silent past --heartbeat-timeout, or no progress on a post for
 // --post-timeout.
 func (w *workerInc) hung(now time.Time) string {
-	p := w.p
-	if d := w.pro.silentFor(now); d > p.cfg.HeartbeatTimeout {
-		return fmt.Sprintf("silent for %s (--heartbeat-timeout %s)", d.Round(time.Millisecond), p.cfg.HeartbeatTimeout)
+	if why := silent(w.pro, now, w.cfg.HeartbeatTimeout); why != "" {
+		return why
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.seq > w.done {
-		if d := now.Sub(w.progressAt); d > p.cfg.PostTimeout {
-			return fmt.Sprintf("no progress on post %d for %s (--post-timeout %s)", w.done+1, d.Round(time.Millisecond), p.cfg.PostTimeout)
+		if d := now.Sub(w.progressAt); d > w.cfg.PostTimeout {
+			return fmt.Sprintf("no progress on post %d for %s (--post-timeout %s)", w.done+1, d.Round(time.Millisecond), w.cfg.PostTimeout)
 		}
+	}
+	return ""
+}
+
+// silent says why a child is hung if it sent no frame for longer than
+// --heartbeat-timeout, else "".
+func silent(pro *process, now time.Time, timeout time.Duration) string {
+	if d := pro.silentFor(now); d > timeout {
+		return fmt.Sprintf("silent for %s (--heartbeat-timeout %s)", d.Round(time.Millisecond), timeout)
 	}
 	return ""
 }
@@ -242,50 +284,51 @@ func (w *workerInc) hung(now time.Time) string {
 // If the worker died while working on a post, that post's attempts grow,
 // and at --max-attempts it is quarantined instead.
 func (w *workerInc) finish(clean bool) (leftovers bool) {
-	p := w.p
 	w.mu.Lock()
 	left := w.held
 	w.held = nil
 	done := w.done
 	w.mu.Unlock()
-	if len(left) > 0 && !clean && !p.aborted() {
+	blame := !clean && !w.host.aborted()
+	if len(left) > 0 && blame {
 		w.pro.log.Warn("giving its posts to another worker", "uncovered_posts", len(left))
 	}
 	back := make([]wire.Post, 0, len(left))
 	suspect := true // the first post not finished is the one it was on
 	for _, post := range left {
-		if post.Seq > done && suspect && !clean && !p.aborted() {
+		if post.Seq > done && suspect && blame {
 			suspect = false
 			post.Attempts++
-			if post.Attempts >= p.cfg.MaxAttempts {
-				p.quarantine(post, fmt.Sprintf("the worker processing it died %d times; last: %v", post.Attempts, w.pro.exitError()))
+			if post.Attempts >= w.cfg.MaxAttempts {
+				w.quarantine(post, fmt.Sprintf("the worker processing it died %d times; last: %v", post.Attempts, w.pro.exitError()))
 				continue
 			}
 		}
 		post.Seq = 0
 		back = append(back, post)
 	}
-	p.posts.Requeue(back)
+	w.host.giveBack(back)
 	return len(left) > 0
 }
 
-// quarantine stores a post as a dead letter instead of counting it.
-func (p *parent) quarantine(post wire.Post, why string) {
-	p.log.Error("post quarantined as a dead letter; it will not be retried", "publication", post.Publication,
+// quarantine hands a post on as a dead letter, a batch of its own, instead
+// of giving it to another worker.
+func (w *workerInc) quarantine(post wire.Post, why string) {
+	log := w.pro.log
+	log.Error("post quarantined as a dead letter; it will not be retried", "publication", post.Publication,
 		"attempts", post.Attempts, "why", why, "content_bytes", len(post.Content))
-	p.metrics.deadLetter.Inc()
 	b := wire.Batch{ID: wire.NewBatchID(), Parts: 1, Posts: 1, Dead: []wire.DeadLetter{{
 		Publication: post.Publication, Content: post.Content, Error: why, Attempts: post.Attempts}}}
 	raw, err := wire.NewEncoder(nil, 0).Marshal(&b)
 	if err != nil {
-		p.log.Error("cannot encode the dead letter; it is lost", "error", err)
+		log.Error("cannot encode the dead letter; it is lost", "error", err)
 		return
 	}
 	var covers []uint64
 	if post.Spool != 0 {
 		covers = []uint64{post.Spool}
 	}
-	p.handOn([]batchItem{{raw: raw, id: b.PartID(), posts: 1, dead: 1}}, covers)
+	w.host.handOn([]batchItem{{raw: raw, id: b.PartID(), posts: 1, dead: 1}}, covers)
 }
 
 // feeding returns a context that ends when ctx does, the child exits, or

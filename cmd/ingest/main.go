@@ -71,7 +71,8 @@ func run() int {
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		opts.ProgressBar = os.Stderr
 	}
-	err = supervisor.Run(cfg, opts)
+	rep, err := supervisor.Run(cfg, opts)
+	code := 0
 	var corrupt *spool.CorruptionError
 	switch {
 	case err == nil:
@@ -79,10 +80,16 @@ func run() int {
 		// Refused before starting: systemd does not retry exit status 2
 		// (RestartPreventExitStatus), which a person must resolve.
 		log.Error("cannot start", "error", err)
-		return 2
+		code = 2
 	default:
 		log.Error("exiting with failure", "error", err)
-		return 1
+		code = 1
 	}
-	return 0
+	if cfg.ReportJSON != "" {
+		if err := rep.WriteFile(cfg.ReportJSON); err != nil {
+			log.Error("could not write the report", "error", err)
+			code = max(code, 1)
+		}
+	}
+	return code
 }
