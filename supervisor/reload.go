@@ -38,10 +38,10 @@ type reloader struct {
 type reloadOutcome int
 
 const (
-	reloadApplied  reloadOutcome = iota // the new tokens are in force
-	reloadRefused                       // the files could not be read: the old tokens stay
-	reloadGivenUp                       // the read took longer than the timeout: the old tokens stay
-	reloadSkipped                       // the previous read still blocks: nothing was read
+	reloadApplied reloadOutcome = iota // the new tokens are in force
+	reloadRefused                      // the files could not be read: the old tokens stay
+	reloadGivenUp                      // the read took longer than the timeout: the old tokens stay
+	reloadSkipped                      // the previous read still blocks: nothing was read
 )
 
 // start begins a reload and returns at once; decided receives how it was
