@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ingest-dev/ingest/internal/synthetic"
+	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // Durable acceptance (issue 11): a post answered 201 is on disk in the
@@ -639,8 +639,17 @@ func inputArticles(seed uint64, prefix string, n, size int) []article {
 // output.
 func runInput(t *testing.T, args ...string) (int, string) {
 	t.Helper()
+	code, out, _ := runInputReport(t, args...)
+	return code, out
+}
+
+// runInputReport is runInput that also returns what the run reported
+// (--report-json).
+func runInputReport(t *testing.T, args ...string) (int, string, supervisor.Report) {
+	t.Helper()
 	p := spawn(t, nil, args...)
-	return p.wait(3 * time.Minute), p.logs.String()
+	code := p.wait(3 * time.Minute)
+	return code, p.logs.String(), p.readReport()
 }
 
 // killMidway starts ingest --input and SIGKILLs the parent as soon as the
@@ -672,8 +681,6 @@ func killMidway(t *testing.T, db string, total int64, args ...string) int64 {
 	}
 	return n
 }
-
-var resumingAt = regexp.MustCompile(`resuming at row (\d+) of `)
 
 // doubled is c with every count twice: what reading the same file again
 // adds up to.
@@ -720,35 +727,31 @@ func TestInputKilledAndResumed(t *testing.T) {
 	t.Run("same file", func(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "ingest.db")
 		before := killMidway(t, db, rows, run(db, file)...)
-		code, out := runInput(t, run(db, file)...)
+		code, out, rep := runInputReport(t, run(db, file)...)
 		if code != 0 {
 			t.Fatalf("resumed run: exit %d\n%s", code, out)
 		}
-		m := resumingAt.FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("the second run does not say it is resuming:\n%s", out)
+		if rep.Input == nil || !rep.Input.Resumed {
+			t.Fatalf("the second run did not resume: %+v", rep.Input)
 		}
-		at, _ := strconv.Atoi(m[1])
-		if int64(at) <= before || at > rows {
+		at := rep.Input.EarlierRows + 1
+		if at <= before || at > rows {
 			t.Errorf("resuming at row %d of %d with %d articles stored before the kill: want a row after those and within the file", at, rows, before)
 		}
-		if len(lines(out, "recovered from the spool")) != 1 {
-			t.Errorf("the second run does not say what it recovered from the spool:\n%s", out)
+		if rep.Recovered == 0 {
+			t.Errorf("the second run recovered nothing from the spool: %+v", rep)
 		}
 		assertCounts(t, stored(t, db), want)
 		t.Logf("killed with %d articles stored, then resumed at row %d of %d", before, at, rows)
 
 		// Completed: the position is forgotten, a third run reads the
 		// whole file again.
-		code, out = runInput(t, run(db, file)...)
+		code, out, rep = runInputReport(t, run(db, file)...)
 		if code != 0 {
 			t.Fatalf("third run: exit %d\n%s", code, out)
 		}
-		if got := lines(out, "resuming at row"); len(got) != 0 {
-			t.Errorf("a run after a completed one resumes: %q", got)
-		}
-		if got := lines(out, "is not the file an earlier run read"); len(got) != 0 {
-			t.Errorf("a run after a completed one warns: %q", got)
+		if rep.Input != nil {
+			t.Errorf("a run after a completed one found an earlier position: %+v", rep.Input)
 		}
 		assertCounts(t, stored(t, db), doubled(want))
 	})
@@ -760,20 +763,16 @@ func TestInputKilledAndResumed(t *testing.T) {
 		storedAtKill := killMidway(t, db, rows, run(db, name)...)
 		fresh := inputArticles(2, "Second Edition", rows, size)
 		inputFile(t, name, fresh)
-		code, out := runInput(t, run(db, name)...)
+		code, out, rep := runInputReport(t, run(db, name)...)
 		if code != 0 {
 			t.Fatalf("run on the replaced file: exit %d\n%s", code, out)
 		}
-		warn := lines(out, "--input is not the file an earlier run read under this name: reading it from the start")
-		if len(warn) != 1 {
-			t.Fatalf("want one warning that the file is another; got %q\n%s", warn, out)
+		if rep.Input == nil || rep.Input.Resumed {
+			t.Fatalf("want the file read from its start as another one; got %+v", rep.Input)
 		}
-		if got := lines(out, "resuming at row"); len(got) != 0 {
-			t.Errorf("resumes a different file: %q", got)
-		}
-		before, err := strconv.Atoi(fieldValue(warn[0], "rows_before"))
-		if err != nil || int64(before) < storedAtKill || before > rows {
-			t.Fatalf("rows_before in %q: want %d (stored at the kill) to %d", warn[0], storedAtKill, rows)
+		before := int(rep.Input.EarlierRows)
+		if int64(before) < storedAtKill || before > rows {
+			t.Fatalf("%d rows read by the killed run: want %d (stored at the kill) to %d", before, storedAtKill, rows)
 		}
 		// The killed run spooled the first `before` rows of the old
 		// file: each is counted once, and every row of the new one.
@@ -804,9 +803,9 @@ func TestTwoParentsOneDataDir(t *testing.T) {
 	} {
 		q := spawn(t, nil, append([]string{"--listen=" + freePort(t), "--workers=1"}, second.args...)...)
 		code := q.wait(30 * time.Second)
-		out := q.logs.String()
-		if code == 0 || !strings.Contains(out, "is used by another ingest (pid") || !strings.Contains(out, holder) {
-			t.Errorf("%s: exit %d, want non-zero with \"is used by another ingest (%s\":\n%s", second.name, code, holder, out)
+		rep := q.ended(supervisor.EndedBeforeStart, 0, 0, 0)
+		if code == 0 || !strings.Contains(rep.Error, "is used by another ingest (pid") || !strings.Contains(rep.Error, holder) {
+			t.Errorf("%s: exit %d, error %q; want non-zero with \"is used by another ingest (%s\"", second.name, code, rep.Error, holder)
 		}
 	}
 	resp, err := http.Get(first.url + "/readyz")
@@ -1102,8 +1101,5 @@ func TestDurabilityNoneKeepsOldBehaviour(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s in the data directory with --durability none (stat: %v)", name, err)
 		}
-	}
-	if got := lines(p.logs.String(), "spool"); len(got) != 0 {
-		t.Errorf("log lines about a spool with --durability none: %q", got)
 	}
 }

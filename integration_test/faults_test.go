@@ -8,13 +8,14 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // postAll sends arts as NDJSON batches of size n, retrying 503s after their
@@ -132,7 +133,8 @@ chaos:
 	if code := p.stop(syscall.SIGTERM, 3*time.Minute); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
 	}
-	restarts := len(lines(p.logs.String(), "restarting child"))
+	rep := p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
+	restarts := rep.Restarts["worker"]["crashed"] + rep.Restarts["saver"]["crashed"]
 	t.Logf("chaos: %d kills, %d restarts, %d posts", kills, restarts, len(arts))
 	if kills < 10 || restarts == 0 {
 		t.Fatalf("chaos too gentle: %d kills, %d restarts", kills, restarts)
@@ -163,11 +165,11 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 		now := childPIDs(t, pid, "worker", 0)
 		return !alive(hung[0]) && len(now) == 1 && now[0] != hung[0]
 	})
-	if len(lines(p.logs.String(), "killing hung child")) == 0 {
-		t.Fatal("no log line about the hung child")
-	}
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+	if rep := p.ended(supervisor.EndedClean, int64(len(arts)), -1, -1); rep.Restarts["worker"]["hung"] == 0 {
+		t.Fatalf("restarts %v: the stopped worker was not counted as hung", rep.Restarts)
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
 }
@@ -194,8 +196,8 @@ func TestSIGTERMOneWorkerRollsIt(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if len(lines(p.logs.String(), "retiring worker")) == 0 {
-		t.Fatal("no log line about retiring the worker")
+	if rep := p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0); rep.Restarts["worker"]["retired"] != 1 {
+		t.Fatalf("restarts %v, want the worker retired once", rep.Restarts)
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
 }
@@ -208,7 +210,7 @@ func TestWorkerRecycling(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if n := len(lines(p.logs.String(), "retiring worker")); n < 2 {
+	if n := p.readReport().Restarts["worker"]["retired"]; n < 2 {
 		t.Fatalf("%d retirements for %d posts at --worker-max-posts 20; want at least 2", n, len(arts))
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
@@ -277,9 +279,7 @@ func TestOverload(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 3*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], fmt.Sprintf("accepted=%d stored=%d", accepted, accepted)) {
-		t.Fatalf("summary %q, want accepted=stored=%d", got, accepted)
-	}
+	p.ended(supervisor.EndedClean, int64(accepted), int64(accepted), 0)
 }
 
 // vmHWM is a process's peak resident memory in bytes.
@@ -324,8 +324,8 @@ func TestRestartBudget(t *testing.T) {
 	if code := p.wait(60 * time.Second); code == 0 {
 		t.Fatal("exit 0 although savers could not start")
 	}
-	if got := lines(p.logs.String(), "saver processes failed"); len(got) == 0 {
-		t.Fatalf("no error says the savers kept failing:\n%s", p.logs.String())
+	if rep := p.ended(supervisor.EndedFailed, 0, 0, 0); !strings.Contains(rep.Error, "saver processes failed") || !strings.Contains(rep.Error, "--max-restarts 2") {
+		t.Fatalf("error %q does not say the savers kept failing, naming --max-restarts", rep.Error)
 	}
 }
 
@@ -337,8 +337,8 @@ func TestSpillAndReplay(t *testing.T) {
 	arts := fixtures(t)
 	p := drainWithSaverStopped(t, arts, "--durability=none")
 	var batchFile, postFile string
-	for _, l := range lines(p.logs.String(), "spill file") {
-		f := fieldValue(l, "file")
+	rep := p.ended(supervisor.EndedDrainIncomplete, int64(len(arts)), 0, 0)
+	for _, f := range rep.Spilled {
 		switch {
 		case strings.HasSuffix(f, "-batches.ndjson"):
 			batchFile = f
@@ -347,7 +347,7 @@ func TestSpillAndReplay(t *testing.T) {
 		}
 	}
 	if batchFile == "" && postFile == "" {
-		t.Fatalf("no spill file logged:\n%s", p.logs.String())
+		t.Fatalf("no spill file in the report: %+v", rep)
 	}
 	if batchFile != "" {
 		for range 2 { // twice: a replay is idempotent
@@ -373,25 +373,22 @@ func TestSpillAndReplay(t *testing.T) {
 func TestDrainTimeoutKeepsSpool(t *testing.T) {
 	arts := fixtures(t)
 	p := drainWithSaverStopped(t, arts)
-	last := lines(p.logs.String(), "stopped;")
-	if len(last) != 1 || !strings.Contains(last[0], "kept in the spool") || !strings.Contains(last[0], "kept_in_spool=") {
-		t.Fatalf("final line does not say the posts are kept in the spool: %q", last)
-	}
-	if got := lines(p.logs.String(), "spill file"); len(got) != 0 {
-		t.Fatalf("spill files written although the spool holds the posts: %q", got)
+	rep := p.ended(supervisor.EndedDrainIncomplete, int64(len(arts)), 0, 0)
+	if rep.KeptInSpool == "" || len(rep.Spilled) != 0 {
+		t.Fatalf("report %+v; want the posts kept in the spool, no spill file", rep)
 	}
 	if n := totalArticles(stored(t, p.db)); n != 0 {
 		t.Fatalf("%d articles stored with the saver stopped", n)
 	}
 
 	again := startParent(t, nil, "--db="+p.db, "--workers=1", "--top-n=0", "--flush-interval=100ms")
-	if got := lines(again.logs.String(), "recovered from the spool"); len(got) != 1 {
-		t.Fatalf("no recovery logged:\n%s", again.logs.String())
-	}
 	want := expected(arts)
 	waitFor(t, 60*time.Second, "recovered posts stored", func() bool { return totalArticles(stored(t, p.db)) == totalArticles(want) })
 	if code := again.stop(syscall.SIGTERM, time.Minute); code != 0 {
 		t.Fatalf("restarted parent exited %d", code)
+	}
+	if rep := again.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0); rep.Recovered != int64(len(arts)) {
+		t.Fatalf("the restarted parent recovered %d posts from the spool, want %d", rep.Recovered, len(arts))
 	}
 	assertCounts(t, stored(t, p.db), want)
 }
@@ -426,19 +423,6 @@ func totalArticles(c counts) int64 {
 	return n
 }
 
-// fieldValue extracts key=value from an hclog text line.
-func fieldValue(line, key string) string {
-	i := strings.Index(line, " "+key+"=")
-	if i < 0 {
-		return ""
-	}
-	v := line[i+len(key)+2:]
-	if j := strings.IndexByte(v, ' '); j >= 0 {
-		v = v[:j]
-	}
-	return filepath.Clean(v)
-}
-
 // poison is a real input that makes prose v2's tokenizer panic (slice
 // bounds out of range): lower-casing Ⱥ makes the word longer, and prose
 // cuts the word as written at an offset found in the lower-cased one. The
@@ -460,9 +444,7 @@ func TestPoisonPost(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "dead_lettered=1") {
-		t.Fatalf("summary %q, want dead_lettered=1", got)
-	}
+	p.ended(supervisor.EndedClean, int64(len(arts)+1), int64(len(arts)), 1)
 	d, err := sql.Open("sqlite", p.db)
 	if err != nil {
 		t.Fatal(err)
@@ -544,13 +526,18 @@ func TestHangAtMaxAttemptsQuarantines(t *testing.T) {
 func TestWorkerMaxRSS(t *testing.T) {
 	arts := fixtures(t)
 	p := startParent(t, nil, "--workers=1", "--top-n=0", "--worker-max-rss=1MiB")
+	first := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
 	postAll(t, p, arts[:30], 10)
 	waitFor(t, time.Minute, "a worker retired for --worker-max-rss", func() bool {
-		return len(lines(p.logs.String(), "worker-max-rss")) > 0
+		now := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
+		return len(first) == 1 && !alive(first[0]) && len(now) == 1
 	})
 	postAll(t, p, arts[30:], 10)
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+	if rep := p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0); rep.Restarts["worker"]["retired"] == 0 || rep.Restarts["worker"]["crashed"] != 0 {
+		t.Errorf("restarts %v, want workers retired, none crashed", rep.Restarts)
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
 }

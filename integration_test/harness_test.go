@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/readapi"
+	"github.com/ingest-dev/ingest/supervisor"
 	"github.com/jdkato/prose/v2"
 	_ "modernc.org/sqlite"
 )
@@ -75,13 +77,14 @@ func fixtures(t *testing.T) []article {
 
 // parent is a running `ingest` parent process.
 type parent struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	url  string
-	db   string
-	logs *syncBuffer
-	done chan struct{}
-	err  error // Wait's result, valid after done
+	t      *testing.T
+	cmd    *exec.Cmd
+	url    string
+	db     string
+	report string // its --report-json file
+	logs   *syncBuffer
+	done   chan struct{}
+	err    error // Wait's result, valid after done
 }
 
 // syncBuffer collects a process's output for assertions.
@@ -145,6 +148,13 @@ func spawn(t *testing.T, env []string, args ...string) *parent {
 		if v, ok := strings.CutPrefix(a, "--listen="); ok {
 			p.url = "http://" + v
 		}
+		if v, ok := strings.CutPrefix(a, "--report-json="); ok {
+			p.report = v
+		}
+	}
+	if p.report == "" {
+		p.report = filepath.Join(t.TempDir(), "report.json")
+		args = append(args, "--report-json="+p.report)
 	}
 	p.cmd = exec.Command(binary, pinEngine(args)...)
 	p.cmd.Env = append(os.Environ(), env...)
@@ -235,6 +245,57 @@ func (p *parent) wait(within time.Duration) int {
 		p.t.Fatalf("ingest did not exit within %s", within)
 	}
 	return p.cmd.ProcessState.ExitCode()
+}
+
+// ended reads the report the parent wrote when it exited (--report-json)
+// and checks how it ended and its counts of posts; a negative count is not
+// checked. It returns the report for further checks.
+func (p *parent) ended(ending supervisor.Ending, accepted, stored, dead int64) supervisor.Report {
+	p.t.Helper()
+	rep := p.readReport()
+	c := rep.Counts
+	ok := rep.Ending == ending
+	for _, n := range [][2]int64{{accepted, c.Accepted}, {stored, c.Stored}, {dead, c.DeadLettered}} {
+		ok = ok && (n[0] < 0 || n[0] == n[1])
+	}
+	if !ok {
+		p.t.Errorf("ingest reported %s with accepted=%d stored=%d dead_lettered=%d not_stored=%d (%s); want %s with %d, %d, %d (-1: any)",
+			rep.Ending, c.Accepted, c.Stored, c.DeadLettered, c.NotStored, rep.Error, ending, accepted, stored, dead)
+	}
+	return rep
+}
+
+// readReport reads the parent's --report-json file, which it writes as it
+// exits.
+func (p *parent) readReport() supervisor.Report {
+	p.t.Helper()
+	b, err := os.ReadFile(p.report)
+	if err != nil {
+		p.t.Fatalf("the parent's report (--report-json): %v", err)
+	}
+	var rep supervisor.Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		p.t.Fatalf("the parent's report %s: %v", b, err)
+	}
+	return rep
+}
+
+// status is the parent's GET /status, sent with header (a read token)
+// when not nil; ok is false when it does not answer 200.
+func (p *parent) status(header map[string]string) (st readapi.Status, ok bool) {
+	req, err := http.NewRequest(http.MethodGet, p.url+"/status", nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return st, false
+	}
+	defer resp.Body.Close()
+	return st, resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&st) == nil
 }
 
 type reply struct {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // TestSinkStallKillsNoWorker reproduces a stalled sink: another process
@@ -66,9 +68,6 @@ func TestSinkStallKillsNoWorker(t *testing.T) {
 	if now := childPIDs(t, p.cmd.Process.Pid, "worker", 0); len(now) != 1 || now[0] != worker[0] || !alive(worker[0]) {
 		t.Fatalf("worker 0 was %v before the stall and is %v during it", worker, now)
 	}
-	if got := lines(p.logs.String(), "killing"); len(got) != 0 {
-		t.Fatalf("children were killed during the stall: %q", got)
-	}
 
 	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		t.Fatalf("release the write lock: %v", err)
@@ -80,8 +79,8 @@ func TestSinkStallKillsNoWorker(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "restarting child"); len(got) != 0 {
-		t.Errorf("children were restarted: %q", got)
+	if rep := p.ended(supervisor.EndedClean, -1, -1, 0); len(rep.Restarts) != 0 {
+		t.Errorf("children were killed or restarted: %v", rep.Restarts)
 	}
 	assertCounts(t, stored(t, p.db), expected(arts))
 }

@@ -83,9 +83,24 @@ func TestSystemdNotify(t *testing.T) {
 	}
 }
 
+// metric sums the samples of /metrics whose name and labels match
+// pattern.
 func metric(t *testing.T, p *parent, pattern string) float64 {
 	t.Helper()
-	resp, err := http.Get(p.url + "/metrics")
+	return metricWith(t, p, "", pattern)
+}
+
+// metricWith is metric with a read token.
+func metricWith(t *testing.T, p *parent, token, pattern string) float64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, p.url+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // TestPipeline is the whole path: HTTP in (single posts and NDJSON), two
@@ -57,10 +59,7 @@ func TestPipeline(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 120*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
-	summary := lines(p.logs.String(), "stopped cleanly")
-	if len(summary) != 1 || !strings.Contains(summary[0], "accepted="+itoa(len(arts))) || !strings.Contains(summary[0], "stored="+itoa(len(arts))) {
-		t.Fatalf("summary line %q; want accepted=stored=%d", summary, len(arts))
-	}
+	p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
 	for pid := range kids {
 		if alive(pid) {
 			t.Errorf("child %d still running after the parent exited", pid)
@@ -137,9 +136,7 @@ func TestAuth(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 60*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "accepted=2") {
-		t.Fatalf("want exactly the two authorised posts accepted; summary %q", got)
-	}
+	p.ended(supervisor.EndedClean, 2, 2, 0) // exactly the two authorised posts
 }
 
 func TestDrainingRefusesNewPosts(t *testing.T) {
@@ -175,9 +172,7 @@ func TestDrainingRefusesNewPosts(t *testing.T) {
 	if code := p.wait(120 * time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "stored="+itoa(total)) {
-		t.Fatalf("summary %q, want every accepted post stored", got)
-	}
+	p.ended(supervisor.EndedClean, int64(total), int64(total), -1) // every accepted post stored
 }
 
 // TestSecondSignalKills: a second signal during the drain kills the
@@ -196,12 +191,15 @@ func TestSecondSignalKills(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "drain to start", func() bool { return len(lines(p.logs.String(), "draining")) > 0 })
+	waitFor(t, 10*time.Second, "drain to start", func() bool {
+		st, ok := p.status(nil)
+		return ok && st.Draining
+	})
 	if code := p.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
 		t.Fatalf("exit 0 after a second signal; want non-zero")
 	}
-	if got := lines(p.logs.String(), "not_stored="); len(got) == 0 || strings.Contains(got[0], "not_stored=0") {
-		t.Fatalf("final line %q does not report the posts not stored", got)
+	if rep := p.ended(supervisor.EndedDrainIncomplete, int64(len(arts)), -1, -1); rep.NotStored == 0 || rep.Killed != supervisor.KilledBySignal {
+		t.Fatalf("report %+v; want the posts not stored counted, and the children killed by the second signal", rep)
 	}
 	for pid := range kids {
 		if alive(pid) {
@@ -259,13 +257,15 @@ func TestInputFile(t *testing.T) {
 	want := expected(fixtures(t))
 	for _, file := range []string{"../testdata/articles.ndjson", "../testdata/articles.csv"} {
 		t.Run(file, func(t *testing.T) {
-			db := t.TempDir() + "/ingest.db"
-			cmd := exec.Command(binary, pinEngine([]string{"--input=" + file, "--db=" + db, "--workers=2", "--top-n=0"})...)
+			dir := t.TempDir()
+			db, report := dir+"/ingest.db", dir+"/report.json"
+			cmd := exec.Command(binary, pinEngine([]string{"--input=" + file, "--db=" + db, "--workers=2", "--top-n=0", "--report-json=" + report})...)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("ingest --input %s: %v\n%s", file, err, out)
 			}
-			if !strings.Contains(string(out), "60 posts") || !strings.Contains(string(out), "The Harbor Gazette") {
+			(&parent{t: t, report: report}).ended(supervisor.EndedClean, 60, 60, 0)
+			if !strings.Contains(string(out), "The Harbor Gazette") { // the summary's table of publications
 				t.Fatalf("summary missing:\n%s", out)
 			}
 			assertCounts(t, stored(t, db), want)
@@ -319,12 +319,8 @@ func TestDrainTimeoutKills(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
 		t.Fatal("exit 0 although --drain-timeout expired with posts unprocessed")
 	}
-	logs := p.logs.String()
-	if len(lines(logs, "--drain-timeout expired")) == 0 {
-		t.Fatalf("no log line says the drain timed out")
-	}
-	if got := lines(logs, "not_stored="); len(got) == 0 || strings.Contains(got[0], "not_stored=0") {
-		t.Fatalf("final line %q does not report the posts not stored", got)
+	if rep := p.ended(supervisor.EndedDrainIncomplete, int64(10*len(arts)), -1, -1); rep.NotStored == 0 || rep.Killed != supervisor.KilledByDrainTimeout {
+		t.Fatalf("report %+v; want the posts not stored counted, and the children killed at --drain-timeout", rep)
 	}
 }
 
@@ -366,7 +362,5 @@ func TestFullQueueRefuses(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 120*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	if got := lines(p.logs.String(), "stopped cleanly"); len(got) != 1 || !strings.Contains(got[0], "accepted="+itoa(accepted)+" stored="+itoa(accepted)) {
-		t.Fatalf("summary %q; want accepted=stored=%d", got, accepted)
-	}
+	p.ended(supervisor.EndedClean, int64(accepted), int64(accepted), 0)
 }

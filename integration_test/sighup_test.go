@@ -41,8 +41,8 @@ func TestSIGHUPReloadsTokensAndKillsNothing(t *testing.T) {
 			syscall.Kill(c, syscall.SIGHUP)
 		}
 	}
-	waitFor(t, 10*time.Second, "the reload to be logged", func() bool {
-		return len(lines(p.logs.String(), "SIGHUP: tokens reloaded")) == 1
+	waitFor(t, 10*time.Second, "the reload to be applied", func() bool {
+		return metricWith(t, p, "new-token", `ingest_token_reloads_total\{outcome="applied"\}`) == 1
 	})
 	if s := post(arts[30], "old-token"); s != http.StatusUnauthorized {
 		t.Errorf("the old token after the reload: %d, want 401", s)

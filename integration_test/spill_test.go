@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -56,20 +54,9 @@ func TestFullDiskSpillLosesNothing(t *testing.T) {
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code == 0 {
 		t.Fatal("exit 0 although the disk was full")
 	}
-	last := lines(p.logs.String(), "stopped;")
-	if len(last) != 1 {
-		t.Fatalf("want one final line, got %q", last)
-	}
-	num := func(key string) int {
-		m := regexp.MustCompile(key + `=(\d+)`).FindStringSubmatch(last[0])
-		if m == nil {
-			t.Fatalf("no %s in %q", key, last[0])
-		}
-		n, _ := strconv.Atoi(m[1])
-		return n
-	}
-	if num("accepted") != accepted {
-		t.Fatalf("final line says accepted=%d, clients got %d 201s", num("accepted"), accepted)
+	rep := p.readReport()
+	if rep.Accepted != int64(accepted) {
+		t.Fatalf("the report says accepted=%d, clients got %d 201s", rep.Accepted, accepted)
 	}
 	// What was not stored is in the fallback's spill files, whole.
 	spilled := 0
@@ -87,8 +74,8 @@ func TestFullDiskSpillLosesNothing(t *testing.T) {
 			spilled += n
 		}
 	}
-	if lost := num("not_stored") - spilled; lost != 0 {
-		t.Errorf("%d accepted posts neither stored nor spilled (not_stored=%d, spilled=%d)", lost, num("not_stored"), spilled)
+	if lost := rep.NotStored - int64(spilled); lost != 0 {
+		t.Errorf("%d accepted posts neither stored nor spilled (not_stored=%d, spilled=%d)", lost, rep.NotStored, spilled)
 	}
 	if spilled == 0 {
 		t.Error("nothing was spilled: the disk never filled, so the test tested nothing")

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // The spool under disk faults (issue 19): a full disk, a segment that
@@ -503,8 +505,8 @@ func TestSpoolDamage(t *testing.T) {
 				if code := q.wait(time.Minute); code != 2 {
 					t.Fatalf("--spool-damaged=refuse on a damaged spool: exit %d, want 2\n%s", code, q.logs.String())
 				}
-				if out := q.logs.String(); !strings.Contains(out, "--spool-damaged=repair") || !strings.Contains(out, "records lost") {
-					t.Errorf("the refusal does not say what was lost and what to do:\n%s", out)
+				if rep := q.ended(supervisor.EndedBeforeStart, 0, 0, 0); !strings.Contains(rep.Error, "--spool-damaged=repair") || !strings.Contains(rep.Error, "records lost") {
+					t.Errorf("the refusal %q does not say what was lost and what to do", rep.Error)
 				}
 				if after := dirSnapshot(t, spoolDir); !maps2Equal(before, after) {
 					t.Errorf("--spool-damaged=refuse changed the spool directory")
@@ -590,7 +592,7 @@ func TestSpoolDirectoryRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := spawn(t, nil, "--listen="+freePort(t), "--db="+filepath.Join(t.TempDir(), "other.db"), "--data-dir="+dir, "--workers=1")
-	if code := q.wait(30 * time.Second); code != 2 || !strings.Contains(q.logs.String(), "is used by another ingest") {
+	if code := q.wait(30 * time.Second); code != 2 || !strings.Contains(q.readReport().Error, "is used by another ingest") {
 		t.Errorf("a second parent on the data directory after rm -rf of the spool: exit %d, want 2 and a refusal\n%s", code, q.logs.String())
 	}
 	for _, a := range arts[150:] {
@@ -666,10 +668,8 @@ func TestInputInterruptedAndShortened(t *testing.T) {
 		return err == nil && len(got) > 0
 	})
 	code := p.stop(syscall.SIGTERM, 2*time.Minute)
-	out := strings.TrimSpace(p.logs.String())
-	last := out[strings.LastIndexByte(out, '\n')+1:]
-	if code == 0 || !strings.Contains(last, "not read to its end") || !strings.Contains(last, "run the same command again") {
-		t.Fatalf("an --input run stopped midway: exit %d, last line %q; want non-zero and a last line saying a rerun resumes", code, last)
+	if rep := p.ended(supervisor.EndedInputUnfinished, -1, -1, 0); code == 0 || !strings.Contains(rep.Error, "run the same command again") {
+		t.Fatalf("an --input run stopped midway: exit %d, error %q; want non-zero and an error saying a rerun resumes", code, rep.Error)
 	}
 	before, err := articlesByKey(db)
 	if err != nil {
@@ -681,9 +681,9 @@ func TestInputInterruptedAndShortened(t *testing.T) {
 
 	// A shortened copy: refused, nothing counted.
 	inputFile(t, file, arts[:1])
-	code, out = runInput(t, args...)
-	if code == 0 || !strings.Contains(out, "--input-restart") || !strings.Contains(out, "ends before byte") {
-		t.Fatalf("a shortened --input: exit %d, want non-zero naming --input-restart:\n%s", code, out)
+	code, out, rep := runInputReport(t, args...)
+	if code == 0 || !strings.Contains(rep.Error, "--input-restart") || !strings.Contains(rep.Error, "ends before byte") {
+		t.Fatalf("a shortened --input: exit %d, error %q; want non-zero naming --input-restart:\n%s", code, rep.Error, out)
 	}
 	after, err := articlesByKey(db)
 	if err != nil {

@@ -248,6 +248,7 @@ func (p *parent) resumeInput() (spool.Position, error) {
 		return start, nil
 	}
 	if p.cfg.InputRestart {
+		p.in.earlier = &InputStart{EarlierRows: at.Rows}
 		p.log.Warn("--input-restart: reading --input from its first row; an earlier run on this data directory read part of it, and those rows are counted again",
 			"input", p.cfg.Input, "rows_before", at.Rows)
 		return start, nil
@@ -263,7 +264,8 @@ func (p *parent) resumeInput() (spool.Position, error) {
 	case errors.Is(err, io.EOF):
 		return spool.Position{}, p.shortened(at)
 	case err == nil && rowHash(&post) == at.Hash && p.in.src.Offset() == at.Offset:
-		p.in.resumedRows = at.Rows
+		p.in.resumedRows.Store(at.Rows)
+		p.in.earlier = &InputStart{EarlierRows: at.Rows, Resumed: true}
 		p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
 			"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
 		return at, nil
@@ -298,6 +300,7 @@ func (p *parent) shortened(at spool.Position) error {
 // restartInput reads --input from its start after all: it is not the file
 // an earlier run read under that name.
 func (p *parent) restartInput(at spool.Position, why string) (spool.Position, error) {
+	p.in.earlier = &InputStart{EarlierRows: at.Rows}
 	p.log.Warn("--input is not the file an earlier run read under this name: reading it from the start", "input", p.cfg.Input, "why", why, "rows_before", at.Rows)
 	p.in.src.Close()
 	src, err := input.Open(p.cfg.Input)

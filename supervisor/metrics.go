@@ -20,6 +20,7 @@ import (
 type metrics struct {
 	reg        *prometheus.Registry
 	nerSeconds prometheus.Histogram
+	reloads    *prometheus.CounterVec
 }
 
 // tallyCounter is a counter that reads one of the tally's counts.
@@ -33,6 +34,9 @@ func newMetrics(p *parent) *metrics {
 		reg: prometheus.NewRegistry(),
 		nerSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ingest_ner_seconds",
 			Help: "NER time per post, as the workers measure it.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ingest_token_reloads_total",
+			Help: "SIGHUP's reloads of the token files, by outcome: applied, refused (a file could not be read), given_up (the read took over 5 s), skipped (the previous read still blocked)."},
+			[]string{"outcome"}),
 	}
 	t := p.tally
 	m.reg.MustRegister(
@@ -65,7 +69,7 @@ func newMetrics(p *parent) *metrics {
 		ConstLabels: prometheus.Labels{"engine": p.cfg.NER, "model": ner.Model(ner.Engine(p.cfg.NER))}})
 	engine.Set(1)
 	m.reg.MustRegister(build, engine)
-	m.reg.MustRegister(m.nerSeconds,
+	m.reg.MustRegister(m.nerSeconds, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_queue_depth", Help: "Posts waiting for a worker."},
 			func() float64 { return float64(p.posts.Len()) }),

@@ -30,6 +30,7 @@ type reloader struct {
 	timeout time.Duration
 	read    func() (config.Tokens, error) // may block on the file system
 	apply   func(config.Tokens)           // puts new tokens in force
+	decided func(reloadOutcome)           // told every outcome (the metric); may be nil
 
 	busy atomic.Bool // a read has not returned yet
 }
@@ -44,13 +45,24 @@ const (
 	reloadSkipped                      // the previous read still blocks: nothing was read
 )
 
+// String is the outcome as the ingest_token_reloads_total metric labels it.
+func (o reloadOutcome) String() string {
+	return [...]string{"applied", "refused", "given_up", "skipped"}[o]
+}
+
 // start begins a reload and returns at once; decided receives how it was
 // decided (it is buffered: nobody need receive).
 func (r *reloader) start() (decided <-chan reloadOutcome) {
 	outcome := make(chan reloadOutcome, 1)
+	decide := func(o reloadOutcome) {
+		if r.decided != nil {
+			r.decided(o)
+		}
+		outcome <- o
+	}
 	if !r.busy.CompareAndSwap(false, true) {
 		r.log.Warn("SIGHUP: the previous reload is still reading the token files (is their file system stuck?); this one is skipped, the tokens in force stay")
-		outcome <- reloadSkipped
+		decide(reloadSkipped)
 		return outcome
 	}
 	type result struct {
@@ -70,18 +82,18 @@ func (r *reloader) start() (decided <-chan reloadOutcome) {
 		case res := <-got:
 			if res.err != nil {
 				r.log.Error("SIGHUP: the tokens were not reloaded; the old ones stay in force", "error", res.err)
-				outcome <- reloadRefused
+				decide(reloadRefused)
 				return
 			}
 			for _, w := range res.t.Warnings {
 				r.log.Warn(w)
 			}
 			r.apply(res.t)
-			outcome <- reloadApplied
+			decide(reloadApplied)
 		case <-timer.C:
 			r.log.Error("SIGHUP: reading the token files took longer than the reload timeout (is their file system stuck?); the old tokens stay in force",
 				"timeout", r.timeout)
-			outcome <- reloadGivenUp
+			decide(reloadGivenUp)
 		}
 	}()
 	return outcome

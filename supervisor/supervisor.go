@@ -111,8 +111,12 @@ type parent struct {
 // inputFile is --input as the feeder reads it.
 type inputFile struct {
 	src         *input.Reader
-	resumedRows int64 // rows an earlier run on this data directory read
-	readAll     bool  // read to its end; set by the feeder before it reports on fed
+	resumedRows atomic.Int64 // rows an earlier run on this data directory read, skipped by this one
+	// earlier says what became of the rows an earlier run on this data
+	// directory read of a file under this name; nil if none did. Like
+	// readAll, the feeder sets it before it reports on fed.
+	earlier *InputStart
+	readAll bool // read to its end
 }
 
 // Run is the parent's whole life, phase by phase:
@@ -392,6 +396,7 @@ func (p *parent) reload() {
 				p.readTokens.Set(t.Read)
 				p.log.Info("SIGHUP: tokens reloaded", "token_file", p.cfg.TokenFile, "read_token_file", p.cfg.ReadTokenFile)
 			},
+			decided: func(o reloadOutcome) { p.metrics.reloads.WithLabelValues(o.String()).Inc() },
 		}
 	}
 	p.reloads.start()
@@ -527,7 +532,7 @@ func (p *parent) pendingFailures() error {
 // accepted post was stored.
 func (p *parent) report(killed string, failure error) (Report, error) {
 	failure = errors.Join(failure, p.tally.check())
-	rep := Report{Counts: p.tally.counts(), Restarts: p.tally.restartCounts(), Sink: p.cfg.Sink, Killed: killed}
+	rep := Report{Counts: p.tally.counts(), Restarts: p.tally.restartCounts(), Sink: p.cfg.Sink, Killed: killed, Input: p.in.earlier}
 	c := &rep.Counts
 	if p.spool == nil {
 		var err error

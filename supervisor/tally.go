@@ -31,8 +31,23 @@ type Report struct {
 	// Killed says why the drain was cut short and the children killed:
 	// KilledBySignal or KilledByDrainTimeout; "" if it was not.
 	Killed string `json:"killed,omitempty"`
+	// Input says what became of the rows an earlier run on this data
+	// directory read of a file under --input's name; nil if none did.
+	Input *InputStart `json:"input,omitempty"`
 	// Error is Run's error, in words: "" when it returned nil.
 	Error string `json:"error,omitempty"`
+}
+
+// InputStart is where --input was read from when an earlier run on this
+// data directory had read part of a file under its name.
+type InputStart struct {
+	// EarlierRows are the rows the earlier run read (and spooled: they
+	// are counted, whatever this run does).
+	EarlierRows int64 `json:"earlier_rows"`
+	// Resumed: this run went on after them. Not resumed: the file is
+	// another one, or --input-restart asked for it, and it was read from
+	// its first row.
+	Resumed bool `json:"resumed"`
 }
 
 // Ending is how a run ended.

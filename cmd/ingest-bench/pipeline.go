@@ -188,7 +188,27 @@ func runLoad(o options, procs *running, args ...string) (loadOutcome, float64, e
 	return out, cpu, nil
 }
 
+// storedLine is the last log line of a build without --report-json.
 var storedLine = regexp.MustCompile(`stopped cleanly: accepted=(\d+) stored=(\d+)`)
+
+// storedPosts is how many posts the run stored: from its --report-json
+// file, or, for a build without the flag, its last log line.
+func storedPosts(report, log string) int64 {
+	if b, err := os.ReadFile(report); err == nil {
+		var r struct {
+			Stored int64 `json:"stored"`
+		}
+		if json.Unmarshal(b, &r) == nil {
+			return r.Stored
+		}
+	}
+	out, _ := os.ReadFile(log)
+	if m := storedLine.FindSubmatch(out); m != nil {
+		n, _ := strconv.ParseInt(string(m[2]), 10, 64)
+		return n
+	}
+	return 0
+}
 
 // pipelineRun measures W workers end to end: ingest with an SQLite
 // database, n posts pushed over HTTP by ingest-load, SIGTERM once all are
@@ -214,6 +234,10 @@ func pipelineRun(o options, procs *running, w, n, queue int, words int64, logf f
 	}
 	if o.engine != "" {
 		args = append(args, "--ner="+o.engine)
+	}
+	report := filepath.Join(o.tmp, name+"-report.json")
+	if ingestHasFlag(o.ingest, "report-json") {
+		args = append(args, "--report-json="+report)
 	}
 	s, err := startServer(o, procs, name, args...)
 	if err != nil {
@@ -262,10 +286,7 @@ func pipelineRun(o options, procs *running, w, n, queue int, words int64, logf f
 	if res.err == nil && s.err != nil {
 		res.err = fmt.Errorf("ingest exited with %v after SIGTERM; see %s", s.err, s.log)
 	}
-	log, _ := os.ReadFile(s.log)
-	if m := storedLine.FindSubmatch(log); m != nil {
-		res.stored, _ = strconv.ParseInt(string(m[2]), 10, 64)
-	}
+	res.stored = storedPosts(report, s.log)
 	if res.err == nil && (res.stored != int64(n) || out.Accepted != int64(n)) {
 		res.err = fmt.Errorf("%d posts sent, %d accepted, %d stored: want all %d; see %s", n, out.Accepted, res.stored, n, s.log)
 	}
