@@ -2,9 +2,7 @@ package ner
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/gob"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -23,16 +21,9 @@ import (
 // gob files into maps, so the pages are the page cache's, shared by every
 // worker, and a worker is ready as soon as the checksum is verified.
 //
-// Layout (all integers little-endian; sections 8-byte aligned):
-//
-//	offset 0   magic "ingNER\x00\x00" (8 bytes)
-//	       8   format version, uint32 (imageFormat)
-//	      12   section count, uint32
-//	      16   total size in bytes, uint64
-//	      24   SHA-256 of bytes [64, size)
-//	      56   reserved, zero
-//	      64   section table: per section, offset and length in bytes, uint64 each
-//	           then the sections, in the order of the sec* constants.
+// It is a section file (sections.go) with the magic "ingNER\x00\x00",
+// format version imageFormat, and the sections in the order of the sec*
+// constants.
 //
 // The image a binary accepts is pinned: imageSHA256 is the checksum of the
 // image this package's code derives from the prose model it is built
@@ -44,8 +35,11 @@ import (
 const (
 	imageMagic  = "ingNER\x00\x00"
 	imageFormat = 1
-	headerSize  = 64
 )
+
+// imageSections is the image's kind of section file.
+var imageSections = sectionFormat{magic: imageMagic, version: imageFormat, sections: numSections, errKind: errImage,
+	name: "a model image", otherHint: "built by another version of ingest or from another prose model"}
 
 // imageSHA256 is the SHA-256 (of bytes 64 onwards) of the image built from
 // prose v2.0.0's model by this version of the code. Update it, as
@@ -183,63 +177,14 @@ func buildImage() ([]byte, error) {
 	if err := w.classifier(labels, mapping, clWeights, words); err != nil {
 		return nil, err
 	}
-	return w.finish(), nil
+	return w.finish(imageSections), nil
 }
 
-// imageWriter accumulates sections in order.
-type imageWriter struct{ sections [][]byte }
+// imageWriter accumulates the image's sections in order.
+type imageWriter struct{ sectionWriter }
 
-func (w *imageWriter) add(b []byte)    { w.sections = append(w.sections, b) }
-func (w *imageWriter) u32s(v []uint32) { w.add(encodeU32s(v)) }
-func (w *imageWriter) i32s(v []int32) {
-	w.add(encodeU32s(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(v))), len(v))))
-}
+// table adds a string table's two sections: its index, then its bytes.
 func (w *imageWriter) table(b *strtabBuilder) { idx, blob := b.encode(); w.u32s(idx); w.add(blob) }
-func (w *imageWriter) strings(list []string) {
-	var blob []byte
-	offs := []uint32{0}
-	for _, s := range list {
-		blob = append(blob, s...)
-		offs = append(offs, uint32(len(blob)))
-	}
-	w.add(blob)
-	w.u32s(offs)
-}
-
-func encodeU32s(v []uint32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		le.PutUint32(b[4*i:], x)
-	}
-	return b
-}
-
-// finish lays out the header, the section table and the sections.
-func (w *imageWriter) finish() []byte {
-	pos := headerSize + 16*len(w.sections)
-	var table []byte
-	for _, s := range w.sections {
-		pos = (pos + 7) &^ 7
-		table = le.AppendUint64(table, uint64(pos))
-		table = le.AppendUint64(table, uint64(len(s)))
-		pos += len(s)
-	}
-	out := make([]byte, headerSize, pos)
-	copy(out, imageMagic)
-	le.PutUint32(out[8:], imageFormat)
-	le.PutUint32(out[12:], uint32(len(w.sections)))
-	le.PutUint64(out[16:], uint64(pos))
-	out = append(out, table...)
-	for _, s := range w.sections {
-		for len(out)%8 != 0 {
-			out = append(out, 0)
-		}
-		out = append(out, s...)
-	}
-	sum := sha256.Sum256(out[headerSize:])
-	copy(out[24:56], sum[:])
-	return out
-}
 
 // Tagger feature templates, as prose's featurize names them.
 var taggerTemplates = []string{
@@ -577,40 +522,9 @@ func (w *imageWriter) classifier(labels []string, mapping map[string]int, weight
 // into it; data must be 8-byte aligned and stay unchanged while the image
 // is used. want is the checksum required ("" accepts any intact image).
 func openImage(data []byte, want string) (*modelImage, error) {
-	if len(data) < headerSize || string(data[:8]) != imageMagic {
-		return nil, fmt.Errorf("%w: not a model image (bad magic)", errImage)
-	}
-	if v := le.Uint32(data[8:]); v != imageFormat {
-		return nil, fmt.Errorf("%w: format version %d, this binary reads %d", errImage, v, imageFormat)
-	}
-	if size := le.Uint64(data[16:]); size != uint64(len(data)) {
-		return nil, fmt.Errorf("%w: %d bytes, its header says %d: truncated or damaged", errImage, len(data), size)
-	}
-	if le.Uint32([]byte{1, 0, 0, 0}) != *(*uint32)(unsafe.Pointer(&[4]byte{1, 0, 0, 0})) {
-		return nil, fmt.Errorf("%w: this machine is not little-endian; the image is used in place", errImage)
-	}
-	if uintptr(unsafe.Pointer(unsafe.SliceData(data)))%8 != 0 {
-		return nil, fmt.Errorf("%w: not 8-byte aligned in memory", errImage)
-	}
-	sum := sha256.Sum256(data[headerSize:])
-	if !bytes.Equal(sum[:], data[24:56]) {
-		return nil, fmt.Errorf("%w: checksum mismatch: damaged", errImage)
-	}
-	fp := hex.EncodeToString(sum[:])
-	if want != "" && fp != want {
-		return nil, fmt.Errorf("%w: checksum %s, this binary needs %s: built by another version of ingest or from another prose model", errImage, fp[:16], want[:16])
-	}
-	n := int(le.Uint32(data[12:]))
-	if n != numSections || headerSize+16*n > len(data) {
-		return nil, fmt.Errorf("%w: %d sections, want %d", errImage, n, numSections)
-	}
-	secs := make([][]byte, n)
-	for i := range n {
-		off, ln := le.Uint64(data[headerSize+16*i:]), le.Uint64(data[headerSize+16*i+8:])
-		if off%8 != 0 || off > uint64(len(data)) || ln > uint64(len(data))-off {
-			return nil, fmt.Errorf("%w: section %d out of bounds", errImage, i)
-		}
-		secs[i] = data[off : off+ln : off+ln]
+	secs, fp, err := openSections(data, imageSections, want)
+	if err != nil {
+		return nil, err
 	}
 	im := &modelImage{data: data, fingerprint: fp}
 	bad := false
@@ -773,12 +687,4 @@ func tabValues(t *strtab, n int) bool {
 		}
 	}
 	return true
-}
-
-func u32view(b []byte) []uint32 {
-	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
-}
-
-func i32view(b []byte) []int32 {
-	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,83 +66,14 @@ func TestImageIsCurrent(t *testing.T) {
 	t.Logf("image: %d bytes", len(data))
 }
 
-// TestImageFile drives the image's life in a cache directory: built and
-// written on first use, mapped afterwards, rebuilt when damaged or stale,
-// kept in the heap when the directory cannot be written.
+// TestImageFile drives the image's life in a cache directory
+// (testMappedFileLife).
 func TestImageFile(t *testing.T) {
-	want := builtImage(t)
-	dir := t.TempDir()
-	path := imagePath(dir)
-	load := func(wantSource imageSource) {
-		t.Helper()
-		im, src, err := loadImage(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if src != wantSource {
-			t.Errorf("loaded from source %d, want %d", src, wantSource)
-		}
-		if !bytes.Equal(im.data, want) {
-			t.Error("the loaded image is not the built one")
-		}
-		if e := newFastEngine(im); len(chunk(e.run("Mayor Elena Marsh of Harbor City met officials in Brussels on Tuesday."))) == 0 {
-			t.Error("no entities from the loaded image")
-		}
-	}
-	load(imageWritten)
-	load(imageMapped)
-
-	// Damaged: one byte flipped.
-	damaged := bytes.Clone(want)
-	damaged[len(damaged)/2] ^= 1
-	replace(t, path, damaged)
-	if _, err := mapImage(path); !errors.Is(err, errImage) || !strings.Contains(err.Error(), "damaged") {
-		t.Errorf("damaged image: error %v, want one saying it is damaged", err)
-	}
-	load(imageWritten)
-
-	// Stale: intact, but not the image this binary needs (another prose
-	// model or another version of the code).
-	stale := bytes.Clone(want)
-	stale[len(stale)-1] ^= 1
-	sum := sha256.Sum256(stale[headerSize:])
-	copy(stale[24:56], sum[:])
-	replace(t, path, stale)
-	if _, err := mapImage(path); !errors.Is(err, errImage) || !strings.Contains(err.Error(), "another version") {
-		t.Errorf("stale image: error %v, want one saying it comes from another version", err)
-	}
-	load(imageWritten)
-
-	// Truncated.
-	replace(t, path, want[:len(want)/3])
-	load(imageWritten)
-
-	// No directory can be made: a file is in the way.
-	blocked := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	im, src, err := loadImage(filepath.Join(blocked, "cache"))
-	if err != nil || src != imageHeap || !bytes.Equal(im.data, want) {
-		t.Errorf("unwritable directory: source %d, error %v; want the image built in the heap", src, err)
-	}
-	// The next directory in line takes it.
-	next := t.TempDir()
-	im, src, err = loadImage(filepath.Join(blocked, "cache"), next)
-	if err != nil || src != imageWritten || !bytes.Equal(im.data, want) {
-		t.Errorf("unwritable directory, then a writable one: source %d, error %v; want the image written to the second", src, err)
-	}
-	if _, err := os.Stat(imagePath(next)); err != nil {
-		t.Error(err)
-	}
-}
-
-func replace(t *testing.T, path string, data []byte) {
-	t.Helper()
-	os.Remove(path)
-	if err := os.WriteFile(path, data, 0o444); err != nil {
-		t.Fatal(err)
-	}
+	testMappedFileLife(t, imageFile, builtImage(t),
+		func(im *modelImage) []byte { return im.data },
+		func(im *modelImage) bool {
+			return len(chunk(newFastEngine(im).run("Mayor Elena Marsh of Harbor City met officials in Brussels on Tuesday."))) > 0
+		})
 }
 
 func TestOpenImageRejects(t *testing.T) {

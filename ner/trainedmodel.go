@@ -1,9 +1,6 @@
 package ner
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,16 +14,9 @@ import (
 // worker. The trainer (train.go) writes it; the binary carries it
 // compressed (trainedModelSHA256 pins which).
 //
-// Layout (integers little-endian; sections 8-byte aligned):
-//
-//	offset 0   magic "ingNERt\x00" (8 bytes)
-//	       8   format version, uint32 (modelFormat)
-//	      12   section count, uint32
-//	      16   total size in bytes, uint64
-//	      24   SHA-256 of bytes [64, size)
-//	      56   reserved, zero
-//	      64   section table: per section, offset and length in bytes, uint64 each
-//	           then the sections, in the order of the ms* constants.
+// It is a section file (sections.go) with the magic "ingNERt\x00",
+// format version modelFormat, and the sections in the order of the ms*
+// constants.
 //
 // Feature weights live in key tables (keytab, two sections: slots and
 // fingerprints): a feature's 64-bit key
@@ -38,6 +28,11 @@ const (
 	modelMagic  = "ingNERt\x00"
 	modelFormat = 1
 )
+
+// modelSections is the trained model's kind of section file.
+var modelSections = sectionFormat{magic: modelMagic, version: modelFormat, sections: numModelSections, errKind: errModel,
+	name: "a trained model file", versionHint: ": retrain it with this version's ingest-train",
+	otherHint: "another model or another version of ingest"}
 
 // Sections, in file order.
 const (
@@ -267,52 +262,15 @@ func (m *trainedModel) typeRow(key uint64) []int16 {
 	return nil
 }
 
-// modelWriter accumulates sections in order.
-type modelWriter struct{ sections [][]byte }
+// modelWriter accumulates the model's sections in order.
+type modelWriter struct{ sectionWriter }
 
-func (w *modelWriter) add(b []byte)    { w.sections = append(w.sections, b) }
-func (w *modelWriter) u32s(v []uint32) { w.add(encodeU32s(v)) }
-func (w *modelWriter) i32s(v []int32) {
-	w.add(encodeU32s(unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(v))), len(v))))
-}
-func (w *modelWriter) i16s(v []int16) {
-	b := make([]byte, 2*len(v))
-	for i, x := range v {
-		le.PutUint16(b[2*i:], uint16(x))
-	}
-	w.add(b)
-}
+// keytab adds a key table's two sections: its slots, then its
+// fingerprints.
 func (w *modelWriter) keytab(keys []uint64) {
 	slots, fps := buildKeytab(keys)
 	w.u32s(slots)
 	w.u32s(fps)
-}
-
-// finish lays out the header, the section table and the sections.
-func (w *modelWriter) finish() []byte {
-	pos := headerSize + 16*len(w.sections)
-	var table []byte
-	for _, s := range w.sections {
-		pos = (pos + 7) &^ 7
-		table = le.AppendUint64(table, uint64(pos))
-		table = le.AppendUint64(table, uint64(len(s)))
-		pos += len(s)
-	}
-	out := make([]byte, headerSize, pos)
-	copy(out, modelMagic)
-	le.PutUint32(out[8:], modelFormat)
-	le.PutUint32(out[12:], uint32(len(w.sections)))
-	le.PutUint64(out[16:], uint64(pos))
-	out = append(out, table...)
-	for _, s := range w.sections {
-		for len(out)%8 != 0 {
-			out = append(out, 0)
-		}
-		out = append(out, s...)
-	}
-	sum := sha256.Sum256(out[headerSize:])
-	copy(out[24:56], sum[:])
-	return out
 }
 
 // modelContent is a model before encoding.
@@ -370,44 +328,16 @@ func (c *modelContent) encode() ([]byte, error) {
 	if len(w.sections) != numModelSections {
 		return nil, fmt.Errorf("%w: encode: %d sections, want %d", errModel, len(w.sections), numModelSections)
 	}
-	return w.finish(), nil
+	return w.finish(modelSections), nil
 }
 
 // openModel checks data's header and checksum and returns typed views
 // into it; data must be 8-byte aligned and stay unchanged while the model
 // is used. want is the checksum required ("" accepts any intact model).
 func openModel(data []byte, want string) (*trainedModel, error) {
-	if len(data) < headerSize || string(data[:8]) != modelMagic {
-		return nil, fmt.Errorf("%w: not a trained model file (bad magic)", errModel)
-	}
-	if v := le.Uint32(data[8:]); v != modelFormat {
-		return nil, fmt.Errorf("%w: format version %d, this binary reads %d: retrain it with this version's ingest-train", errModel, v, modelFormat)
-	}
-	if size := le.Uint64(data[16:]); size != uint64(len(data)) {
-		return nil, fmt.Errorf("%w: %d bytes, its header says %d: truncated or damaged", errModel, len(data), size)
-	}
-	if uintptr(unsafe.Pointer(unsafe.SliceData(data)))%8 != 0 {
-		return nil, fmt.Errorf("%w: not 8-byte aligned in memory", errModel)
-	}
-	sum := sha256.Sum256(data[headerSize:])
-	if !bytes.Equal(sum[:], data[24:56]) {
-		return nil, fmt.Errorf("%w: checksum mismatch: damaged", errModel)
-	}
-	fp := hex.EncodeToString(sum[:])
-	if want != "" && fp != want {
-		return nil, fmt.Errorf("%w: checksum %s, this binary needs %s: another model or another version of ingest", errModel, fp[:16], want[:16])
-	}
-	n := int(le.Uint32(data[12:]))
-	if n != numModelSections || headerSize+16*n > len(data) {
-		return nil, fmt.Errorf("%w: %d sections, want %d", errModel, n, numModelSections)
-	}
-	secs := make([][]byte, n)
-	for i := range n {
-		off, ln := le.Uint64(data[headerSize+16*i:]), le.Uint64(data[headerSize+16*i+8:])
-		if off%8 != 0 || off > uint64(len(data)) || ln > uint64(len(data))-off {
-			return nil, fmt.Errorf("%w: section %d out of bounds", errModel, i)
-		}
-		secs[i] = data[off : off+ln : off+ln]
+	secs, fp, err := openSections(data, modelSections, want)
+	if err != nil {
+		return nil, err
 	}
 	m := &trainedModel{data: data, fingerprint: fp}
 	if err := json.Unmarshal(secs[msMeta], &m.info); err != nil {
@@ -419,9 +349,6 @@ func openModel(data []byte, want string) (*trainedModel, error) {
 		bad = bad || !ok
 		return t
 	}
-	i16 := func(b []byte) []int16 {
-		return unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/2)
-	}
 	params := u32view(secs[msParams])
 	if len(params) != numModelParams || params[mpTags] != numTags || params[mpLabels] != uint32(len(trainedLabels)) || params[mpScale] == 0 {
 		return nil, fmt.Errorf("%w: parameters %v do not match this engine (%d tags, %d labels)", errModel, params, numTags, len(trainedLabels))
@@ -429,9 +356,9 @@ func openModel(data []byte, want string) (*trainedModel, error) {
 	m.scale = int(params[mpScale])
 	m.trans = i32view(secs[msTrans])
 	m.spanTab = tab(msSpanTab)
-	m.spanRows = i16(secs[msSpanRows])
+	m.spanRows = i16view(secs[msSpanRows])
 	m.typeTab = tab(msTypeTab)
-	m.typeRows = i16(secs[msTypeRows])
+	m.typeRows = i16view(secs[msTypeRows])
 	m.gazTab = tab(msGazTab)
 	m.gazVals = secs[msGazVals]
 	m.wordTab = tab(msWordTab)
@@ -439,7 +366,7 @@ func openModel(data []byte, want string) (*trainedModel, error) {
 	m.formOffs = u32view(secs[msFormOffs])
 	m.formBlob = secs[msFormBlob]
 	m.numTab = tab(msNumTab)
-	m.numRows = i16(secs[msNumRows])
+	m.numRows = i16view(secs[msNumRows])
 	numTrans := i32view(secs[msNumTrans])
 	nl := len(trainedLabels)
 	if bad || len(m.trans) != (numTags+1)*numTags+numTags ||

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -154,63 +152,18 @@ func TestOpenModelRejects(t *testing.T) {
 	}
 }
 
-// TestModelFile drives the model file's life in a cache directory, as for
-// the image: expanded and written on first use, mapped afterwards,
-// replaced when damaged, stale or of another format version, kept in the
-// heap when the directory cannot be written.
+// TestModelFile drives the model file's life in a cache directory, as
+// the image's (testMappedFileLife).
 func TestModelFile(t *testing.T) {
 	want, err := expandModel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	path := modelPath(dir)
-	load := func(wantSource imageSource) {
-		t.Helper()
-		m, src, err := loadMapped(modelFile, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if src != wantSource {
-			t.Errorf("loaded from source %d, want %d", src, wantSource)
-		}
-		if !bytes.Equal(m.data, want) {
-			t.Error("the loaded model is not the carried one")
-		}
-		if ents := newTrainedEngine(m).run("Mayor Elena Marsh of Harbor City met officials in Brussels on Tuesday."); len(ents) == 0 {
-			t.Error("no entities from the loaded model")
-		}
-	}
-	load(imageWritten)
-	load(imageMapped)
-
-	damaged := bytes.Clone(want)
-	damaged[len(damaged)/2] ^= 1
-	replace(t, path, damaged)
-	if _, err := mapOpen(modelFile, path); !errors.Is(err, errModel) || !strings.Contains(err.Error(), "damaged") {
-		t.Errorf("damaged model: error %v, want one saying it is damaged", err)
-	}
-	load(imageWritten)
-
-	otherVersion := bytes.Clone(want)
-	le.PutUint32(otherVersion[8:], modelFormat+1)
-	replace(t, path, otherVersion)
-	if _, err := mapOpen(modelFile, path); !errors.Is(err, errModel) || !strings.Contains(err.Error(), "format version") {
-		t.Errorf("model of another format: error %v, want one naming the format version", err)
-	}
-	load(imageWritten)
-
-	replace(t, path, want[:len(want)/3])
-	load(imageWritten)
-
-	blocked := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(blocked, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	m, src, err := loadMapped(modelFile, filepath.Join(blocked, "cache"))
-	if err != nil || src != imageHeap || !bytes.Equal(m.data, want) {
-		t.Errorf("unwritable directory: source %d, error %v; want the model expanded in the heap", src, err)
-	}
+	testMappedFileLife(t, modelFile, want,
+		func(m *trainedModel) []byte { return m.data },
+		func(m *trainedModel) bool {
+			return len(newTrainedEngine(m).run("Mayor Elena Marsh of Harbor City met officials in Brussels on Tuesday.")) > 0
+		})
 }
 
 // BenchmarkLoadModel measures what a worker does before it is ready on
