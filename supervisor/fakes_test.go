@@ -38,17 +38,7 @@ type fakeOS struct {
 func newFakeProcess(t *testing.T, role wire.Role, id int) (*process, *fakeOS) {
 	t.Helper()
 	f := &fakeOS{}
-	p := &process{
-		role: role, id: id, pid: 1000 + id,
-		log:     hclog.New(&hclog.LoggerOptions{Name: string(role), Level: hclog.Debug, Output: tLog{t}}),
-		signal:  f.signal,
-		stdin:   f,
-		enc:     wire.NewEncoder(f, 0),
-		exited:  make(chan struct{}),
-		drained: make(chan struct{}),
-		started: time.Now(),
-	}
-	p.lastFrame.Store(p.started.UnixNano())
+	p := newProcess(role, id, 1000+id, hclog.New(&hclog.LoggerOptions{Name: string(role), Level: hclog.Debug, Output: tLog{t}}), f.signal, f)
 	f.pro = p
 	return p, f
 }

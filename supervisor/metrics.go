@@ -23,12 +23,6 @@ type metrics struct {
 	reloads    *prometheus.CounterVec
 }
 
-// tallyCounter is a counter that reads one of the tally's counts.
-func tallyCounter(t *tally, name, help string, count func(Counts) int64) prometheus.CounterFunc {
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-		func() float64 { return float64(count(t.counts())) })
-}
-
 func newMetrics(p *parent) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
@@ -38,26 +32,7 @@ func newMetrics(p *parent) *metrics {
 			Help: "SIGHUP's reloads of the token files, by outcome: applied, refused (a file could not be read), given_up (the read took over 5 s), skipped (the previous read still blocked)."},
 			[]string{"outcome"}),
 	}
-	t := p.tally
-	m.reg.MustRegister(
-		tallyCounter(t, "ingest_posts_accepted_total", "Posts accepted over HTTP or from --input, and found in the spool at start.",
-			func(c Counts) int64 { return c.Accepted }),
-		tallyCounter(t, "ingest_posts_stored_total", "Posts whose counts the sink acknowledged.",
-			func(c Counts) int64 { return c.Stored }),
-		tallyCounter(t, "ingest_dead_letters_total", "Posts stored as dead letters (quarantined: the worker processing them kept dying).",
-			func(c Counts) int64 { return c.DeadLettered }),
-		tallyCounter(t, "ingest_batches_committed_total", "Batch parts the sink acknowledged (flushes arrive as one part unless very large).",
-			func(c Counts) int64 { return c.Batches }),
-		tallyCounter(t, "ingest_batches_duplicate_total", "Batch parts the sink had already applied (replays after a saver crash).",
-			func(c Counts) int64 { return c.Duplicates }),
-		tallyCounter(t, "ingest_entity_writes_total", "Entity count rows written to the sink.",
-			func(c Counts) int64 { return c.Entities }),
-		tallyCounter(t, "ingest_sink_commits_total", "Commits (SQLite transactions, Firestore commits) the savers made.",
-			func(c Counts) int64 { return c.Commits }),
-		tallyCounter(t, "ingest_sink_writes_total", "Rows or documents the savers wrote, idempotency markers included.",
-			func(c Counts) int64 { return c.Writes }),
-		&restartCollector{t: t},
-	)
+	m.reg.MustRegister(tallyCollector{p.tally})
 	v := version.Get()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "ingest_build_info",
 		Help: "1, labelled with the build that runs: version, revision, dirty, goversion.",
@@ -196,15 +171,50 @@ var (
 	childInflight = prometheus.NewDesc("ingest_worker_posts_in_flight", "Posts a worker holds that no stored batch covers yet.", childLabels, nil)
 )
 
+// tallyCounters are the tally's counts as counters.
+var tallyCounters = []struct {
+	desc  *prometheus.Desc
+	count func(Counts) int64
+}{
+	{counterDesc("ingest_posts_accepted_total", "Posts accepted over HTTP or from --input, and found in the spool at start."),
+		func(c Counts) int64 { return c.Accepted }},
+	{counterDesc("ingest_posts_stored_total", "Posts whose counts the sink acknowledged."),
+		func(c Counts) int64 { return c.Stored }},
+	{counterDesc("ingest_dead_letters_total", "Posts stored as dead letters (quarantined: the worker processing them kept dying)."),
+		func(c Counts) int64 { return c.DeadLettered }},
+	{counterDesc("ingest_batches_committed_total", "Batch parts the sink acknowledged (flushes arrive as one part unless very large)."),
+		func(c Counts) int64 { return c.Batches }},
+	{counterDesc("ingest_batches_duplicate_total", "Batch parts the sink had already applied (replays after a saver crash)."),
+		func(c Counts) int64 { return c.Duplicates }},
+	{counterDesc("ingest_entity_writes_total", "Entity count rows written to the sink."),
+		func(c Counts) int64 { return c.Entities }},
+	{counterDesc("ingest_sink_commits_total", "Commits (SQLite transactions, Firestore commits) the savers made."),
+		func(c Counts) int64 { return c.Commits }},
+	{counterDesc("ingest_sink_writes_total", "Rows or documents the savers wrote, idempotency markers included."),
+		func(c Counts) int64 { return c.Writes }},
+}
+
+func counterDesc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+
 var restartsDesc = prometheus.NewDesc("ingest_child_restarts_total",
 	"Children restarted or replaced, by role and reason (crashed, hung, retired, start_failed).", []string{"role", "reason"}, nil)
 
-// restartCollector reports the tally's restarts at scrape time.
-type restartCollector struct{ t *tally }
+// tallyCollector reports the tally's counts and restarts at scrape time,
+// from one snapshot, so that the counters of one scrape agree.
+type tallyCollector struct{ t *tally }
 
-func (c *restartCollector) Describe(ch chan<- *prometheus.Desc) { ch <- restartsDesc }
+func (c tallyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range tallyCounters {
+		ch <- m.desc
+	}
+	ch <- restartsDesc
+}
 
-func (c *restartCollector) Collect(ch chan<- prometheus.Metric) {
+func (c tallyCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.t.counts()
+	for _, m := range tallyCounters {
+		ch <- prometheus.MustNewConstMetric(m.desc, prometheus.CounterValue, float64(m.count(counts)))
+	}
 	for role, reasons := range c.t.restartCounts() {
 		for reason, n := range reasons {
 			ch <- prometheus.MustNewConstMetric(restartsDesc, prometheus.CounterValue, float64(n), string(role), reason)

@@ -60,6 +60,23 @@ type process struct {
 	killReason string // why the parent killed it; "" if it did not
 }
 
+// newProcess is a process that has just started: pid, its log, how to
+// signal it and the parent's end of its stdin. Whoever waits for it closes
+// exited, and drained once its output was read.
+func newProcess(role wire.Role, id, pid int, log hclog.Logger, signal func(os.Signal) error, stdin io.WriteCloser) *process {
+	p := &process{
+		role: role, id: id, pid: pid, log: log,
+		signal:  signal,
+		stdin:   stdin,
+		enc:     wire.NewEncoder(stdin, 0),
+		exited:  make(chan struct{}),
+		drained: make(chan struct{}),
+		started: time.Now(),
+	}
+	p.lastFrame.Store(p.started.UnixNano())
+	return p
+}
+
 // handshakeTimeout bounds how long a child may take to load (the NER model)
 // and introduce itself.
 const handshakeTimeout = 60 * time.Second
@@ -173,17 +190,7 @@ func startProcess(exe string, args []string, role wire.Role, id int, log hclog.L
 	if err != nil {
 		return nil, fmt.Errorf("start %s %d (%s): %w", role, id, exe, err)
 	}
-	p := &process{
-		role: role, id: id, pid: cmd.Process.Pid,
-		log:     log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid),
-		signal:  cmd.Process.Signal,
-		stdin:   stdin,
-		enc:     wire.NewEncoder(stdin, 0),
-		exited:  make(chan struct{}),
-		drained: make(chan struct{}),
-		started: time.Now(),
-	}
-	p.lastFrame.Store(p.started.UnixNano())
+	p := newProcess(role, id, cmd.Process.Pid, log.Named(fmt.Sprintf("%s.%d", role, id)).With("pid", cmd.Process.Pid), cmd.Process.Signal, stdin)
 	go func() {
 		p.err = cmd.Wait()
 		close(p.exited)
