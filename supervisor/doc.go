@@ -38,8 +38,9 @@
 //	               readiness
 //	durable.go     the spool's side (--durability fsync): recovery at
 //	               start, batches spooled before a saver sees them, the
-//	               pump that reads posts back for the workers, the HTTP
-//	               intake, --input resumed where a killed run stopped
+//	               pump that reads posts back for the workers
+//	input.go       --input: the feeder, resumed where a killed run
+//	               stopped, and the summary (progress.go: how far it is)
 //	spill.go       what a drain that ran out of time writes without a
 //	               spool (--durability none), and --replay
 //

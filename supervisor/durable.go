@@ -3,13 +3,10 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"path/filepath"
 	"sync/atomic"
 
 	"github.com/ingest-dev/ingest/config"
-	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -205,108 +202,4 @@ func (p *parent) closeIntake() {
 		return
 	}
 	p.posts.Close()
-}
-
-// inputSource is the key of --input's position in the spool: its
-// absolute path. "" for standard input, which cannot be resumed.
-func inputSource(cfg config.Config) string {
-	if cfg.Input == "-" || cfg.Input == "" {
-		return ""
-	}
-	abs, err := filepath.Abs(cfg.Input)
-	if err != nil {
-		return ""
-	}
-	return abs
-}
-
-// rowHash identifies a row's post: the last row of a recorded position
-// must hash the same when a run resumes, or the file is another one.
-func rowHash(post *wire.Post) uint64 {
-	f := fnv.New64a()
-	f.Write([]byte(post.Publication))
-	f.Write([]byte{0})
-	f.Write([]byte(post.Content))
-	return f.Sum64()
-}
-
-// resumeInput goes on with --input where an earlier run on this data
-// directory stopped, if it is the same file: the rows before are skipped
-// by their bytes, without decoding them, and the last of them must be the
-// row recorded there. A file that ends before that position is refused
-// (a shortened copy would count its rows again), unless --input-restart
-// asks to read it from the start. It returns the position to continue
-// from.
-func (p *parent) resumeInput() (spool.Position, error) {
-	src := inputSource(p.cfg)
-	start := spool.Position{Source: src}
-	if p.spool == nil || src == "" {
-		return start, nil
-	}
-	at, ok := p.spool.Position(src)
-	if !ok || at.Rows == 0 {
-		return start, nil
-	}
-	if p.cfg.InputRestart {
-		p.in.earlier = &InputStart{EarlierRows: at.Rows}
-		p.log.Warn("--input-restart: reading --input from its first row; an earlier run on this data directory read part of it, and those rows are counted again",
-			"input", p.cfg.Input, "rows_before", at.Rows)
-		return start, nil
-	}
-	if err := p.in.src.SkipTo(at.LastAt); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return spool.Position{}, p.shortened(at)
-		}
-		return p.restartInput(at, err.Error())
-	}
-	post, err := p.in.src.Next()
-	switch {
-	case errors.Is(err, io.EOF):
-		return spool.Position{}, p.shortened(at)
-	case err == nil && rowHash(&post) == at.Hash && p.in.src.Offset() == at.Offset:
-		p.in.resumedRows.Store(at.Rows)
-		p.in.earlier = &InputStart{EarlierRows: at.Rows, Resumed: true}
-		p.log.Info(fmt.Sprintf("resuming at row %d of %s: an earlier run on this data directory read the rows before it", at.Rows+1, p.cfg.Input),
-			"input", p.cfg.Input, "rows_done", at.Rows, "skipped_bytes", at.Offset, "data_dir", p.cfg.DataDirectory())
-		return at, nil
-	}
-	// Another row where the recorded one was: another file, unless this
-	// one ends before the recorded position.
-	for p.in.src.Offset() < at.Offset {
-		_, err := p.in.src.Next()
-		var rowErr *input.RowError
-		if errors.Is(err, io.EOF) {
-			return spool.Position{}, p.shortened(at)
-		}
-		if err != nil && !errors.As(err, &rowErr) {
-			break
-		}
-	}
-	why := fmt.Sprintf("row %d differs from the one read before", at.Rows)
-	if err != nil {
-		why = fmt.Sprintf("no post where row %d was (%v)", at.Rows, err)
-	}
-	return p.restartInput(at, why)
-}
-
-// shortened is the error for an --input that ends before where an
-// earlier run stopped reading it.
-func (p *parent) shortened(at spool.Position) error {
-	return fmt.Errorf("--input %s ends before byte %d, where an earlier run on --data-dir %s stopped after %d rows: it is a shortened copy of the file read then, or another file under its name. "+
-		"Reading it from its start would count those rows again: to do that, add --input-restart; to go on with the file read then, put it back",
-		p.cfg.Input, at.Offset, p.cfg.DataDirectory(), at.Rows)
-}
-
-// restartInput reads --input from its start after all: it is not the file
-// an earlier run read under that name.
-func (p *parent) restartInput(at spool.Position, why string) (spool.Position, error) {
-	p.in.earlier = &InputStart{EarlierRows: at.Rows}
-	p.log.Warn("--input is not the file an earlier run read under this name: reading it from the start", "input", p.cfg.Input, "why", why, "rows_before", at.Rows)
-	p.in.src.Close()
-	src, err := input.Open(p.cfg.Input)
-	if err != nil {
-		return spool.Position{}, err
-	}
-	p.in.src = src
-	return spool.Position{Source: inputSource(p.cfg)}, nil
 }

@@ -108,17 +108,6 @@ type parent struct {
 	fed        chan error     // the input feeder's end (nil error at EOF)
 }
 
-// inputFile is --input as the feeder reads it.
-type inputFile struct {
-	src         *input.Reader
-	resumedRows atomic.Int64 // rows an earlier run on this data directory read, skipped by this one
-	// earlier says what became of the rows an earlier run on this data
-	// directory read of a file under this name; nil if none did. Like
-	// readAll, the feeder sets it before it reports on fed.
-	earlier *InputStart
-	readAll bool // read to its end
-}
-
 // Run is the parent's whole life, phase by phase:
 //
 //  1. open: the sink (fail fast on a bad --db or --project), the spool
@@ -604,20 +593,6 @@ func (p *parent) reportBeforeStart() Report {
 	return Report{Ending: EndedBeforeStart, Sink: p.cfg.Sink, Elapsed: time.Since(p.started)}
 }
 
-// printSummary prints --input's summary on Options.Stdout: the counts,
-// each publication with its top entities, the sink's work, the engine.
-func (p *parent) printSummary(rep Report, unfinished error) {
-	out, c := p.opts.Stdout, rep.Counts
-	p.summary.print(out, p.cfg.Input, c.Accepted, c.Stored, c.DeadLettered, c.RowsSkipped, rep.Elapsed)
-	fmt.Fprintf(out, "\nsink %s: %d commits, %d writes (per 1000 posts: %.1f commits, %.0f writes); %d documents touched, as many RPCs as a sink writing one document per RPC would make (%.0f per 1000 posts)\n",
-		p.cfg.Sink, c.Commits, c.Writes, per1000(c.Commits, c.Accepted), per1000(c.Writes, c.Accepted),
-		c.Documents, per1000(c.Documents, c.Accepted))
-	p.printEngine(out)
-	if unfinished != nil {
-		fmt.Fprintf(out, "\nstopped before the end of %s: %v\n", p.cfg.Input, unfinished)
-	}
-}
-
 // giveUp reports a failure that ends the run: the parent drains and exits
 // non-zero. It never blocks: fatal has room for every slot and more.
 func (p *parent) giveUp(err error) {
@@ -639,68 +614,3 @@ func (p *parent) notify(state string) error {
 
 func (p *parent) aborted() bool  { return p.ctx.Err() != nil }
 func (p *parent) draining() bool { return p.drainBegun.Load() }
-
-// feed reads --input into the queue, waiting for room, until the end of
-// the file or until the queue is closed by a signal. With a spool, the
-// rows go to the spool, each post with the input's position after it, so
-// that a run killed midway resumes after the last row spooled.
-func (p *parent) feed() error {
-	defer func() {
-		if n := p.tally.counts().RowsSkipped; n > 0 {
-			p.log.Warn("rows skipped because they are not valid posts", "skipped", n)
-		}
-	}()
-	pos, err := p.resumeInput()
-	if err != nil {
-		return err
-	}
-	src := p.in.src
-	for {
-		rowAt := src.Offset()
-		post, err := src.Next()
-		if errors.Is(err, io.EOF) {
-			p.in.readAll = true
-			return nil
-		}
-		var rowErr *input.RowError
-		if errors.As(err, &rowErr) {
-			pos.Rows++ // recorded with the next post
-			if p.tally.row(true) <= 10 {
-				p.log.Warn("skipping row", "input", p.cfg.Input, "error", rowErr)
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if p.spool != nil {
-			pos.Rows++
-			pos.Offset, pos.LastAt, pos.Hash = src.Offset(), rowAt, rowHash(&post)
-			var at *spool.Position
-			if pos.Source != "" {
-				at = &pos
-			}
-			err = p.spool.Feed(p.ctx, []wire.Post{post}, at)
-		} else {
-			err = p.posts.Put(p.ctx, post)
-		}
-		if err == nil {
-			p.tally.row(false)
-			p.tally.accept(1)
-		}
-		if err != nil {
-			if errors.Is(err, queue.ErrClosed) || errors.Is(err, spool.ErrClosed) || errors.Is(err, context.Canceled) {
-				return nil
-			}
-			p.spoolFailed(err)
-			return err
-		}
-	}
-}
-
-func per1000(n, posts int64) float64 {
-	if posts == 0 {
-		return 0
-	}
-	return float64(n) * 1000 / float64(posts)
-}
