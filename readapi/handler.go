@@ -41,8 +41,8 @@ const (
 )
 
 // MaxPublications caps GET /publications without limit or after: the first
-// MaxPublications publications, as a plain array as before paging existed,
-// with a Link header (rel="next") to the rest when there are more. Paged
+// MaxPublications publications, as a plain JSON array (what clients that
+// do not page read), with a Link header (rel="next") to the rest when there are more. Paged
 // (with limit or after), the list is served like entities, up to MaxLimit
 // a page.
 const MaxPublications = 10_000
@@ -325,7 +325,7 @@ func (h *Handler) ServePublications(w http.ResponseWriter, r *http.Request) {
 		}
 		pubs, next, err = h.reader.PublicationsPage(r.Context(), limit, q.Get("after"))
 	} else {
-		// The list as before paging existed (on Firestore it needs no
+		// The whole list as a plain array (on Firestore it needs no
 		// composite index), cut at MaxPublications.
 		pubs, err = h.reader.Publications(r.Context())
 		if len(pubs) > MaxPublications {
