@@ -279,12 +279,11 @@ func TestSlotRestartBudget(t *testing.T) {
 func TestSlotAbort(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newSlotRig(t, wire.RoleWorker, 3)
-		go func() {
-			synctest.Wait()
-			r.cancel()
-		}()
-		moves := r.run(waitsForAbort)
-		assertMoves(t, moves, "starting→running", "running→failed")
+		moves := make(chan []string, 1)
+		go func() { moves <- r.run(waitsForAbort) }()
+		synctest.Wait()
+		r.cancel()
+		assertMoves(t, <-moves, "starting→running", "running→failed")
 		if len(r.gaveUp) != 0 || len(r.c.tally.restartCounts()) != 0 {
 			t.Errorf("an abort gave up %v, restarted %v", r.gaveUp, r.c.tally.restartCounts())
 		}
