@@ -7,8 +7,9 @@ import (
 	"unicode/utf8"
 )
 
-// Firestore document ids. See the package documentation for the scheme;
-// these functions are its only implementation.
+// Firestore document ids. The scheme is docID's and entID's comments
+// below (docs/storage.md explains it to readers of the database); these
+// functions are its only implementation.
 
 // maxDocID is Firestore's limit on a document id, in bytes.
 const maxDocID = 1500

@@ -63,7 +63,7 @@ func (s *Firestore) Publications(ctx context.Context) ([]Publication, error) {
 // rest of the cursor's count (count == c, key > k, by key) then what
 // follows it (count < c). On Cloud Firestore they need the composite index
 // (count descending, key ascending) on the publications collection that
-// the README gives. Unlike Publications, a document without a key field
+// docs/storage.md gives. Unlike Publications, a document without a key field
 // (not written by ingest) is not listed: Firestore leaves a document out
 // of a query ordered by a field it lacks.
 func (s *Firestore) PublicationsPage(ctx context.Context, limit int, after string) ([]Publication, string, error) {
@@ -113,7 +113,7 @@ func (s *Firestore) publications(ctx context.Context, q firestore.Query, page []
 // Filters rather than a StartAfter cursor because the emulator ignores
 // StartAfter, so only this form can be tested; on Cloud Firestore both
 // need the composite index (count descending, word ascending) on the ent
-// collection group that the README gives.
+// collection group that docs/storage.md gives.
 func (s *Firestore) TopEntities(ctx context.Context, key string, limit int, after string) ([]wire.EntityCount, string, error) {
 	if limit < 1 {
 		return nil, "", fmt.Errorf("sink: top entities of %q: limit must be at least 1 (got %d)", key, limit)

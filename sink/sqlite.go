@@ -24,8 +24,9 @@ import (
 )
 
 // Schema is the DDL Open runs on every SQLite file. The tables and columns
-// are a public contract (see the package documentation); change them only
-// with a migration and a note to everyone who reads the file.
+// are a public contract, explained column by column in docs/storage.md
+// (whose copy a test keeps equal to this); change them only with a
+// migration and a note to everyone who reads the file.
 const Schema = `CREATE TABLE IF NOT EXISTS publications (
 	key      TEXT PRIMARY KEY,
 	name     TEXT NOT NULL,

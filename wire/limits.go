@@ -7,12 +7,12 @@ import (
 
 // Limits on what a post may hold, checked where posts come in (the write
 // API and --input) and where entities are counted (package aggregate), so
-// that the edge, the input reader and the README agree. They are chosen
+// that the edge, the input reader and the documentation agree. They are chosen
 // from the news-dev dataset (4,000 articles, 192 publications, 270,619
 // entities found by the fast NER engine): its longest publication name is
 // 48 bytes; 99.99% of its entities are at most 98 bytes, and the few longer
 // ones are lists the chunker glued into one (the longest, 635 bytes, is a
-// run of country names). See the README, "Limits".
+// run of country names). See docs/http-api.md, "Limits".
 const (
 	// MaxPublicationBytes is the longest publication, in bytes of UTF-8
 	// after surrounding white space is trimmed: 5× the longest real name.
