@@ -36,9 +36,17 @@ type Hello struct {
 // letter. Spool is the post's sequence number in the parent's spool (0
 // when it is not spooled); it stays in the parent. Spill files (JSON)
 // carry the publication and content only.
+//
+// Key, when not empty, is the post's idempotency key: a sink counts a
+// keyed post once however often it arrives, in whatever batch, on
+// whatever node (a message redelivered by a broker). It is opaque to
+// everyone but the source that sets it (a Pub/Sub message's id, or its
+// article_id attribute) and the sink that records it; posts from HTTP and
+// --input have none, and their batches are made idempotent as wholes.
 type Post struct {
 	Seq         uint64 `json:"-"`
 	Spool       uint64 `json:"-" msgpack:"-"`
+	Key         string `json:"key,omitempty" msgpack:",omitempty"`
 	Publication string `json:"publication"`
 	Content     string `json:"content"`
 	Attempts    int    `json:"-"`
