@@ -61,6 +61,20 @@ type Config struct {
 	ReadTokenFile string
 	ReadToken     string // from ReadTokenFile or INGEST_READ_TOKEN, else Token
 	DrainTimeout  time.Duration
+	// PubSubSubscription (--pubsub-subscription) is a Cloud Pub/Sub
+	// subscription to take posts from, projects/P/subscriptions/S
+	// (Parse expands a bare S with --project); "" reads none.
+	PubSubSubscription string
+	// PubSubMaxOutstanding and PubSubMaxOutstandingBytes bound the
+	// messages pulled and not yet acknowledged: the node's posts in
+	// flight. Parse sets the first from --queue-size when not given.
+	PubSubMaxOutstanding      int
+	PubSubMaxOutstandingBytes ByteSize
+	// PubSubMaxExtension is how long a message's ack deadline is
+	// extended while the node holds it.
+	PubSubMaxExtension time.Duration
+	// PubSubStreams is the number of streaming pulls.
+	PubSubStreams int
 	Input         string
 	Replay        string
 	ReplayStale   bool
@@ -167,7 +181,11 @@ func Default() Config {
 		IdleTimeout:     2 * time.Minute,
 		DrainTimeout:    60 * time.Second,
 		LogLevel:        "info",
-		LogFormat:       "text",
+
+		PubSubMaxOutstandingBytes: 256 << 20,
+		PubSubMaxExtension:        10 * time.Minute,
+		PubSubStreams:             1,
+		LogFormat:                 "text",
 
 		MaxRestarts:      10,
 		RestartWindow:    time.Minute,
@@ -205,6 +223,13 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file holding the API token clients must send (header access_token or Authorization: Bearer); INGEST_TOKEN also sets it; empty means no auth, loopback only")
 	fs.StringVar(&c.ReadTokenFile, "read-token-file", c.ReadTokenFile, "file holding the token for the read API, /status and /metrics; INGEST_READ_TOKEN also sets it; default: the --token-file token")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long a shutdown may take to store every accepted post before children are killed")
+	fs.StringVar(&c.PubSubSubscription, "pubsub-subscription", c.PubSubSubscription, "take posts from this Cloud Pub/Sub subscription, projects/P/subscriptions/S (or S, in --project), beside HTTP (--listen \"\" for none): "+
+		"each message one post as POST /post/enqueue takes it, acknowledged once the batch counting it is stored; PUBSUB_EMULATOR_HOST selects an emulator. See docs/scaling.md")
+	fs.IntVar(&c.PubSubMaxOutstanding, "pubsub-max-outstanding", c.PubSubMaxOutstanding, "messages pulled and not yet acknowledged, at most: the node's posts in flight (queue, workers' caches, batches being stored); "+
+		"0 means 8 × --queue-size (8192). Workers flush every --pubsub-max-outstanding / (2 × --workers) posts at least, so that the bound never waits for --flush-interval")
+	fs.Var(&c.PubSubMaxOutstandingBytes, "pubsub-max-outstanding-bytes", "bytes of messages pulled and not yet acknowledged, at most (256MiB): with --pubsub-max-outstanding, what bounds the node's memory when the sink stalls")
+	fs.DurationVar(&c.PubSubMaxExtension, "pubsub-max-extension", c.PubSubMaxExtension, "how long a message's ack deadline is extended while this node holds it (10m); then Pub/Sub redelivers it to any node, and the sink still counts it once")
+	fs.IntVar(&c.PubSubStreams, "pubsub-streams", c.PubSubStreams, "streaming pulls from the subscription (1): one carries thousands of messages a second from Cloud Pub/Sub; more help an emulator that sends one message per response")
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
 	fs.BoolVar(&c.ReplayStale, "replay-stale", c.ReplayStale, "with --replay, apply a spill file older than the sink remembers applied batches (6 days) anyway: a batch stored before the spill then counts twice")
@@ -253,6 +278,12 @@ func Parse(name string, args []string, getenv func(string) string) (Config, erro
 	}
 	if c.Project == "" {
 		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
+	}
+	if c.PubSubSubscription != "" && !strings.Contains(c.PubSubSubscription, "/") && c.Project != "" {
+		c.PubSubSubscription = "projects/" + c.Project + "/subscriptions/" + c.PubSubSubscription
+	}
+	if c.PubSubMaxOutstanding == 0 {
+		c.PubSubMaxOutstanding = pubsubOutstandingPerQueued * c.QueueSize
 	}
 	warnings, err := c.loadToken(getenv)
 	if err != nil {
@@ -474,6 +505,26 @@ func (c *Config) Validate() error {
 	if c.Input != "" && c.Replay != "" {
 		bad("--input and --replay cannot be combined: run them one after the other")
 	}
+	if c.PubSubSubscription != "" {
+		if c.Input != "" || c.Replay != "" {
+			bad("--pubsub-subscription cannot be combined with --input or --replay: a node reads a subscription, or a file, or replays a spill")
+		}
+		if p := strings.Split(c.PubSubSubscription, "/"); len(p) != 4 || p[0] != "projects" || p[2] != "subscriptions" || p[1] == "" || p[3] == "" {
+			bad("--pubsub-subscription must be projects/PROJECT/subscriptions/NAME, or NAME with --project (got %q)", c.PubSubSubscription)
+		}
+		if c.PubSubMaxOutstanding < 1 {
+			bad("--pubsub-max-outstanding must be at least 1 (got %d)", c.PubSubMaxOutstanding)
+		}
+		if c.PubSubMaxOutstandingBytes < 1<<20 {
+			bad("--pubsub-max-outstanding-bytes must be at least 1MiB (got %s): a message holds up to --max-body bytes", &c.PubSubMaxOutstandingBytes)
+		}
+		if c.PubSubMaxExtension < 10*time.Second {
+			bad("--pubsub-max-extension must be at least 10s (got %s): Pub/Sub's shortest ack deadline", c.PubSubMaxExtension)
+		}
+		if c.PubSubStreams < 1 || c.PubSubStreams > 64 {
+			bad("--pubsub-streams must be between 1 and 64 (got %d)", c.PubSubStreams)
+		}
+	}
 	if c.DrainTimeout <= 0 {
 		bad("--drain-timeout must be positive (got %s)", c.DrainTimeout)
 	}
@@ -493,7 +544,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Role == wire.RoleParent && c.Input == "" && c.Replay == "" {
-		if err := checkListen(c.Listen, c.Token != ""); err != nil {
+		if c.Listen == "" {
+			if c.PubSubSubscription == "" {
+				bad("--listen \"\" serves no HTTP, so nothing would bring posts: give --pubsub-subscription, or an address")
+			}
+		} else if err := checkListen(c.Listen, c.Token != ""); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -618,6 +673,24 @@ func (c *Config) SkipLabels() []string {
 	return out
 }
 
+// pubsubOutstandingPerQueued is the default --pubsub-max-outstanding per
+// --queue-size post: room for the queue, the workers' caches between
+// flushes and the batches being stored, so that the bound rarely stalls
+// the pipeline while it keeps memory flat.
+const pubsubOutstandingPerQueued = 8
+
+// WorkerCacheSize is the --cache-size the workers get: --cache-size, but
+// with --pubsub-subscription at most a half share of
+// --pubsub-max-outstanding per worker, because a message is acknowledged
+// only once a flush counting it is stored: workers that held more than the
+// bound between flushes would stop the pulling until --flush-interval.
+func (c *Config) WorkerCacheSize() int {
+	if c.PubSubSubscription == "" || c.Workers < 1 {
+		return c.CacheSize
+	}
+	return max(1, min(c.CacheSize, c.PubSubMaxOutstanding/(2*c.Workers)))
+}
+
 // ChildArgs is the command line for a child of the given role and id: the
 // settings it needs, nothing secret.
 func (c *Config) ChildArgs(role wire.Role, id int) []string {
@@ -625,7 +698,7 @@ func (c *Config) ChildArgs(role wire.Role, id int) []string {
 		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB, "--project=" + c.Project}
 	if role == wire.RoleWorker {
 		args = append(args,
-			fmt.Sprintf("--cache-size=%d", c.CacheSize),
+			fmt.Sprintf("--cache-size=%d", c.WorkerCacheSize()),
 			"--flush-interval="+c.FlushInterval.String(),
 			fmt.Sprintf("--top-n=%d", c.TopN),
 			"--skip-labels="+c.Skip,

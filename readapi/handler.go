@@ -61,6 +61,7 @@ type Status struct {
 	Accepted      int64   `json:"accepted"`
 	Stored        int64   `json:"stored"`
 	DeadLettered  int64   `json:"dead_lettered"`
+	Returned      int64   `json:"returned,omitempty"` // given back to a broker unstored, which redelivers them
 	NotStored     int64   `json:"not_stored"`
 	QueueDepth    int     `json:"queue_depth"`           // posts waiting for a worker
 	QueueCapacity int     `json:"queue_capacity"`        // --queue-size
@@ -77,6 +78,28 @@ type Status struct {
 	SpoolLostRecords      uint64 `json:"spool_lost_records,omitempty"`
 	SpoolUncertainPosts   uint64 `json:"spool_uncertain_posts,omitempty"`
 	SpoolQuarantinedBytes int64  `json:"spool_quarantined_bytes,omitempty"`
+
+	// Sources are the brokers the parent takes posts from besides HTTP:
+	// a Pub/Sub subscription (--pubsub-subscription). Omitted when none.
+	Sources []Source `json:"sources,omitempty"`
+}
+
+// Source is one broker subscription as /status shows it: whether it can be
+// reached, and its messages.
+type Source struct {
+	Kind      string `json:"kind"` // "pubsub"
+	Name      string `json:"name"` // projects/P/subscriptions/S
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"` // why not reachable
+	// Messages received (redeliveries included), acknowledged (stored),
+	// given back unstored (nacked), delivered more than once (when the
+	// subscription says), dead-lettered (not a post), and held now.
+	Received     int64 `json:"received"`
+	Acked        int64 `json:"acked"`
+	Nacked       int64 `json:"nacked"`
+	Redelivered  int64 `json:"redelivered"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Outstanding  int64 `json:"outstanding"`
 }
 
 // Child is one child process as the live strip shows it.

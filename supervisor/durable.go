@@ -71,7 +71,7 @@ func (p *parent) openSpool() error {
 // requeueRecovered puts a batch found in the spool on the batch queue and
 // returns the number of posts it covers.
 func (p *parent) requeueRecovered(b spool.Batch) (posts int64, err error) {
-	g := &batchGroup{spool: b.Seq}
+	g := &batchGroup{spool: b.Seq, spooled: true}
 	items := make([]batchItem, 0, len(b.Parts))
 	for _, raw := range b.Parts {
 		f, err := wire.ParseFrame(raw)
@@ -94,23 +94,52 @@ func (p *parent) requeueRecovered(b spool.Batch) (posts int64, err error) {
 	return posts, nil
 }
 
-// batchGroup ties the parts of one spooled batch together: the spool
-// forgets it when the last part is stored.
+// batchGroup ties the parts of one batch together, when something waits
+// for the last of them to be stored: the spool, which then forgets a
+// spooled batch, and the keyed posts the batch covers, whose messages
+// are acknowledged then (pendingAcks).
 type batchGroup struct {
-	spool uint64 // the batch's spool record
-	left  atomic.Int32
+	spool   uint64 // the batch's spool record, when spooled
+	spooled bool
+	keys    []string // keys of the posts it covers (wire.Post.Key)
+	left    atomic.Int32
 }
 
-// partStored books one stored part of a spooled batch.
+// newBatchGroup ties items together, if anything waits for them: covers
+// to spool, keys to settle. nil otherwise.
+func newBatchGroup(items []batchItem, spooled bool, keys []string) *batchGroup {
+	if !spooled && len(keys) == 0 {
+		return nil
+	}
+	g := &batchGroup{spooled: spooled, keys: keys}
+	g.left.Store(int32(len(items)))
+	for i := range items {
+		items[i].group = g
+	}
+	return g
+}
+
+// partStored books one stored part of a batch: once the last is stored,
+// the spool forgets the batch and the messages of its keyed posts are
+// acknowledged.
 func (p *parent) partStored(item batchItem) {
-	if g := item.group; g != nil && g.left.Add(-1) == 0 && p.spool != nil {
+	g := item.group
+	if g == nil || g.left.Add(-1) != 0 {
+		return
+	}
+	if g.spooled && p.spool != nil {
 		p.spool.Stored(g.spool)
+	}
+	if len(g.keys) > 0 {
+		p.pending.stored(g.keys)
 	}
 }
 
 // handOn gives a complete batch to the savers: at once without a spool,
 // else once the spool holds it durably. covers are the spool numbers of
-// the posts it covers. A batch the spool cannot record now (its disk is
+// the posts it covers, keys the keys of its keyed posts (which are never
+// spooled: a batch covering only those goes to the savers at once). A
+// batch the spool cannot record now (its disk is
 // full or gone) waits in the spool, counted as waiting for a saver, so
 // that workers are not fed meanwhile; it is never stored unrecorded, or
 // the next start would count its posts again. A batch the spool can never
@@ -118,16 +147,15 @@ func (p *parent) partStored(item batchItem) {
 // the spool and the next start counts them. handOn never blocks (it runs
 // on a worker's stdout reader); the batch queue closes only after every
 // batch handed on is settled (spooling).
-func (p *parent) handOn(items []batchItem, covers []uint64) {
-	if p.spool == nil || len(covers) == 0 {
+func (p *parent) handOn(items []batchItem, covers []uint64, keys []string) {
+	spooled := p.spool != nil && len(covers) > 0
+	g := newBatchGroup(items, spooled, keys)
+	if !spooled {
 		p.batches.push(items...)
 		return
 	}
-	g := &batchGroup{}
-	g.left.Store(int32(len(items)))
 	raws := make([][]byte, len(items))
 	for i := range items {
-		items[i].group = g
 		raws[i] = items[i].raw
 	}
 	p.spooling.Add(1)

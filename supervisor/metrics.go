@@ -176,12 +176,14 @@ var tallyCounters = []struct {
 	desc  *prometheus.Desc
 	count func(Counts) int64
 }{
-	{counterDesc("ingest_posts_accepted_total", "Posts accepted over HTTP or from --input, and found in the spool at start."),
+	{counterDesc("ingest_posts_accepted_total", "Posts accepted over HTTP, from --input or from Pub/Sub messages, and found in the spool at start."),
 		func(c Counts) int64 { return c.Accepted }},
 	{counterDesc("ingest_posts_stored_total", "Posts whose counts the sink acknowledged."),
 		func(c Counts) int64 { return c.Stored }},
-	{counterDesc("ingest_dead_letters_total", "Posts stored as dead letters (quarantined: the worker processing them kept dying)."),
+	{counterDesc("ingest_dead_letters_total", "Posts stored as dead letters (quarantined: the worker processing them kept dying; or a broker's message that is not a post)."),
 		func(c Counts) int64 { return c.DeadLettered }},
+	{counterDesc("ingest_posts_returned_total", "Accepted posts of a broker's messages given back unstored as the run ended (a drain out of --drain-timeout): the broker redelivers them."),
+		func(c Counts) int64 { return c.Returned }},
 	{counterDesc("ingest_batches_committed_total", "Batch parts the sink acknowledged (flushes arrive as one part unless very large)."),
 		func(c Counts) int64 { return c.Batches }},
 	{counterDesc("ingest_batches_duplicate_total", "Batch parts the sink had already applied (replays after a saver crash)."),

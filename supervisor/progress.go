@@ -30,7 +30,7 @@ func (p *parent) progress(done <-chan struct{}) {
 			elapsed := now.Sub(p.started)
 			read, size := p.in.src.Progress()
 			c := p.tally.counts()
-			args := []any{"rows_read", p.in.resumedRows.Load() + c.RowsRead, "stored", c.Stored,
+			args := []any{"rows_read", p.in.src.ResumedRows() + c.RowsRead, "stored", c.Stored,
 				"posts_per_sec", fmt.Sprintf("%.1f", float64(c.Stored)/elapsed.Seconds())}
 			if size > 0 {
 				args = append(args, "read", fmt.Sprintf("%.1f%%", 100*float64(read)/float64(size)))

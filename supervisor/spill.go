@@ -41,7 +41,12 @@ const spillStamp = "20060102T150405Z"
 // dropped.
 func (p *parent) spill() ([]string, error) {
 	batches := p.batches.drain()
-	posts := p.posts.Drain()
+	var posts []wire.Post
+	for _, post := range p.posts.Drain() {
+		if post.Key == "" { // a keyed post's message was given back: its broker redelivers it
+			posts = append(posts, post)
+		}
+	}
 	if len(batches) == 0 && len(posts) == 0 {
 		return nil, nil
 	}

@@ -19,7 +19,7 @@ import (
 func (p *parent) httpServer() *http.Server {
 	reader, _ := p.store.(sink.Reader) // nil for --sink none: the read routes answer 503
 	handler, write := newHTTPHandler(httpDeps{
-		Intake:     p.intake(),
+		Intake:     p.httpIn,
 		Tokens:     p.tokens,
 		ReadTokens: p.readTokens,
 		MaxBody:    p.cfg.MaxBody,
@@ -67,6 +67,13 @@ func (p *parent) status() func() readapi.Status {
 		for _, c := range p.children.states() {
 			st.Children = append(st.Children, readapi.Child{Role: string(c.role), ID: c.id, PID: c.pid, State: c.state, Restarts: c.restarts})
 		}
+		if p.pubsub != nil {
+			ps := p.pubsub.Stats()
+			st.Sources = append(st.Sources, readapi.Source{Kind: "pubsub", Name: ps.Subscription, Reachable: ps.Unreachable == "",
+				Error: ps.Unreachable, Received: ps.Received, Acked: ps.Acked, Nacked: ps.Nacked, Redelivered: ps.Redelivered,
+				DeadLettered: ps.DeadLettered, Outstanding: ps.Outstanding})
+		}
+		st.Returned = c.Returned
 		return st
 	}
 }
@@ -114,6 +121,11 @@ func (p *parent) ready() error {
 	}
 	if n := p.batches.len(); n >= p.batchLimit {
 		return fmt.Errorf("the sink is behind: %d batches wait for a saver (workers are not fed until fewer than %d wait)", n, p.batchLimit)
+	}
+	if p.pubsub != nil {
+		if err := p.pubsub.Ready(); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -16,11 +16,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/ingest-dev/ingest/config"
-	"github.com/ingest-dev/ingest/input"
 	"github.com/ingest-dev/ingest/internal/queue"
 	"github.com/ingest-dev/ingest/internal/sdnotify"
 	"github.com/ingest-dev/ingest/internal/token"
 	"github.com/ingest-dev/ingest/sink"
+	"github.com/ingest-dev/ingest/source"
 	"github.com/ingest-dev/ingest/spool"
 	"github.com/ingest-dev/ingest/wire"
 	"github.com/ingest-dev/ingest/writeapi"
@@ -91,10 +91,22 @@ type parent struct {
 	spooling   sync.WaitGroup          // batches handed to the spool, not yet durable: the batch queue stays open for them
 	spoolFail  sync.Once               // the spool failed for good: give up once
 
-	in         inputFile         // --input, or
-	ln         net.Listener      // HTTP, through conns
+	// Where posts come from (sources.go): --input, or the HTTP intake
+	// and a Pub/Sub subscription, each driven by a goroutine of bg.
+	sources []source.Source
+	in      inputFile      // --input
+	httpIn  *source.HTTP   // the write API's intake, when listening
+	pubsub  *source.PubSub // --pubsub-subscription
+	pending *pendingAcks   // posts of AckStored sources, until stored
+	closing sync.WaitGroup // the sources' Close, from the drain on
+	// closingCtx ends the sources' Close (settleSources); stopClosing is
+	// nil until closeSources ran.
+	closingCtx  context.Context
+	stopClosing context.CancelFunc
+
+	ln         net.Listener      // HTTP, through conns (nil with --input or --listen "")
 	conns      *limitListener    // caps the connections open at once
-	http       *writeapi.Handler // nil with --input
+	http       *writeapi.Handler // nil without a listener
 	srv        *http.Server
 	tokens     *token.Source // the write and read tokens, which SIGHUP may replace
 	readTokens *token.Source
@@ -102,7 +114,7 @@ type parent struct {
 
 	fatal      chan error     // failures that end the run; buffered, never blocks a sender (giveUp)
 	drainBegun atomic.Bool    // set once, when the drain begins
-	bg         sync.WaitGroup // HTTP server, input feeder, progress, spool pump
+	bg         sync.WaitGroup // HTTP server, the sources' readers, progress, spool pump
 	served     chan error     // the HTTP server's end
 	intakeDone chan struct{}  // closed when the intake stops: ends the progress report
 	fed        chan error     // the input feeder's end (nil error at EOF)
@@ -166,6 +178,7 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 		intakeDone: make(chan struct{}),
 		tokens:     token.NewSource(cfg.Token),
 		readTokens: token.NewSource(cfg.ReadToken),
+		pending:    newPendingAcks(),
 	}
 	p.children = newChildren(ctx, opts.Log, cfg.MaxRestarts, cfg.RestartWindow, p.tally, p.giveUp)
 	p.metrics = newMetrics(p)
@@ -190,16 +203,16 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 	if err == nil && cfg.Spooled() {
 		err = p.openSpool()
 	}
-	if err == nil {
-		if cfg.Input != "" {
-			p.in.src, err = input.OpenLimited(cfg.Input, cfg.MaxBody, "--max-body") // no row HTTP would refuse as too large
-			p.summary = newSummary()
-		} else if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if err == nil && cfg.Input == "" && cfg.Listen != "" {
+		if p.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 			err = fmt.Errorf("--listen %s: %w: pick a free port", cfg.Listen, err)
 		} else {
 			p.conns = newLimitListener(p.ln, cfg, p.tokens, p.readTokens, p.log)
 			p.ln = p.conns
 		}
+	}
+	if err == nil {
+		err = p.openSources()
 	}
 	if err != nil {
 		p.close()
@@ -237,8 +250,12 @@ func (p *parent) close() {
 	if p.ln != nil {
 		p.ln.Close()
 	}
+	if p.stopClosing == nil && len(p.sources) > 0 {
+		p.closeSources() // a run that ended before its drain: nothing was read
+		p.settleSources()
+	}
 	if p.in.src != nil {
-		p.in.src.Close()
+		p.in.src.Release()
 	}
 	if p.store != nil {
 		p.store.Close()
@@ -294,14 +311,19 @@ func (p *parent) start() error {
 		p.bg.Go(p.pumpSpool)
 	}
 
-	if p.ln != nil {
+	for _, src := range p.sources {
+		p.bg.Go(func() { p.drive(src) })
+	}
+	switch {
+	case p.ln != nil:
 		p.srv = p.httpServer()
 		p.bg.Go(func() { p.served <- p.srv.Serve(p.ln) })
 		p.log.Info("listening", "addr", "http://"+p.ln.Addr().String(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
-	} else {
-		p.bg.Go(func() { p.fed <- p.feed() })
+	case p.in.src != nil:
 		p.bg.Go(func() { p.progress(p.intakeDone) })
 		p.log.Info("reading", "input", p.cfg.Input, "format", p.in.src.Format(), "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
+	default:
+		p.log.Info("pulling, without HTTP (--listen \"\")", "subscription", p.cfg.PubSubSubscription, "workers", p.cfg.Workers, "savers", p.cfg.Savers, "sink", p.cfg.Sink)
 	}
 	if err := p.notify("READY=1"); err != nil {
 		p.log.Warn("could not tell systemd the service is ready", "error", err)
@@ -425,6 +447,7 @@ func (p *parent) drain(cause drainCause) (killed string, failure error) {
 		p.http.SetDraining()
 	}
 	p.closeIntake()
+	p.closeSources()
 	drained := make(chan struct{})
 	go func() {
 		p.children.wait()
@@ -434,6 +457,7 @@ func (p *parent) drain(cause drainCause) (killed string, failure error) {
 		select {
 		case <-drained:
 			p.stopIntake()
+			p.settleSources()
 			return "", errors.Join(failure, p.pendingFailures())
 		case err := <-p.fatal:
 			arm()
@@ -463,6 +487,7 @@ func (p *parent) drain(cause drainCause) (killed string, failure error) {
 	p.kill()
 	p.awaitKilled(drained)
 	p.stopIntake()
+	p.settleSources()
 	return killed, errors.Join(failure, p.pendingFailures())
 }
 
@@ -521,7 +546,7 @@ func (p *parent) pendingFailures() error {
 // accepted post was stored.
 func (p *parent) report(killed string, failure error) (Report, error) {
 	failure = errors.Join(failure, p.tally.check())
-	rep := Report{Counts: p.tally.counts(), Restarts: p.tally.restartCounts(), Sink: p.cfg.Sink, Killed: killed, Input: p.in.earlier}
+	rep := Report{Counts: p.tally.counts(), Restarts: p.tally.restartCounts(), Sink: p.cfg.Sink, Killed: killed, Input: p.in.earlier()}
 	c := &rep.Counts
 	if p.spool == nil {
 		var err error
@@ -531,7 +556,7 @@ func (p *parent) report(killed string, failure error) (Report, error) {
 		rep.KeptInSpool = p.cfg.SpoolDirectory()
 	}
 	rep.Elapsed = time.Since(p.started)
-	if c.NotStored == 0 && killed == "" && failure == nil && p.in.readAll && p.spool != nil {
+	if c.NotStored == 0 && killed == "" && failure == nil && p.in.readAll() && p.spool != nil {
 		if src := inputSource(p.cfg); src != "" {
 			if err := p.spool.Forget(src); err != nil {
 				p.log.Warn("could not forget how far --input was read; a later run on it resumes at its end, reading nothing", "error", err)
@@ -539,7 +564,7 @@ func (p *parent) report(killed string, failure error) (Report, error) {
 		}
 	}
 	var unfinished error
-	if p.in.src != nil && !p.in.readAll && failure == nil {
+	if p.in.src != nil && !p.in.readAll() && failure == nil {
 		unfinished = fmt.Errorf("%w: --input %s was not read to its end (%d rows read in this run)", ErrInputUnfinished, p.cfg.Input, c.RowsRead)
 		if p.spool != nil && inputSource(p.cfg) != "" {
 			unfinished = fmt.Errorf("%w; run the same command again on this --data-dir to go on after the last row read", unfinished)

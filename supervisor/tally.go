@@ -108,21 +108,26 @@ func (r Report) WriteFile(path string) error {
 }
 
 // Counts are what a run did with the posts it is responsible for, and what
-// the sink did for them. Accepted = Stored + DeadLettered + NotStored,
-// always (tally.check).
+// the sink did for them. Accepted = Stored + DeadLettered + Returned +
+// NotStored, always (tally.check).
 type Counts struct {
 	// Accepted are the posts this run is responsible for: taken over
-	// HTTP or read from --input in this run, and found in the spool at
-	// start (Recovered).
+	// HTTP, read from --input or from a Pub/Sub message in this run, and
+	// found in the spool at start (Recovered).
 	Accepted int64 `json:"accepted"`
 	// Stored are the posts whose counts the sink acknowledged.
 	Stored int64 `json:"stored"`
 	// DeadLettered are the posts stored as dead letters: the worker
 	// processing them died --max-attempts times.
 	DeadLettered int64 `json:"dead_lettered"`
-	// NotStored are the accepted posts neither stored nor dead-lettered:
-	// on their way during a run; at its end, kept in the spool for the
-	// next start, or spilled (--durability none).
+	// Returned are accepted posts of a broker's messages that the run
+	// ended without storing (a drain out of --drain-timeout): the
+	// messages were given back (nacked), and the broker redelivers them
+	// to another node or the next start. Nothing of them is lost.
+	Returned int64 `json:"returned,omitempty"`
+	// NotStored are the accepted posts neither stored, dead-lettered nor
+	// returned: on their way during a run; at its end, kept in the spool
+	// for the next start, or spilled (--durability none).
 	NotStored int64 `json:"not_stored"`
 	// Recovered are the posts of Accepted found in the spool at start,
 	// left there by an earlier run.
@@ -211,6 +216,13 @@ func (t *tally) store(item batchItem, ack wire.Ack) {
 	t.c.Documents += int64(item.docs)
 }
 
+// returned counts n accepted posts given back to their broker unstored.
+func (t *tally) returned(n int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.c.Returned += n
+}
+
 // restarted counts a child of role restarted or replaced for reason.
 func (t *tally) restarted(role wire.Role, reason string) {
 	t.mu.Lock()
@@ -225,7 +237,7 @@ func (t *tally) counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.c
-	c.NotStored = max(0, c.Accepted-c.Stored-c.DeadLettered)
+	c.NotStored = max(0, c.Accepted-c.Stored-c.DeadLettered-c.Returned)
 	return c
 }
 
@@ -236,8 +248,8 @@ func (t *tally) counts() Counts {
 func (t *tally) check() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if done := t.c.Stored + t.c.DeadLettered; done > t.c.Accepted {
-		return fmt.Errorf("BUG: %d posts stored and %d dead-lettered, more than the %d accepted", t.c.Stored, t.c.DeadLettered, t.c.Accepted)
+	if done := t.c.Stored + t.c.DeadLettered + t.c.Returned; done > t.c.Accepted {
+		return fmt.Errorf("BUG: %d posts stored, %d dead-lettered and %d returned, more than the %d accepted", t.c.Stored, t.c.DeadLettered, t.c.Returned, t.c.Accepted)
 	}
 	return nil
 }

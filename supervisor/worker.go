@@ -30,9 +30,9 @@ type workerHost interface {
 	// giveBack puts posts a worker held back in front of the post queue.
 	giveBack(posts []wire.Post)
 	// handOn gives a complete batch to the savers; covers are the spool
-	// numbers of the posts it covers. It never blocks: the worker's
-	// stdout reader calls it.
-	handOn(items []batchItem, covers []uint64)
+	// numbers of the posts it covers, keys the keys of its keyed posts.
+	// It never blocks: the worker's stdout reader calls it.
+	handOn(items []batchItem, covers []uint64, keys []string)
 	// draining reports whether the run is draining: a worker is not
 	// retired then, it is stopped.
 	draining() bool
@@ -209,15 +209,19 @@ func (w *workerInc) onFrame(f wire.Frame) error {
 		w.mu.Lock()
 		cut := 0
 		var covers []uint64
+		var keys []string
 		for cut < len(w.held) && w.held[cut].Seq <= b.Through {
 			if s := w.held[cut].Spool; s != 0 {
 				covers = append(covers, s)
+			}
+			if k := w.held[cut].Key; k != "" {
+				keys = append(keys, k)
 			}
 			cut++
 		}
 		w.held = append([]wire.Post(nil), w.held[cut:]...)
 		w.mu.Unlock()
-		w.host.handOn(w.parts, covers)
+		w.host.handOn(w.parts, covers, keys)
 		w.parts = nil
 		return nil
 	}
@@ -312,13 +316,18 @@ func (w *workerInc) finish(clean bool) (leftovers bool) {
 }
 
 // quarantine hands a post on as a dead letter, a batch of its own, instead
-// of giving it to another worker.
+// of giving it to another worker. A keyed post's batch id is derived from
+// its key, so that a message quarantined on two nodes is stored once.
 func (w *workerInc) quarantine(post wire.Post, why string) {
 	log := w.pro.log
 	log.Error("post quarantined as a dead letter; it will not be retried", "publication", post.Publication,
 		"attempts", post.Attempts, "why", why, "content_bytes", len(post.Content))
 	b := wire.Batch{ID: wire.NewBatchID(), Parts: 1, Posts: 1, Dead: []wire.DeadLetter{{
 		Publication: post.Publication, Content: post.Content, Error: why, Attempts: post.Attempts}}}
+	var keys []string
+	if post.Key != "" {
+		b.ID, keys = keyedBatchID("quarantine", post.Key), []string{post.Key}
+	}
 	raw, err := wire.NewEncoder(nil, 0).Marshal(&b)
 	if err != nil {
 		log.Error("cannot encode the dead letter; it is lost", "error", err)
@@ -328,7 +337,7 @@ func (w *workerInc) quarantine(post wire.Post, why string) {
 	if post.Spool != 0 {
 		covers = []uint64{post.Spool}
 	}
-	w.host.handOn([]batchItem{{raw: raw, id: b.PartID(), posts: 1, dead: 1}}, covers)
+	w.host.handOn([]batchItem{{raw: raw, id: b.PartID(), posts: 1, dead: 1}}, covers, keys)
 }
 
 // feeding returns a context that ends when ctx does, the child exits, or

@@ -28,6 +28,7 @@ type fakeWorkerHost struct {
 type handOff struct {
 	items  []batchItem
 	covers []uint64
+	keys   []string
 }
 
 func newFakeWorkerHost(posts ...wire.Post) *fakeWorkerHost {
@@ -55,10 +56,10 @@ func (h *fakeWorkerHost) giveBack(posts []wire.Post) {
 	h.given = append(h.given, posts...)
 }
 
-func (h *fakeWorkerHost) handOn(items []batchItem, covers []uint64) {
+func (h *fakeWorkerHost) handOn(items []batchItem, covers []uint64, keys []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.handed = append(h.handed, handOff{items, covers})
+	h.handed = append(h.handed, handOff{items, covers, keys})
 }
 
 func (h *fakeWorkerHost) draining() bool {

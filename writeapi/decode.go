@@ -186,3 +186,19 @@ func decodeNDJSON(body []byte, posts []wire.Post) ([]wire.Post, error) {
 func trimJSONSpace(b []byte) []byte {
 	return bytes.Trim(b, " \t\r\n")
 }
+
+// DecodePosts decodes body as POST /post/enqueue decodes a request's:
+// one JSON post, or with ndjson one post per non-blank line, each
+// normalised and checked against the limits (wire.CheckPost). The error
+// says what is wrong as the API's 400 would. A broker's message is
+// decoded with it, so that a message takes exactly what a request takes.
+func DecodePosts(body []byte, ndjson bool) ([]wire.Post, error) {
+	if ndjson {
+		return decodeNDJSON(body, nil)
+	}
+	p, err := decodePost(body, false)
+	if err != nil {
+		return nil, err
+	}
+	return []wire.Post{p}, nil
+}
