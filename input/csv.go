@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/ingest-dev/ingest/wire"
@@ -162,6 +163,7 @@ func (r *Reader) startCSV(first byte) error {
 	}
 	line, _ := r.csv.FieldPos(0)
 	r.lastLine = int64(line) + r.lines
+	r.header = slices.Clone(header)
 
 	r.pubCol, r.textCol = -1, -1
 	contentCol, articleCol := -1, -1
@@ -301,6 +303,12 @@ func (r *Reader) nextCSV() (wire.Post, error) {
 	p := wire.Post{Publication: wire.NormalPublication(validUTF8(strings.Clone(pub))), Content: validUTF8(text)}
 	if reason := wire.CheckPost(p); reason != "" {
 		return wire.Post{}, &RowError{Line: r.lastLine, Reason: reason}
+	}
+	if r.keepCol >= 0 && r.keep != "" {
+		r.kept = ""
+		if r.keepCol < len(rec) {
+			r.kept = strings.Clone(rec[r.keepCol])
+		}
 	}
 	return p, nil
 }

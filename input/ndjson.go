@@ -74,6 +74,9 @@ func (r *Reader) nextNDJSON() (wire.Post, error) {
 		if reason := wire.CheckPost(p); reason != "" {
 			return wire.Post{}, &RowError{Line: r.lines, Reason: reason}
 		}
+		if r.keep != "" {
+			r.kept = keptField(line, r.keep)
+		}
 		return p, nil
 	}
 }
@@ -141,4 +144,27 @@ func (r *Reader) readLine() (line []byte, tooLong bool, err error) {
 			return nil, false, r.readError(err)
 		}
 	}
+}
+
+// keptField is the text of line's top-level field name when it is a
+// string or a number, else "".
+func keptField(line []byte, name string) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(line, &fields) != nil {
+		return ""
+	}
+	raw := bytes.TrimSpace(fields[name])
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	case c == '-' || (c >= '0' && c <= '9'):
+		return string(raw)
+	}
+	return ""
 }

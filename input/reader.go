@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -81,6 +82,13 @@ type Reader struct {
 	// so that row errors speak the file's language.
 	textName string
 	lastLine int64 // start line of the last CSV record read, for errors
+	header   []string
+
+	// keep names a field kept from each row (Keep), keepCol its CSV
+	// column; kept is the last row's value.
+	keep    string
+	keepCol int
+	kept    string
 
 	read *countingReader // bytes of the file read so far; nil for NewReader
 	size int64           // the file's size; 0 when unknown
@@ -276,6 +284,29 @@ func (r *Reader) Next() (wire.Post, error) {
 	}
 	return p, err
 }
+
+// Keep asks the reader to keep one more field of each row besides the
+// post: in NDJSON a top-level string or number (its text), in CSV a column
+// (its header name matched as the post's columns are: trimmed, in any
+// case). Kept returns it for the row Next returned last, "" where the
+// row lacks it. A CSV input without such a column is an error, which
+// names the columns found. Call it before the first Next.
+func (r *Reader) Keep(field string) error {
+	r.keep, r.keepCol = field, -1
+	if r.csv == nil {
+		return nil
+	}
+	for i, h := range r.header {
+		if strings.EqualFold(strings.TrimSpace(h), strings.TrimSpace(field)) {
+			r.keepCol = i
+			return nil
+		}
+	}
+	return fmt.Errorf("input %s: no column %q in the CSV header (found: %s)", r.name, field, columnList(r.header))
+}
+
+// Kept is the field Keep named, of the row Next returned last.
+func (r *Reader) Kept() string { return r.kept }
 
 // Offset is where the next row starts in the input's text (decompressed,
 // for gzip), in bytes: past the header and every row Next returned. Give

@@ -1,8 +1,9 @@
 // Command ingest-load pushes a dataset (NDJSON or CSV, .gz allowed, - for
 // standard input) at a running ingest parent over HTTP, retrying every
 // request the server refuses with 503 after its Retry-After so that no post
-// is lost, and prints what happened to every post. See package internal/load
-// and ingest-load -help.
+// is lost, and prints what happened to every post; or, with -pubsub-topic,
+// publishes it to a Cloud Pub/Sub topic that ingest nodes read. See
+// package internal/load and ingest-load -help.
 //
 // Exit status: 0 when every post read was accepted; 1 when a post failed,
 // the run was interrupted or the input could not be read to its end; 2 for
@@ -32,12 +33,16 @@ func main() {
 }
 
 const usage = `Usage: ingest-load [flags] FILE
+       ingest-load -pubsub-topic projects/P/topics/T [flags] FILE
 
 Push the posts in FILE (NDJSON or CSV as ingest --input reads them, .gz
 allowed, - for standard input) to a running ingest parent. A 503 is retried
 after its Retry-After until the post is accepted; every other failure is
-counted by status and reported. Progress goes to standard error (a bar on a
-terminal), the summary to standard output.
+counted by status and reported. With -pubsub-topic, publish them to a Cloud
+Pub/Sub topic instead, one message per -b posts, for ingest nodes reading a
+subscription of it (PUBSUB_EMULATOR_HOST selects an emulator); -article-id
+makes publishing the file again count nothing twice. Progress goes to
+standard error (a bar on a terminal), the summary to standard output.
 
 Flags:
 `
@@ -65,6 +70,10 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	fs.DurationVar(&cfg.Timeout, "timeout", 60*time.Second, "longest one request may take before it counts as a network failure")
 	fs.DurationVar(&cfg.MaxRetryWait, "max-retry-wait", 60*time.Second, "longest wait honoured from a Retry-After header")
 	fs.DurationVar(&cfg.ProgressInterval, "progress", 10*time.Second, "time between progress lines when standard error is not a terminal")
+	fs.StringVar(&cfg.PubSubTopic, "pubsub-topic", "", "publish to this Cloud Pub/Sub topic (projects/P/topics/T) instead of posting over HTTP: one message per -b posts (NDJSON when more than one)")
+	fs.StringVar(&cfg.Project, "project", "", "with -pubsub-topic, the client's project (default: the topic's)")
+	fs.StringVar(&cfg.ArticleID, "article-id", "", "with -pubsub-topic, set each message's article_id attribute, so that ingest counts a message published twice once: hash (a hash of its posts) or field:NAME (an NDJSON field or CSV column, e.g. field:id)")
+	fs.IntVar(&cfg.MaxOutstanding, "pubsub-outstanding", 1000, "with -pubsub-topic, messages published and not yet confirmed, at most (the publisher's flow control)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress reports, only the summary")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as one JSON object, durations in nanoseconds (for scripts)")
 	fs.BoolVar(&showVersion, "version", false, "print the version, VCS revision, commit time and Go version, and exit")

@@ -79,15 +79,39 @@ type Config struct {
 	// Client sends the requests. nil means a client made for Connections
 	// keep-alive connections with Timeout.
 	Client *http.Client
+
+	// PubSubTopic, when set (projects/P/topics/T), publishes the posts to
+	// that Cloud Pub/Sub topic instead of posting them to URL: each
+	// request's body becomes one message (Batch > 1: NDJSON, marked with
+	// the ndjson attribute), as ingest --pubsub-subscription reads it.
+	// PUBSUB_EMULATOR_HOST, when set, selects an emulator.
+	PubSubTopic string
+	// Project is the publishing client's project; "" means the topic's.
+	Project string
+	// ArticleID sets each message's article_id attribute, with which
+	// ingest counts a message published twice (a retry of this run, or a
+	// second run over the same file) once: "hash" is a hash of the
+	// message's posts, "field:NAME" the value of an NDJSON field or CSV
+	// column NAME (with Batch > 1, a hash of the rows' values). "" sets
+	// none: each message is then its own post, whatever it holds.
+	ArticleID string
+	// MaxOutstanding bounds the messages published and not yet confirmed
+	// (the publisher's flow control, which blocks the reading). 0 means
+	// 1000.
+	MaxOutstanding int
 }
 
+// Publishing reports whether the posts go to a Pub/Sub topic.
+func (c *Config) Publishing() bool { return c.PubSubTopic != "" }
+
 const (
-	defaultURL              = "http://127.0.0.1:8000"
-	defaultConnections      = 8
-	defaultTimeout          = 60 * time.Second
-	defaultMaxRetryWait     = 60 * time.Second
-	defaultProgressInterval = 10 * time.Second
-	defaultReplayLimit      = 256 << 20
+	defaultURL               = "http://127.0.0.1:8000"
+	defaultConnections       = 8
+	defaultTimeout           = 60 * time.Second
+	defaultMaxRetryWait      = 60 * time.Second
+	defaultProgressInterval  = 10 * time.Second
+	defaultReplayLimit       = 256 << 20
+	defaultPubSubOutstanding = 1000
 	// maxBatch keeps one request's body within reach of any --max-body a
 	// user would set; a larger batch gains nothing on the wire.
 	maxBatch = 100_000
@@ -99,14 +123,32 @@ func (c Config) withDefaults() (Config, error) {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if c.URL == "" {
-		c.URL = defaultURL
-	}
-	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("-url %q is not an http:// or https:// URL: give the parent's address, e.g. http://127.0.0.1:8000", c.URL)
-	} else if u.Path == "" || u.Path == "/" {
-		u.Path = EnqueuePath
-		c.URL = u.String()
+	if c.Publishing() {
+		if _, _, ok := TopicName(c.PubSubTopic); !ok {
+			bad("-pubsub-topic %q is not projects/PROJECT/topics/NAME", c.PubSubTopic)
+		}
+		if c.ArticleID != "" && c.ArticleID != "hash" && (!strings.HasPrefix(c.ArticleID, "field:") || len(c.ArticleID) == len("field:")) {
+			bad("-article-id %q: give hash (a hash of each message's posts) or field:NAME (an NDJSON field or CSV column)", c.ArticleID)
+		}
+		if c.MaxOutstanding == 0 {
+			c.MaxOutstanding = defaultPubSubOutstanding
+		}
+		if c.MaxOutstanding < 1 {
+			bad("-pubsub-outstanding must be at least 1 (got %d)", c.MaxOutstanding)
+		}
+	} else {
+		if c.ArticleID != "" {
+			bad("-article-id is for -pubsub-topic: the HTTP API takes no article id")
+		}
+		if c.URL == "" {
+			c.URL = defaultURL
+		}
+		if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("-url %q is not an http:// or https:// URL: give the parent's address, e.g. http://127.0.0.1:8000", c.URL)
+		} else if u.Path == "" || u.Path == "/" {
+			u.Path = EnqueuePath
+			c.URL = u.String()
+		}
 	}
 	if c.Input == "" {
 		bad("no input file: give an NDJSON or CSV file (.gz allowed), or - for standard input")
@@ -164,10 +206,19 @@ func (c Config) withDefaults() (Config, error) {
 	if strings.ContainsAny(c.Token, "\r\n") {
 		bad("the token holds a line break: give it on one line")
 	}
-	if c.Client == nil && len(errs) == 0 {
+	if c.Client == nil && len(errs) == 0 && !c.Publishing() {
 		c.Client = newClient(c.Connections, c.Timeout)
 	}
 	return c, errors.Join(errs...)
+}
+
+// TopicName splits projects/P/topics/T; ok is false for any other form.
+func TopicName(name string) (project, id string, ok bool) {
+	parts := strings.Split(name, "/")
+	if len(parts) != 4 || parts[0] != "projects" || parts[2] != "topics" || parts[1] == "" || parts[3] == "" {
+		return "", "", false
+	}
+	return parts[1], parts[3], true
 }
 
 // newClient keeps one idle connection per sender, so every request after

@@ -65,7 +65,11 @@ func (l *loader) bar(start time.Time, done <-chan struct{}) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	update := func() {
-		b.Describe(fmt.Sprintf("accepted %d, retried %d, failed %d", l.accepted.Load(), l.retries.Load(), l.failed()))
+		if cfg.Publishing() {
+			b.Describe(fmt.Sprintf("published %d, failed %d", l.accepted.Load(), l.failed()))
+		} else {
+			b.Describe(fmt.Sprintf("accepted %d, retried %d, failed %d", l.accepted.Load(), l.retries.Load(), l.failed()))
+		}
 		if byBytes {
 			_ = b.Set64(l.current.Load().pos.Load())
 		} else {

@@ -21,10 +21,12 @@ import (
 // maxSkipSamples is how many skipped rows Result lists by line.
 const maxSkipSamples = 10
 
-// job is one request's worth of posts, encoded.
+// job is one request's worth of posts, encoded: a request's body, or a
+// message's data with its article_id ("" for none).
 type job struct {
-	body  []byte
-	posts int
+	body      []byte
+	posts     int
+	articleID string
 }
 
 // loader is one Run: the producer reading the input, the senders, and the
@@ -42,6 +44,9 @@ type loader struct {
 
 	src     *source                // the input being read; only the producer uses it
 	current atomic.Pointer[source] // src, for the progress reporter
+
+	keepField string       // -article-id field:NAME's NAME
+	noID      atomic.Int64 // messages published without an article_id: a row lacked the field
 }
 
 // Run reads cfg.Input and posts it to cfg.URL until the input ends,
@@ -61,7 +66,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Batch > 1 {
 		l.ctype = "application/x-ndjson"
 	}
-	src, err := openSource(cfg.Input, cfg.Stdin)
+	var pub *publisher
+	if cfg.Publishing() {
+		if pub, err = openPublisher(ctx, cfg); err != nil {
+			return Result{}, err
+		}
+		defer pub.close()
+	}
+	src, err := l.open(nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -72,12 +84,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	jobs := make(chan job, cfg.Connections)
 	hists := make([]histogram, cfg.Connections)
 	var senders sync.WaitGroup
-	for i := range cfg.Connections {
-		senders.Go(func() {
-			for j := range jobs {
-				l.deliver(ctx, j, &hists[i])
-			}
-		})
+	if pub != nil {
+		// One publisher batches and sends; its flow control, not
+		// -c, bounds what is in flight.
+		senders.Go(func() { pub.run(ctx, l, jobs, &hists[0]) })
+	} else {
+		for i := range cfg.Connections {
+			senders.Go(func() {
+				for j := range jobs {
+					l.deliver(ctx, j, &hists[i])
+				}
+			})
+		}
 	}
 	progressDone := make(chan struct{})
 	var reporter sync.WaitGroup
@@ -116,6 +134,7 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 		defer pacer.Stop()
 	}
 	var buf, one bytes.Buffer // the request being filled; one post, encoded
+	var ids []string          // the batch's kept fields, for -article-id field:NAME
 	enc := json.NewEncoder(&one)
 	enc.SetEscapeHTML(false) // the write API takes raw UTF-8; escaping < > & only grows the body
 	var handed int64         // posts handed to senders
@@ -145,7 +164,8 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 				return false
 			}
 		}
-		j := job{body: bytes.Clone(buf.Bytes()), posts: inBatch}
+		j := job{body: bytes.Clone(buf.Bytes()), posts: inBatch, articleID: l.articleID(buf.Bytes(), ids)}
+		ids = ids[:0]
 		select {
 		case jobs <- j:
 		case <-ctx.Done():
@@ -209,12 +229,15 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 					Content     string `json:"content"`
 				}{p.Publication, p.Content})
 				r.post = one.Bytes()
+				if l.keepField != "" {
+					r.id = l.src.r.Kept()
+				}
 			}
 			if keep {
-				if kept += int64(len(r.post) + len(r.skip)); kept > cfg.ReplayLimit {
+				if kept += int64(len(r.post) + len(r.skip) + len(r.id)); kept > cfg.ReplayLimit {
 					keep, rows = false, nil
 				} else {
-					rows = append(rows, row{post: bytes.Clone(r.post), skip: r.skip})
+					rows = append(rows, row{post: bytes.Clone(r.post), skip: r.skip, id: r.id})
 				}
 			}
 		}
@@ -229,6 +252,7 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 		l.read.Add(1)
 		readThisPass++
 		buf.Write(r.post)
+		ids = append(ids, r.id)
 		inBatch++
 		if inBatch == cfg.Batch && !flush() {
 			return nil
@@ -237,16 +261,38 @@ func (l *loader) produce(ctx context.Context, start time.Time, jobs chan<- job) 
 }
 
 // row is one row of the input as the producer saw it: a post, encoded as
-// one line of NDJSON, or why the row was skipped.
+// one line of NDJSON, or why the row was skipped; id is the field
+// -article-id field:NAME keeps.
 type row struct {
 	post []byte
 	skip string
+	id   string
+}
+
+// open opens the input (stdin is read from Stdin, or stdin when nil),
+// keeping the field -article-id names.
+func (l *loader) open(stdin io.Reader) (*source, error) {
+	if stdin == nil {
+		stdin = l.cfg.Stdin
+	}
+	src, err := openSource(l.cfg.Input, stdin)
+	if err != nil {
+		return nil, err
+	}
+	if field, ok := strings.CutPrefix(l.cfg.ArticleID, "field:"); ok {
+		l.keepField = field
+		if err := src.r.Keep(field); err != nil {
+			src.close()
+			return nil, fmt.Errorf("-article-id %s: %w", l.cfg.ArticleID, err)
+		}
+	}
+	return src, nil
 }
 
 // reopen starts the input again from the beginning, for Repeat.
 func (l *loader) reopen() error {
 	l.src.close()
-	src, err := openSource(l.cfg.Input, nil)
+	src, err := l.open(nil)
 	if err != nil {
 		return err
 	}
