@@ -1,0 +1,309 @@
+package integration_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
+	"cloud.google.com/go/pubsub/v2/pstest"
+
+	"github.com/ingest-dev/ingest/supervisor"
+)
+
+// Pub/Sub (issue 21): ingest nodes read one subscription of a fake
+// Pub/Sub server that the test runs on 127.0.0.1 (pstest, the client
+// library's own); posts are published by ingest-load -pubsub-topic, as a
+// user would. A message is acknowledged once the batch counting it is
+// stored, so a node that dies loses nothing.
+
+const (
+	psTopic = "projects/ingest-it/topics/posts"
+	psSub   = "projects/ingest-it/subscriptions/ingest"
+)
+
+// pubsubFake is a pstest server with the topic and subscription.
+type pubsubFake struct {
+	t   *testing.T
+	srv *pstest.Server
+	env []string // PUBSUB_EMULATOR_HOST for the processes the test starts
+}
+
+// newPubSubFake starts the server; sub, when not nil, sets the
+// subscription's settings (ack deadline, dead-letter policy).
+func newPubSubFake(t *testing.T, sub *pubsubpb.Subscription) *pubsubFake {
+	t.Helper()
+	srv := pstest.NewServerWithAddress("127.0.0.1:0")
+	t.Cleanup(func() { srv.Close() })
+	if _, err := srv.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: psTopic}); err != nil {
+		t.Fatal(err)
+	}
+	if sub == nil {
+		sub = &pubsubpb.Subscription{}
+	}
+	sub.Name, sub.Topic = psSub, psTopic
+	if sub.AckDeadlineSeconds == 0 {
+		sub.AckDeadlineSeconds = 10
+	}
+	if _, err := srv.GServer.CreateSubscription(t.Context(), sub); err != nil {
+		t.Fatal(err)
+	}
+	return &pubsubFake{t: t, srv: srv, env: []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr}}
+}
+
+// unacked counts the messages published and not yet acknowledged.
+func (f *pubsubFake) unacked() int {
+	n := 0
+	for _, m := range f.srv.Messages() {
+		if m.Acks == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// loadBinary is ingest-load, built once by the first test that needs it.
+var loadBinary = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(filepath.Dir(binary), "ingest-load")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/ingest-load").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build ingest-load: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// publish publishes arts with ingest-load -pubsub-topic (args added) and
+// checks that every post was published.
+func (f *pubsubFake) publish(arts []article, args ...string) {
+	f.t.Helper()
+	bin, err := loadBinary()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	file := filepath.Join(f.t.TempDir(), "posts.ndjson")
+	if err := os.WriteFile(file, []byte(ndjson(arts)), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append(append([]string{"-pubsub-topic", psTopic, "-json", "-quiet"}, args...), file)...)
+	cmd.Env = append(os.Environ(), f.env...)
+	out, err := cmd.Output()
+	if err != nil {
+		f.t.Fatalf("ingest-load: %v\n%s", err, out)
+	}
+	var res struct{ Read, Accepted int64 }
+	if err := json.Unmarshal(out, &res); err != nil || res.Read != int64(len(arts)) || res.Accepted != res.Read {
+		f.t.Fatalf("ingest-load published %d of %d posts (%v):\n%s", res.Accepted, len(arts), err, out)
+	}
+}
+
+// pubsubNode starts an ingest node reading the subscription.
+func (f *pubsubFake) node(args ...string) *parent {
+	f.t.Helper()
+	return startParent(f.t, f.env, append([]string{"--pubsub-subscription=" + psSub, "--top-n=0"}, args...)...)
+}
+
+// TestPubSubPipeline: posts published to a topic are counted exactly, as
+// prose counts them; every message is acked once its batch is stored, and
+// the node drains cleanly.
+func TestPubSubPipeline(t *testing.T) {
+	arts := fixtures(t)
+	f := newPubSubFake(t, nil)
+	f.publish(arts[:40])
+	f.publish(arts[40:], "-b", "10") // NDJSON messages of 10 posts
+	p := f.node("--workers=2", "--flush-interval=200ms")
+	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	st, ok := p.status(nil)
+	if !ok || len(st.Sources) != 1 || st.Sources[0].Acked != 42 || st.Sources[0].Outstanding != 0 || !st.Sources[0].Reachable {
+		t.Fatalf("/status sources %+v; want the subscription reachable, 42 messages acked", st.Sources)
+	}
+	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
+	assertCounts(t, stored(t, p.db), expected(arts))
+	for _, m := range f.srv.Messages() {
+		if m.Acks != 1 || m.Deliveries != 1 {
+			t.Errorf("message %s: delivered %d times, acked %d; want once each", m.ID, m.Deliveries, m.Acks)
+		}
+	}
+}
+
+// deadLetterRows reads the dead_letters table: content | error.
+func deadLetterRows(t *testing.T, db string) []string {
+	t.Helper()
+	conn, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rows, err := conn.Query(`SELECT content, error FROM dead_letters`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var content, why string
+		if err := rows.Scan(&content, &why); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, content+" | "+why)
+	}
+	return out
+}
+
+// TestPubSubPoisonMessage: a message that is not a post is stored as a
+// dead letter once, with the reason, and acknowledged, never redelivered;
+// published twice with the same article_id (a publisher's retry), it is
+// still one dead letter. The posts around it are counted.
+func TestPubSubPoisonMessage(t *testing.T) {
+	arts := fixtures(t)[:5]
+	f := newPubSubFake(t, nil)
+	f.publish(arts)
+	poison := `{"publication": "Poison Post"}`
+	id := f.srv.Publish(psTopic, []byte(poison), map[string]string{"article_id": "p-1"})
+	retry := f.srv.Publish(psTopic, []byte(poison), map[string]string{"article_id": "p-1"})
+	p := f.node("--workers=1", "--flush-interval=100ms")
+	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	p.ended(supervisor.EndedClean, 7, 5, 2) // each delivery is dead-lettered as far as this node knows …
+	dead := deadLetterRows(t, p.db)             // … and stored once
+	if len(dead) != 1 || !strings.HasPrefix(dead[0], poison+" | ") || !strings.Contains(dead[0], `"content" is missing`) || !strings.Contains(dead[0], "Pub/Sub message") {
+		t.Fatalf("dead letters %q; want the poison message once, with why", dead)
+	}
+	for _, mid := range []string{id, retry} {
+		if m := f.srv.Message(mid); m.Acks != 1 || m.Deliveries != 1 {
+			t.Errorf("poison message %s: delivered %d times, acked %d; want once each", mid, m.Deliveries, m.Acks)
+		}
+	}
+	assertCounts(t, stored(t, p.db), expected(arts))
+}
+
+// sqliteLock holds SQLite's write lock on db until released: the sink
+// stalls.
+func sqliteLock(t *testing.T, db string) (release func()) {
+	t.Helper()
+	conn, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := conn.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("take the write lock: %v", err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if _, err := c.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+				t.Errorf("release the write lock: %v", err)
+			}
+			c.Close()
+			conn.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+// TestPubSubFlowControl: with the sink stalled, a node pulls at most
+// --pubsub-max-outstanding messages however many wait, and its memory
+// stays flat; once the sink is back, everything is stored, exactly.
+func TestPubSubFlowControl(t *testing.T) {
+	gen := inventor{r: rand.New(rand.NewPCG(21, 1)), base: 4000, names: 200}
+	arts := make([]article, 400)
+	for i := range arts {
+		arts[i] = article{Publication: fmt.Sprintf("Flow Courier %d", i%7), Content: gen.content(400)}
+	}
+	f := newPubSubFake(t, nil)
+	p := f.node("--workers=1", "--flush-interval=100ms", "--pubsub-max-outstanding=40", "--pubsub-streams=4")
+	release := sqliteLock(t, p.db)
+	began := time.Now()
+	f.publish(arts)
+	t.Logf("published in %s", time.Since(began).Round(time.Millisecond))
+	outstanding := func() float64 { return metric(t, p, "ingest_pubsub_messages_outstanding") }
+	waitFor(t, 30*time.Second, "the bound of 40 messages reached", func() bool { return outstanding() == 40 })
+	t.Logf("bound reached %s after publishing began", time.Since(began).Round(time.Millisecond))
+	rss0, err := vmRSS(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three seconds more of a stalled sink: nothing more is pulled.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if n, r := outstanding(), metric(t, p, "ingest_pubsub_messages_received_total"); n > 40 || r > 40 {
+			t.Fatalf("%v messages outstanding, %v received, with --pubsub-max-outstanding 40", n, r)
+		}
+		time.Sleep(100 * time.Millisecond) // sampling the bound while it holds, not waiting for something
+	}
+	rss1, err := vmRSS(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss1 > rss0+16<<20 {
+		t.Errorf("the parent's memory grew from %d to %d MiB while the sink stalled", rss0>>20, rss1>>20)
+	}
+	if ready := metric(t, p, "ingest_pubsub_subscription_reachable"); ready != 1 {
+		t.Errorf("subscription reachable = %v during a sink stall", ready)
+	}
+	release()
+	released := time.Now()
+	waitFor(t, 2*time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	t.Logf("all acknowledged %s after the sink came back", time.Since(released).Round(time.Millisecond))
+	stopped := time.Now()
+	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	t.Logf("stopped in %s", time.Since(stopped).Round(time.Millisecond))
+	p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
+	assertCounts(t, stored(t, p.db), expected(arts))
+	t.Logf("parent RSS %d MiB at the bound, %d MiB 3 s later", rss0>>20, rss1>>20)
+}
+
+// TestPubSubDrainGivesBack: a SIGTERM drain that cannot store in time
+// (the sink stalled past --drain-timeout) gives the messages back: the
+// node exits saying how many, and another node gets them at once, long
+// before their ack deadline, and counts them exactly.
+func TestPubSubDrainGivesBack(t *testing.T) {
+	arts := fixtures(t)[:30]
+	f := newPubSubFake(t, &pubsubpb.Subscription{AckDeadlineSeconds: 120})
+	db := filepath.Join(t.TempDir(), "ingest.db")
+	a := f.node("--db="+db, "--workers=1", "--flush-interval=100ms", "--drain-timeout=2s")
+	release := sqliteLock(t, db)
+	f.publish(arts)
+	waitFor(t, 30*time.Second, "every message pulled", func() bool {
+		return metric(t, a, "ingest_pubsub_messages_received_total") == float64(len(arts))
+	})
+	if code := a.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
+		t.Fatal("exit 0 after a drain that could not store")
+	}
+	rep := a.ended(supervisor.EndedKilled, int64(len(arts)), 0, 0)
+	if rep.Returned != int64(len(arts)) {
+		t.Fatalf("report %+v: want all %d posts returned", rep.Counts, len(arts))
+	}
+	release()
+	start := time.Now()
+	b := f.node("--db="+db, "--workers=1", "--flush-interval=100ms")
+	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	if took := time.Since(start); took > 60*time.Second {
+		t.Fatalf("the messages given back took %s to be stored again: they waited for their ack deadline", took)
+	}
+	if code := b.stop(syscall.SIGTERM, time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	b.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
+	assertCounts(t, stored(t, db), expected(arts))
+}
