@@ -307,3 +307,106 @@ func TestPubSubDrainGivesBack(t *testing.T) {
 	b.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
 	assertCounts(t, stored(t, db), expected(arts))
 }
+
+// firestoreNode starts a node reading the subscription and storing in
+// project on the Firestore emulator, with dir as its data directory (a
+// restart passes the same).
+func (f *pubsubFake) firestoreNode(project, dir string, args ...string) *parent {
+	f.t.Helper()
+	all := append([]string{"--listen=" + freePort(f.t), "--db=" + filepath.Join(dir, "unused.db"), "--data-dir=" + dir,
+		"--pubsub-subscription=" + psSub, "--sink=firestore", "--project=" + project, "--top-n=0"}, args...)
+	p := spawn(f.t, f.env, all...)
+	p.awaitReady(90 * time.Second)
+	return p
+}
+
+// TestPubSubThreeNodes is the test that matters: three nodes, each with
+// its own data directory, read one subscription and store into one
+// Firestore database; ingest-load publishes a few hundred posts, each
+// under a publication of its own; one node is SIGKILLed mid-run and never
+// restarted, another SIGKILLed and restarted. Every published post is
+// counted exactly once (a lost one would show 0 articles, one counted
+// twice 2), its entities exactly as prose counts them, and nothing else
+// is stored. A node that dies holds messages it never acknowledged (some
+// of them stored already): Pub/Sub redelivers them to the others, and the
+// sink counts each key once. INGEST_PUBSUB_POSTS sets the number of posts
+// (a longer soak).
+func TestPubSubThreeNodes(t *testing.T) {
+	project := emulatorProject(t)
+	seed := chaosSeed(t)
+	t.Logf("seed %d (set INGEST_CHAOS_SEED to replay)", seed)
+	r := rand.New(rand.NewPCG(seed, 21))
+	gen := inventor{r: rand.New(rand.NewPCG(seed, 22)), base: 2000, names: 300}
+	n := 300
+	if v := os.Getenv("INGEST_PUBSUB_POSTS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	arts := make([]article, n)
+	for i := range arts {
+		arts[i] = article{Publication: fmt.Sprintf("Pubsub Courier %04d", i), Content: gen.content(200 + r.IntN(400))}
+	}
+	f := newPubSubFake(t, nil)
+	args := []string{"--workers=1", "--savers=1", "--flush-interval=200ms", "--drain-timeout=30s"}
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	nodes := make([]*parent, 3)
+	for i := range nodes {
+		nodes[i] = f.firestoreNode(project, dirs[i], args...)
+	}
+	started := time.Now()
+	f.publish(arts)
+	acked := func(p *parent) float64 { return metric(t, p, "ingest_pubsub_messages_acked_total") }
+	// Node 0 dies for good once it has stored some posts and holds others.
+	waitFor(t, time.Minute, "node 0 storing posts", func() bool { return acked(nodes[0]) >= float64(5+r.IntN(20)) })
+	held0 := metric(t, nodes[0], "ingest_pubsub_messages_outstanding")
+	nodes[0].kill9()
+	// Node 1 dies a moment later and comes back on its data directory.
+	waitFor(t, time.Minute, "node 1 storing posts", func() bool { return acked(nodes[1]) >= float64(5+r.IntN(20)) })
+	held1 := metric(t, nodes[1], "ingest_pubsub_messages_outstanding")
+	nodes[1].kill9()
+	nodes[1] = f.firestoreNode(project, dirs[1], args...)
+	t.Logf("killed node 0 holding %v messages, node 1 holding %v (restarted) after %s", held0, held1, time.Since(started).Round(time.Millisecond))
+
+	// What the dead nodes held comes back once its ack deadline passes.
+	waitFor(t, 90*time.Second, "every message acknowledged", func() bool {
+		return f.unacked() == 0
+	})
+	t.Logf("every message acknowledged after %s", time.Since(started).Round(time.Millisecond))
+	var redelivered int
+	for _, m := range f.srv.Messages() {
+		if m.Deliveries > 1 {
+			redelivered++
+		}
+	}
+	for _, p := range nodes[1:] {
+		if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
+			t.Errorf("exit %d after SIGTERM", code)
+		}
+		p.ended(supervisor.EndedClean, -1, -1, 0)
+	}
+
+	got := storedFirestore(t, project)
+	published := map[string]bool{}
+	for _, a := range arts {
+		published[pubKey(a.Publication)] = true
+	}
+	for key := range got.articles {
+		if !published[key] {
+			t.Errorf("publication %q stored, which no post used", key)
+		}
+	}
+	var lost, doubled int
+	for _, a := range arts {
+		switch n := got.articles[pubKey(a.Publication)]; {
+		case n == 0:
+			lost++
+		case n > 1:
+			doubled++
+			t.Errorf("post %q counted %d times", pubKey(a.Publication), n)
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d published posts not counted", lost)
+	}
+	assertCounts(t, got, expected(arts))
+	t.Logf("%d posts, %d messages redelivered, %d lost, %d counted twice; %s", len(arts), redelivered, lost, doubled, time.Since(started).Round(time.Millisecond))
+}

@@ -72,10 +72,12 @@ type PubSubConfig struct {
 // The defaults of PubSubConfig.
 const (
 	DefaultMaxExtension = 10 * time.Minute
-	// maxPerExtension bounds one extension of a message's ack deadline:
-	// a node that dies holds its messages at most this long (plus the
-	// broker's own ack deadline) before they go to another node.
-	maxPerExtension   = 60 * time.Second
+	// maxPerExtension bounds one extension of a message's ack deadline,
+	// and is the stream's ack deadline for messages sent and not yet
+	// received: a node that dies holds its messages at most this long
+	// before Pub/Sub gives them to another node. The library extends them
+	// every 5 s meanwhile, in batches of thousands: a few RPCs a second.
+	maxPerExtension   = 10 * time.Second
 	defaultCheckEvery = 5 * time.Second
 	// flushAcks is how long Close waits, after every batch was
 	// acknowledged, for the acknowledgements to reach the broker.
