@@ -179,7 +179,7 @@ func TestPubSubPoisonMessage(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	p.ended(supervisor.EndedClean, 7, 5, 2) // each delivery is dead-lettered as far as this node knows …
-	dead := deadLetterRows(t, p.db)             // … and stored once
+	dead := deadLetterRows(t, p.db)         // … and stored once
 	if len(dead) != 1 || !strings.HasPrefix(dead[0], poison+" | ") || !strings.Contains(dead[0], `"content" is missing`) || !strings.Contains(dead[0], "Pub/Sub message") {
 		t.Fatalf("dead letters %q; want the poison message once, with why", dead)
 	}
