@@ -79,6 +79,14 @@ type Status struct {
 	SpoolUncertainPosts   uint64 `json:"spool_uncertain_posts,omitempty"`
 	SpoolQuarantinedBytes int64  `json:"spool_quarantined_bytes,omitempty"`
 
+	// HotPublication is the publication whose Firestore document this
+	// node wrote most often over the last minute, HotWritesPerSec how
+	// often: summed over the nodes of a fleet, to hold against
+	// Firestore's sustained rate of about one write a second to one
+	// document (--sink firestore only).
+	HotPublication  string  `json:"hot_publication,omitempty"`
+	HotWritesPerSec float64 `json:"hot_writes_per_sec,omitempty"`
+
 	// Sources are the brokers the parent takes posts from besides HTTP:
 	// a Pub/Sub subscription (--pubsub-subscription). Omitted when none.
 	Sources []Source `json:"sources,omitempty"`

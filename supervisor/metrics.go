@@ -86,6 +86,15 @@ func newMetrics(p *parent) *metrics {
 			func() float64 { return float64(p.batches.len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
 			func() float64 { return b2f(p.draining()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_hot_publication_writes_per_second",
+			Help: "Writes a second this node made to its busiest publication document over the last minute (--sink firestore; 0 otherwise). Sum it over the nodes and hold it against Firestore's ~1 sustained write a second per document."},
+			func() float64 {
+				if p.hot == nil {
+					return 0
+				}
+				_, r := p.hot.hottest()
+				return r
+			}),
 		&childCollector{c: p.children},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_http_connections_open", Help: "HTTP connections open (--max-connections caps them)."},
 			func() float64 {

@@ -215,6 +215,9 @@ func (p *parent) stored(item batchItem, ack wire.Ack) {
 	}
 	p.partStored(item)
 	p.tally.store(item, ack)
+	if p.hot != nil && !ack.Duplicate {
+		p.hot.stored(item.raw)
+	}
 }
 
 func (p *parent) storeFailing(err error) { p.storing.set(err) }

@@ -74,6 +74,9 @@ func (p *parent) status() func() readapi.Status {
 				DeadLettered: ps.DeadLettered, Outstanding: ps.Outstanding})
 		}
 		st.Returned = c.Returned
+		if p.hot != nil {
+			st.HotPublication, st.HotWritesPerSec = p.hot.hottest()
+		}
 		return st
 	}
 }

@@ -78,6 +78,7 @@ type parent struct {
 	children *children // the slots, their runners and the watchdog
 	metrics  *metrics
 	summary  *summary  // --input only
+	hot      *hotspot  // writes of each publication's document (--sink firestore)
 	ner      nerRecord // which NER engine counts (engine.go)
 
 	posts      *queue.Queue[wire.Post] // accepted posts → workers (a dead worker's posts come back in front)
@@ -179,6 +180,9 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 		tokens:     token.NewSource(cfg.Token),
 		readTokens: token.NewSource(cfg.ReadToken),
 		pending:    newPendingAcks(),
+	}
+	if cfg.Sink == sink.KindFirestore {
+		p.hot = newHotspot(opts.Log)
 	}
 	p.children = newChildren(ctx, opts.Log, cfg.MaxRestarts, cfg.RestartWindow, p.tally, p.giveUp)
 	p.metrics = newMetrics(p)
@@ -313,6 +317,9 @@ func (p *parent) start() error {
 
 	for _, src := range p.sources {
 		p.bg.Go(func() { p.drive(src) })
+	}
+	if p.hot != nil {
+		p.bg.Go(func() { p.hot.run(p.intakeDone) })
 	}
 	switch {
 	case p.ln != nil:
