@@ -49,6 +49,10 @@ type options struct {
 	scaleDuration time.Duration // of each kind of read in the scale part
 	attackFor     time.Duration // each attack of the admission part; 0 skips it
 	cloudsFor     time.Duration // each run of the clouds part; 0 skips it
+	pubsubPosts   int           // posts of each run of the Pub/Sub part; 0 skips it
+	hotNodes      []int         // node counts of the hot-document runs
+	hotFlushes    []time.Duration
+	hotPosts      int
 }
 
 func main() {
@@ -80,7 +84,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.skipEngines, "no-engines", false, "skip the side-by-side run of the NER engines (trained, fast and prose) on the same posts")
 	fs.BoolVar(&o.skipPipeline, "no-pipeline", false, "skip the pipeline runs")
 	fs.BoolVar(&o.skipEdge, "no-edge", false, "skip the edge runs")
-	var scaleSizes string
+	var scaleSizes, hotNodes, hotFlushes string
+	fs.IntVar(&o.pubsubPosts, "pubsub-posts", 2000, "the Pub/Sub part: posts of each run comparing HTTP intake with a subscription (pstest in this process; Firestore when FIRESTORE_EMULATOR_HOST is set, else SQLite); 0 skips the part")
+	fs.StringVar(&hotNodes, "hot-nodes", "1,2,3", "the Pub/Sub part's hot-document runs: node counts, comma-separated (Firestore only)")
+	fs.StringVar(&hotFlushes, "hot-flush", "2s", "the hot-document runs' --flush-interval values, comma-separated")
+	fs.IntVar(&o.hotPosts, "hot-posts", 1500, "posts of each hot-document run")
 	fs.StringVar(&scaleSizes, "scale", "10000,100000,1000000", "the scale part: comma-separated distinct-entity counts of a synthetic publication built through ingest --input --top-n 0, then read over HTTP (first page, deep page, publication list); empty skips it")
 	fs.DurationVar(&o.scaleDuration, "scale-duration", 3*time.Second, "length of each kind of read in the scale part")
 	fs.DurationVar(&o.attackFor, "attack-duration", 10*time.Second, "the admission part: each attack of 1,024 sockets against ingest's defaults lasts this long, while a legitimate client posts and probes; 0 skips it")
@@ -101,6 +109,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.scaleSizes = append(o.scaleSizes, n)
+	}
+	for _, f := range strings.Split(hotNodes, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			o.hotNodes = append(o.hotNodes, n)
+		} else if strings.TrimSpace(f) != "" {
+			fmt.Fprintf(stderr, "benchtool: -hot-nodes: %q is not a node count\n", f)
+			return 2
+		}
+	}
+	for _, f := range strings.Split(hotFlushes, ",") {
+		if d, err := time.ParseDuration(strings.TrimSpace(f)); err == nil && d > 0 {
+			o.hotFlushes = append(o.hotFlushes, d)
+		} else if strings.TrimSpace(f) != "" {
+			fmt.Fprintf(stderr, "benchtool: -hot-flush: %q is not a duration\n", f)
+			return 2
+		}
 	}
 	if err := o.validate(workers); err != nil {
 		fmt.Fprintf(stderr, "benchtool: %v\n", err)
@@ -254,6 +278,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 			failed = true
 		}
 		rep.clouds, rep.cloudsDuration = &c, o.cloudsFor
+	}
+	if o.pubsubPosts > 0 {
+		if !pubsubPart(o, procs, rep, logf) {
+			failed = true
+		}
 	}
 	rep.finished = time.Now()
 	rep.machine.loadEnd = loadAverage()

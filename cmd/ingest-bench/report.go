@@ -131,6 +131,11 @@ type report struct {
 	attackDuration time.Duration
 	clouds         *cloudResult
 	cloudsDuration time.Duration
+	pubsub         []pubsubResult
+	pubsubErr      error
+	pubsubNote     string
+	pubsubWorkers  int
+	hot            []pubsubResult
 }
 
 // table renders rows as a markdown table with aligned columns, readable
@@ -372,6 +377,10 @@ func (r *report) markdown() string {
 	if sc := r.scaleMarkdown(); sc != "" {
 		p("")
 		b.WriteString(sc)
+	}
+	if ps := r.pubsubMarkdown(); ps != "" {
+		p("")
+		b.WriteString(ps)
 	}
 	return b.String()
 }
