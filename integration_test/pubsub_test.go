@@ -410,3 +410,52 @@ func TestPubSubThreeNodes(t *testing.T) {
 	assertCounts(t, got, expected(arts))
 	t.Logf("%d posts, %d messages redelivered, %d lost, %d counted twice; %s", len(arts), redelivered, lost, doubled, time.Since(started).Round(time.Millisecond))
 }
+
+// TestDeployUnits: the fleet's systemd units in deploy/ pass
+// systemd-analyze verify (the template as an instance), run the node as
+// docs/scaling.md says, and drain within their stop timeout.
+func TestDeployUnits(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatalf("systemd-analyze not found (Debian package systemd): %v", err)
+	}
+	dir := t.TempDir()
+	for file, instance := range map[string]string{"ingest-node.service": "ingest-node.service", "ingest-node@.service": "ingest-node@3.service"} {
+		b, err := os.ReadFile(filepath.Join("../deploy", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := string(b)
+		for _, want := range []string{"Type=notify", "KillMode=mixed", "TimeoutStopSec=90s", "--drain-timeout=60s", "--pubsub-subscription=${INGEST_SUBSCRIPTION}",
+			"--sink=firestore", "EnvironmentFile=/etc/default/ingest-node", "Restart=on-failure"} {
+			if !strings.Contains(unit, want) {
+				t.Errorf("%s lacks %s", file, want)
+			}
+		}
+		// The settings file as installed, and the binary as built.
+		unit = strings.ReplaceAll(unit, "/usr/local/bin/ingest", binary)
+		unit = strings.ReplaceAll(unit, "EnvironmentFile=/etc/default/ingest-node", "EnvironmentFile="+filepath.Join(dir, "ingest-node.env"))
+		path := filepath.Join(dir, instance)
+		if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if file != instance {
+			if err := os.WriteFile(filepath.Join(dir, file), []byte(unit), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", file, err, out)
+		}
+	}
+	env, err := os.ReadFile("../deploy/ingest-node.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"INGEST_SUBSCRIPTION=projects/", "GOOGLE_CLOUD_PROJECT=", "INGEST_FLAGS="} {
+		if !strings.Contains(string(env), want) {
+			t.Errorf("deploy/ingest-node.env lacks %s", want)
+		}
+	}
+}
