@@ -519,13 +519,13 @@ func (s *Firestore) plan(b *wire.Batch, now time.Time) (commits []commit, repeat
 		}
 		return out
 	}
-	deadLetter := func(docID string, d *wire.DeadLetter) contribution {
+	deadLetter := func(name string, d *wire.DeadLetter) contribution {
 		pub, content, why := cut(d.Publication, maxDeadField), cut(d.Content, maxDeadContent), cut(d.Error, maxDeadField)
 		data := map[string]any{"publication": pub, "content": content, "error": why, "attempts": d.Attempts, "at": at}
 		if len(d.Publication) > maxDeadField || len(d.Content) > maxDeadContent || len(d.Error) > maxDeadField {
 			data["truncated"] = true
 		}
-		return contribution{doc: s.client.Collection(deadCollection).Doc(docID), set: data, size: len(pub) + len(content) + len(why)}
+		return contribution{doc: s.client.Collection(deadCollection).Doc(name), set: data, size: len(pub) + len(content) + len(why)}
 	}
 	sizeOf := func(c contribution) int { return c.size + len(c.doc.Path) + writeOverhead }
 
