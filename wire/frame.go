@@ -12,8 +12,9 @@ import (
 )
 
 // Version is the wire protocol version. Bump it on any change to the frame
-// layout or to a message's fields.
-const Version = 2
+// layout or to a message's fields. 3 added Post.Key, Batch.Keyed,
+// DeadLetter.Key, Ack.Reads and Ack.DuplicateKeys.
+const Version = 3
 
 // DefaultMaxFrame is the largest frame (kind byte plus payload) accepted by
 // default: large enough for a flush of tens of thousands of entities, small

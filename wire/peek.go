@@ -16,9 +16,10 @@ type BatchInfo struct {
 	Worker       int
 	Through      uint64
 	Posts        int
-	Publications int // publications in this part
-	Entities     int // entity counts in this part, all publications
-	Dead         int // dead letters (last part only)
+	Publications int // publications in this part (unkeyed posts' aggregate)
+	Entities     int // entity counts in this part, all publications and keyed entries
+	Dead         int // dead letters (last part only), keyed ones included
+	Keyed        int // keyed entries (keyed posts counted apart)
 }
 
 // PartID is the idempotency key of the part, as Batch.PartID.
@@ -46,47 +47,76 @@ func PeekBatch(payload []byte) (BatchInfo, error) {
 }
 
 func (b *BatchInfo) peek(r *reader) error {
-	if _, err := r.arrayLen(8); err != nil {
+	n, err := r.arrayLenOf(batchFieldsV2, batchFields)
+	if err != nil {
 		return err
 	}
 	if err := fields(strTo(r, &b.ID), intTo(r, &b.Part), intTo(r, &b.Parts), intTo(r, &b.Worker),
 		u64To(r, &b.Through), intTo(r, &b.Posts)); err != nil {
 		return err
 	}
-	var err error
 	if b.Publications, err = r.arrayLen(-1); err != nil {
 		return err
 	}
-	skip := r.dec.Skip
 	for range b.Publications {
-		if _, err := r.arrayLen(4); err != nil {
+		if err := b.peekPubCount(r); err != nil {
 			return err
-		}
-		if err := fields(skip, skip, skip); err != nil { // key, name, articles
-			return err
-		}
-		n, err := r.arrayLen(-1)
-		if err != nil {
-			return err
-		}
-		b.Entities += n
-		for range n {
-			if _, err := r.arrayLen(2); err != nil {
-				return err
-			}
-			if err := fields(skip, skip); err != nil { // word, count
-				return err
-			}
 		}
 	}
+	skip := r.dec.Skip
 	if b.Dead, err = r.arrayLen(-1); err != nil {
 		return err
 	}
 	for range b.Dead {
-		if _, err := r.arrayLen(4); err != nil {
+		nf, err := r.arrayLenOf(deadFieldsV2, deadFields)
+		if err != nil {
 			return err
 		}
-		if err := fields(skip, skip, skip, skip); err != nil {
+		for range nf {
+			if err := skip(); err != nil {
+				return err
+			}
+		}
+	}
+	if n == batchFieldsV2 {
+		return nil
+	}
+	if b.Keyed, err = r.arrayLen(-1); err != nil {
+		return err
+	}
+	for range b.Keyed {
+		if _, err := r.arrayLen(2); err != nil {
+			return err
+		}
+		if err := skip(); err != nil { // key
+			return err
+		}
+		if err := b.peekPubCount(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// peekPubCount skips one PubCount, counting its entities.
+func (b *BatchInfo) peekPubCount(r *reader) error {
+	skip := r.dec.Skip
+	if _, err := r.arrayLen(4); err != nil {
+		return err
+	}
+	if err := fields(skip, skip, skip); err != nil { // key, name, articles
+		return err
+	}
+	n, err := r.arrayLen(-1)
+	if err != nil {
+		return err
+	}
+	b.Entities += n
+	for range n {
+		if _, err := r.arrayLen(2); err != nil {
+			return err
+		}
+		if err := fields(skip, skip); err != nil { // word, count
 			return err
 		}
 	}

@@ -19,8 +19,11 @@ func TestPeekBatchAgreesWithDecode(t *testing.T) {
 		for _, p := range b.Publications {
 			ents += len(p.Entities)
 		}
+		for _, k := range b.Keyed {
+			ents += len(k.Counts.Entities)
+		}
 		want := BatchInfo{ID: b.ID, Part: b.Part, Parts: b.Parts, Worker: b.Worker, Through: b.Through, Posts: b.Posts,
-			Publications: len(b.Publications), Entities: ents, Dead: len(b.Dead)}
+			Publications: len(b.Publications), Entities: ents, Dead: len(b.Dead), Keyed: len(b.Keyed)}
 		if info != want || info.PartID() != b.PartID() {
 			t.Fatalf("peek %+v, want %+v", info, want)
 		}
@@ -46,7 +49,8 @@ func FuzzPeekBatch(f *testing.F) {
 		if derr == nil && perr != nil {
 			t.Fatalf("decodes as a batch but does not peek: %v", perr)
 		}
-		if derr == nil && (info.ID != b.ID || info.Posts != b.Posts || info.Publications != len(b.Publications) || info.Dead != len(b.Dead)) {
+		if derr == nil && (info.ID != b.ID || info.Posts != b.Posts || info.Publications != len(b.Publications) ||
+			info.Dead != len(b.Dead) || info.Keyed != len(b.Keyed)) {
 			t.Fatalf("peek %+v disagrees with decode %+v", info, b)
 		}
 	})
