@@ -1,11 +1,6 @@
 package wire
 
-import (
-	"bytes"
-	"fmt"
-
-	"github.com/vmihailenco/msgpack/v5"
-)
+import "fmt"
 
 // BatchInfo is what routing a batch needs, read without decoding its
 // publications and entities: the parent forwards batches as raw frames and
@@ -30,18 +25,15 @@ func (b *BatchInfo) PartID() string {
 // PeekBatch reads a batch payload's header and counts its contents,
 // skipping every string after the id. It checks the same structure as
 // Unmarshal into a Batch, and like it never panics on arbitrary input.
-func PeekBatch(payload []byte) (BatchInfo, error) {
-	br := bytes.NewReader(payload)
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(br)
-	r := &reader{dec: dec, br: br}
+func PeekBatch(payload []byte) (_ BatchInfo, err error) {
+	r := newReader(payload)
+	defer func() { r.release(err == nil) }()
 	var b BatchInfo
 	if err := b.peek(r); err != nil {
 		return BatchInfo{}, fmt.Errorf("%w: batch: %v", ErrMalformed, err)
 	}
-	if br.Len() != 0 {
-		return BatchInfo{}, fmt.Errorf("%w: batch: %d trailing bytes", ErrMalformed, br.Len())
+	if r.br.Len() != 0 {
+		return BatchInfo{}, fmt.Errorf("%w: batch: %d trailing bytes", ErrMalformed, r.br.Len())
 	}
 	return b, nil
 }
