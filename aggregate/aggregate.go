@@ -1,5 +1,11 @@
 // Package aggregate is a worker's cache of per-publication counts between
 // flushes, and the rules for when to flush it.
+//
+// Posts without a key are merged per publication. A keyed post (one with
+// wire.Post.Key, a broker's message id) is kept apart, one entry a post,
+// so that the sink can count it iff its key was never applied, whatever
+// batch brings it: aggregated with others its counts could no longer be
+// told apart.
 package aggregate
 
 import (
@@ -15,10 +21,17 @@ import (
 // not safe for concurrent use: the worker loop owns it.
 type Cache struct {
 	pubs    map[string]*pub
+	keyed   []keyed // keyed posts, in arrival order
 	posts   int
 	oldest  time.Time // arrival of the oldest post not yet flushed
 	through uint64
 	dead    []wire.DeadLetter
+}
+
+// keyed is one keyed post's counts.
+type keyed struct {
+	key, pubKey, name string
+	entities          map[string]int64
 }
 
 type pub struct {
@@ -80,16 +93,34 @@ func (c *Cache) Add(seq uint64, publication string, words []string, now time.Tim
 	}
 	p.names.Add(publication, 1)
 	p.articles++
-	for _, w := range words {
-		if len(w) <= wire.MaxEntityBytes {
-			p.entities[w]++
-		}
-	}
+	countWords(p.entities, words)
 	c.note(seq, now)
 }
 
+// AddKeyed counts one processed post that has an idempotency key (see
+// wire.Post.Key) apart from every other post, as Add would count it
+// alone: Flush makes it one wire.KeyedCount. The same key twice is kept
+// twice: the sink counts a key once, wherever it comes from.
+func (c *Cache) AddKeyed(seq uint64, key, publication string, words []string, now time.Time) {
+	k := keyed{key: key, pubKey: ner.Normalize(publication), name: publication, entities: make(map[string]int64, len(words))}
+	countWords(k.entities, words)
+	c.keyed = append(c.keyed, k)
+	c.note(seq, now)
+}
+
+// countWords adds words to counts, but for those longer than
+// wire.MaxEntityBytes (see Add).
+func countWords(counts map[string]int64, words []string) {
+	for _, w := range words {
+		if len(w) <= wire.MaxEntityBytes {
+			counts[w]++
+		}
+	}
+}
+
 // AddDead records a post that was quarantined instead of counted; it still
-// counts toward the flush rules and the batch's post count.
+// counts toward the flush rules and the batch's post count. A keyed
+// post's dead letter carries its key (d.Key), so that it is stored once.
 func (c *Cache) AddDead(seq uint64, d wire.DeadLetter, now time.Time) {
 	c.dead = append(c.dead, d)
 	c.note(seq, now)
@@ -128,9 +159,17 @@ func (c *Cache) Deadline(interval time.Duration) (t time.Time, ok bool) {
 // Flush empties the cache into a batch (without ID): per publication, in key
 // order, its most frequent spelling, the article count and the topN most
 // frequent entities (all when topN is 0), ordered by count descending then
-// word ascending, so the result is deterministic.
+// word ascending, so the result is deterministic. Keyed posts follow in
+// arrival order, one entry each, with their own topN most frequent
+// entities: topN applies to each keyed post alone, so that what a keyed
+// post counts depends on nothing but the post (its redelivery in another
+// batch, on another node, carries the same counts).
 func (c *Cache) Flush(topN int) wire.Batch {
 	b := wire.Batch{Parts: 1, Through: c.through, Posts: c.posts, Dead: c.dead}
+	for _, k := range c.keyed {
+		b.Keyed = append(b.Keyed, wire.KeyedCount{Key: k.key,
+			Counts: wire.PubCount{Key: k.pubKey, Name: k.name, Articles: 1, Entities: Top(k.entities, topN)}})
+	}
 	keys := make([]string, 0, len(c.pubs))
 	for k := range c.pubs {
 		keys = append(keys, k)
@@ -143,7 +182,7 @@ func (c *Cache) Flush(topN int) wire.Batch {
 		})
 	}
 	c.pubs = make(map[string]*pub)
-	c.posts, c.dead = 0, nil
+	c.posts, c.dead, c.keyed = 0, nil, nil
 	return b
 }
 
@@ -169,7 +208,9 @@ func Top(counts map[string]int64, n int) []wire.EntityCount {
 // Split cuts b into at most parts batches by publication, for a batch too
 // large for one frame. Every part gets the same ID; the post count, Through
 // and dead letters travel with the last part only. A single publication is
-// further split by entities when it alone is larger than a part.
+// further split by entities when it alone is larger than a part; a keyed
+// entry never is (its counts must be applied as one, under its key), so a
+// keyed entry larger than a part makes a part of its own.
 func Split(b wire.Batch, parts int) []wire.Batch {
 	if parts <= 1 {
 		b.Part, b.Parts = 0, 1
@@ -181,6 +222,9 @@ func Split(b wire.Batch, parts int) []wire.Batch {
 	total := 0
 	for _, p := range b.Publications {
 		total += len(p.Entities) + 1
+	}
+	for _, k := range b.Keyed {
+		total += len(k.Counts.Entities) + 1
 	}
 	per := max(1, (total+parts-1)/parts)
 	for _, p := range b.Publications {
@@ -200,14 +244,22 @@ func Split(b wire.Batch, parts int) []wire.Batch {
 	var out []wire.Batch
 	cur := wire.Batch{ID: b.ID, Worker: b.Worker}
 	size := 0
-	for _, pc := range pieces {
-		if size > 0 && size+len(pc.Entities)+1 > per {
+	// room starts a new part unless rows more fit in the current one.
+	room := func(rows int) {
+		if size > 0 && size+rows > per {
 			out = append(out, cur)
 			cur = wire.Batch{ID: b.ID, Worker: b.Worker}
 			size = 0
 		}
+		size += rows
+	}
+	for _, pc := range pieces {
+		room(len(pc.Entities) + 1)
 		cur.Publications = append(cur.Publications, pc)
-		size += len(pc.Entities) + 1
+	}
+	for _, k := range b.Keyed {
+		room(len(k.Counts.Entities) + 1)
+		cur.Keyed = append(cur.Keyed, k)
 	}
 	out = append(out, cur)
 	last := &out[len(out)-1]

@@ -124,6 +124,62 @@ func TestSplitKeepsEveryCountOnce(t *testing.T) {
 	}
 }
 
+// Keyed posts are not merged with the others nor with each other (the same
+// key twice stays twice: the sink decides), and topN applies to each alone.
+func TestFlushKeepsKeyedPostsApart(t *testing.T) {
+	c := New()
+	now := time.Now()
+	c.Add(1, "Harbor Gazette", []string{"chicago"}, now)
+	c.AddKeyed(2, "m1", " The Harbor Gazette", []string{"chicago", "anna", "chicago", "bob", strings.Repeat("x", wire.MaxEntityBytes+1)}, now)
+	c.AddDead(3, wire.DeadLetter{Key: "m2", Publication: "X", Content: "c", Error: "boom", Attempts: 1}, now)
+	c.AddKeyed(4, "m1", "Harbor Gazette", []string{"zurich"}, now)
+	c.AddKeyed(5, "m3", "Capital Ledger", nil, now)
+	b := c.Flush(2)
+	want := wire.Batch{Parts: 1, Through: 5, Posts: 5,
+		Publications: []wire.PubCount{{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 1, Entities: []wire.EntityCount{{Word: "chicago", Count: 1}}}},
+		Dead:         []wire.DeadLetter{{Key: "m2", Publication: "X", Content: "c", Error: "boom", Attempts: 1}},
+		Keyed: []wire.KeyedCount{
+			{Key: "m1", Counts: wire.PubCount{Key: "the harbor gazette", Name: " The Harbor Gazette", Articles: 1,
+				Entities: []wire.EntityCount{{Word: "chicago", Count: 2}, {Word: "anna", Count: 1}}}},
+			{Key: "m1", Counts: wire.PubCount{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 1,
+				Entities: []wire.EntityCount{{Word: "zurich", Count: 1}}}},
+			{Key: "m3", Counts: wire.PubCount{Key: "capital ledger", Name: "Capital Ledger", Articles: 1, Entities: []wire.EntityCount{}}},
+		}}
+	if !reflect.DeepEqual(b, want) {
+		t.Fatalf("flush:\n got %+v\nwant %+v", b, want)
+	}
+	if c.Posts() != 0 || len(c.Flush(0).Keyed) != 0 {
+		t.Fatal("cache not empty after flush")
+	}
+}
+
+// Split spreads keyed entries over parts but never cuts one, even one
+// larger than a part.
+func TestSplitKeepsKeyedEntriesWhole(t *testing.T) {
+	b := wire.Batch{ID: "id", Posts: 12, Through: 12, Publications: []wire.PubCount{{Key: "p", Articles: 2,
+		Entities: []wire.EntityCount{{Word: "a", Count: 1}, {Word: "b", Count: 2}}}}}
+	for k, n := range []int{3, 0, 40, 1, 5, 2, 2, 9, 1, 0} {
+		kc := wire.KeyedCount{Key: string(rune('k' + k)), Counts: wire.PubCount{Key: "q", Articles: 1}}
+		for e := range n {
+			kc.Counts.Entities = append(kc.Counts.Entities, wire.EntityCount{Word: string(rune('A' + e)), Count: 1})
+		}
+		b.Keyed = append(b.Keyed, kc)
+	}
+	for _, parts := range []int{1, 2, 3, 8, 64} {
+		var got []wire.KeyedCount
+		out := Split(b, parts)
+		for _, p := range out {
+			got = append(got, p.Keyed...)
+		}
+		if !reflect.DeepEqual(got, b.Keyed) {
+			t.Fatalf("parts=%d: keyed entries across the parts differ from the batch's", parts)
+		}
+		if parts > 1 && len(out) < 2 {
+			t.Fatalf("parts=%d: got %d parts", parts, len(out))
+		}
+	}
+}
+
 func BenchmarkAddFlush(b *testing.B) {
 	words := []string{"chicago", "elena marsh", "european union", "brussels", "riverside shipping company", "tomas reyes", "sacramento"}
 	pubs := []string{"Harbor Gazette", "Capital Ledger", "Riverside Wire"}

@@ -53,24 +53,45 @@ func (s *Saver) Run(in io.Reader, out io.Writer, term <-chan os.Signal) error {
 		if err := f.Decode(&b); err != nil {
 			return fmt.Errorf("saver %d: %w", s.ID, err)
 		}
-		ack := wire.Ack{ID: b.PartID()}
+		ack := s.apply(ctx, &b)
+		return l.send(&ack)
+	})
+}
+
+// apply stores b and says what happened in an Ack: through ApplyReport
+// when the sink reports what it did, else through Apply and the sink's
+// cumulative Counts (the saver applies one batch at a time).
+func (s *Saver) apply(ctx context.Context, b *wire.Batch) wire.Ack {
+	ack := wire.Ack{ID: b.PartID()}
+	var res sink.Applied
+	var err error
+	if r, ok := s.Sink.(sink.Reporter); ok {
+		res, err = r.ApplyReport(ctx, b)
+	} else {
 		counter, counts := s.Sink.(sink.Counter)
 		var commits, writes int64
 		if counts {
 			commits, writes = counter.Counts()
 		}
-		dup, err := s.Sink.Apply(ctx, &b)
+		res.Duplicate, err = s.Sink.Apply(ctx, b)
 		if counts {
 			c, w := counter.Counts()
-			ack.Commits, ack.Writes = c-commits, w-writes
+			res.Commits, res.Writes = c-commits, w-writes
 		}
-		if err != nil {
-			s.Log.Error("batch not stored", "batch", ack.ID, "error", err)
-			ack.Err = err.Error()
-		} else if dup {
-			s.Log.Info("batch was stored before; not applied again", "batch", ack.ID)
-		}
-		ack.Duplicate = dup
-		return l.send(&ack)
-	})
+	}
+	ack.Commits, ack.Writes, ack.Reads = res.Commits, res.Writes, res.Reads
+	switch {
+	case err != nil:
+		s.Log.Error("batch not stored", "batch", ack.ID, "error", err)
+		ack.Err = err.Error()
+	case res.Duplicate:
+		s.Log.Info("batch was stored before; not applied again", "batch", ack.ID)
+		ack.Duplicate = true
+	case res.DuplicateKeys > 0:
+		// A redelivered message, counted before by another batch or node.
+		s.Log.Info("keyed posts counted before; not counted again", "batch", ack.ID,
+			"duplicate_keys", res.DuplicateKeys, "keys_counted", res.Keys)
+		ack.DuplicateKeys = res.DuplicateKeys
+	}
+	return ack
 }

@@ -124,6 +124,35 @@ func TestSaverStoresEachPartOnce(t *testing.T) {
 	noBatch(t, c.rest(t))
 }
 
+// A keyed post counts once whatever batch brings it again, and the Ack
+// of the batch that brought it again says so; the rest of that batch
+// counts.
+func TestSaverCountsKeyedPostsOnce(t *testing.T) {
+	t.Parallel()
+	db := openSQLite(t)
+	c := startSaver(t, &Saver{ID: 1, Sink: db})
+	keyed := func(key, word string) wire.KeyedCount {
+		return wire.KeyedCount{Key: key, Counts: wire.PubCount{Key: "bbc", Name: "BBC", Articles: 1,
+			Entities: []wire.EntityCount{{Word: word, Count: 1}}}}
+	}
+	first := wire.Batch{ID: wire.NewBatchID(), Parts: 1, Posts: 2, Keyed: []wire.KeyedCount{keyed("m1", "London"), keyed("m2", "Paris")}}
+	c.send(t, &first)
+	if a := c.ack(t); a.Err != "" || a.Duplicate || a.DuplicateKeys != 0 || a.Commits != 1 || a.Writes != 6 {
+		t.Errorf("first ack %+v; want 1 commit of 6 rows (the part, 2 keys, a publication, 2 entities), no duplicates", a)
+	}
+	// m2 redelivered inside a batch cut differently, with a new post.
+	again := wire.Batch{ID: wire.NewBatchID(), Parts: 1, Posts: 2, Keyed: []wire.KeyedCount{keyed("m2", "Paris"), keyed("m3", "Rome")}}
+	c.send(t, &again)
+	if a := c.ack(t); a.Err != "" || a.Duplicate || a.DuplicateKeys != 1 {
+		t.Errorf("second ack %+v; want one duplicate key", a)
+	}
+	checkStored(t, db, map[string]map[string]int64{"bbc": {"": 3, "London": 1, "Paris": 1, "Rome": 1}})
+	c.stop(t)
+	if err := c.wait(t); err != nil {
+		t.Fatalf("Run after STOP: %v, want nil", err)
+	}
+}
+
 // failingSink is the real SQLite sink, except that the first Apply of part
 // fails as if the disk were full. Apply is called from the saver loop only.
 type failingSink struct {
@@ -135,11 +164,16 @@ type failingSink struct {
 var errDiskFull = errors.New("test: disk full")
 
 func (s *failingSink) Apply(ctx context.Context, b *wire.Batch) (bool, error) {
+	res, err := s.ApplyReport(ctx, b)
+	return res.Duplicate, err
+}
+
+func (s *failingSink) ApplyReport(ctx context.Context, b *wire.Batch) (sink.Applied, error) {
 	if b.PartID() == s.part && !s.failed {
 		s.failed = true
-		return false, errDiskFull
+		return sink.Applied{}, errDiskFull
 	}
-	return s.SQLite.Apply(ctx, b)
+	return s.SQLite.ApplyReport(ctx, b)
 }
 
 func TestSaverReportsRefusedBatchAndGoesOn(t *testing.T) {

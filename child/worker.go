@@ -130,7 +130,13 @@ func (w *Worker) process(p wire.Post) {
 	now := time.Now()
 	if err != nil {
 		w.Log.Error("post quarantined: NER failed", "seq", p.Seq, "publication", p.Publication, "error", err)
-		w.cache.AddDead(p.Seq, wire.DeadLetter{Publication: p.Publication, Content: p.Content, Error: err.Error(), Attempts: p.Attempts + 1}, now)
+		w.cache.AddDead(p.Seq, wire.DeadLetter{Key: p.Key, Publication: p.Publication, Content: p.Content, Error: err.Error(), Attempts: p.Attempts + 1}, now)
+		return
+	}
+	if p.Key != "" {
+		// Apart from the others, so that the sink can count it once
+		// whatever batch it comes in (see package aggregate).
+		w.cache.AddKeyed(p.Seq, p.Key, p.Publication, words, now)
 		return
 	}
 	w.cache.Add(p.Seq, p.Publication, words, now)
@@ -147,7 +153,7 @@ func (w *Worker) flush(why string) error {
 	for parts := 1; ; parts *= 2 {
 		err := w.sendParts(aggregate.Split(b, parts))
 		if err == nil {
-			w.Log.Debug("flushed", "why", why, "batch", b.ID, "posts", b.Posts, "publications", len(b.Publications), "parts", parts)
+			w.Log.Debug("flushed", "why", why, "batch", b.ID, "posts", b.Posts, "publications", len(b.Publications), "keyed", len(b.Keyed), "parts", parts)
 			return nil
 		}
 		if !errors.Is(err, wire.ErrFrameTooLarge) || parts >= 1<<16 {

@@ -104,7 +104,30 @@ func normalBatch(b wire.Batch) wire.Batch {
 	if len(b.Dead) == 0 {
 		b.Dead = nil
 	}
+	if len(b.Keyed) == 0 {
+		b.Keyed = nil
+	}
+	b.Keyed = slices.Clone(b.Keyed)
+	for i := range b.Keyed {
+		if len(b.Keyed[i].Counts.Entities) == 0 {
+			b.Keyed[i].Counts.Entities = nil
+		}
+	}
 	return b
+}
+
+// splitBatch reads the parts of a batch that had to be split to fit
+// frames of maxFrame bytes: at least two.
+func (c *pipeChild) splitBatch(t *testing.T, maxFrame int) []*wire.Batch {
+	t.Helper()
+	parts := []*wire.Batch{c.batch(t)}
+	if n := parts[0].Parts; n < 2 {
+		t.Fatalf("batch of %d parts, want it split to fit %d-byte frames", n, maxFrame)
+	}
+	for len(parts) < parts[0].Parts {
+		parts = append(parts, c.batch(t))
+	}
+	return parts
 }
 
 // noBatch fails the test if ms holds a batch.
@@ -232,6 +255,73 @@ func TestWorkerQuarantinesFailedPost(t *testing.T) {
 	}
 }
 
+// A keyed post (Post.Key set, as the Pub/Sub source does) is counted apart
+// from the others, with --top-n applied to it alone; its dead letter
+// carries its key.
+func TestWorkerKeepsKeyedPostsApart(t *testing.T) {
+	t.Parallel()
+	ext := &fakeNER{fail: "BOOM"}
+	c := startWorker(t, &Worker{ID: 5, Extractor: ext, CacheSize: 100, FlushInterval: time.Hour, TopN: 2})
+	c.post(t, wire.Post{Seq: 1, Publication: "BBC", Content: "London Leeds"})
+	c.post(t, wire.Post{Seq: 2, Key: "m-1", Publication: "BBC", Content: "York York Leeds Hull Hull Bath"})
+	c.post(t, wire.Post{Seq: 3, Key: "m-2", Publication: "Sky", Content: "BOOM", Attempts: 1})
+	c.post(t, wire.Post{Seq: 4, Key: "a:77", Publication: "BBC", Content: "London"})
+	c.stop(t)
+	checkBatch(t, c.batch(t), wire.Batch{Parts: 1, Worker: 5, Through: 4, Posts: 4,
+		Publications: []wire.PubCount{
+			{Key: "bbc", Name: "BBC", Articles: 1, Entities: []wire.EntityCount{{Word: "Leeds", Count: 1}, {Word: "London", Count: 1}}},
+		},
+		Dead: []wire.DeadLetter{{Key: "m-2", Publication: "Sky", Content: "BOOM", Error: `fake NER: cannot read "BOOM"`, Attempts: 2}},
+		Keyed: []wire.KeyedCount{
+			{Key: "m-1", Counts: wire.PubCount{Key: "bbc", Name: "BBC", Articles: 1,
+				Entities: []wire.EntityCount{{Word: "Hull", Count: 2}, {Word: "York", Count: 2}}}},
+			{Key: "a:77", Counts: wire.PubCount{Key: "bbc", Name: "BBC", Articles: 1,
+				Entities: []wire.EntityCount{{Word: "London", Count: 1}}}},
+		},
+	})
+	if err := c.wait(t); err != nil {
+		t.Fatalf("Run after STOP: %v, want nil", err)
+	}
+}
+
+// A flush of keyed posts too large for one frame is split with every keyed
+// entry whole, each in exactly one part.
+func TestWorkerSplitsKeyedPostsWhole(t *testing.T) {
+	t.Parallel()
+	const maxFrame = 1024
+	c := startWorker(t, &Worker{ID: 9, CacheSize: 100, FlushInterval: time.Hour, MaxFrame: maxFrame})
+	want := map[string][]wire.EntityCount{}
+	for seq := uint64(1); seq <= 12; seq++ {
+		var words []string
+		var ents []wire.EntityCount
+		for i := range 10 {
+			w := fmt.Sprintf("Entity%02d", int(seq)*3+i)
+			words = append(words, w)
+			ents = append(ents, wire.EntityCount{Word: w, Count: 1})
+		}
+		slices.SortFunc(ents, func(a, b wire.EntityCount) int { return strings.Compare(a.Word, b.Word) })
+		key := fmt.Sprint("msg-", seq)
+		want[key] = ents
+		c.post(t, wire.Post{Seq: seq, Key: key, Publication: "alpha", Content: strings.Join(words, " ")})
+	}
+	c.stop(t)
+	got := map[string][]wire.EntityCount{}
+	for _, b := range c.splitBatch(t, maxFrame) {
+		for _, k := range b.Keyed {
+			if _, ok := got[k.Key]; ok {
+				t.Errorf("key %s in two parts", k.Key)
+			}
+			got[k.Key] = k.Counts.Entities
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("keyed entries across parts\n%v\nwant\n%v", got, want)
+	}
+	if err := c.wait(t); err != nil {
+		t.Fatalf("Run after STOP: %v, want nil", err)
+	}
+}
+
 func TestWorkerSIGTERMFlushesAndDrainsUntilStop(t *testing.T) {
 	t.Parallel()
 	c := startWorker(t, &Worker{ID: 6, CacheSize: 100, FlushInterval: time.Hour})
@@ -323,15 +413,9 @@ func TestWorkerSplitsBatchOverMaxFrame(t *testing.T) {
 	got := map[string]map[string]int64{}
 	gotArticles := map[string]int64{}
 	enc := wire.NewEncoder(io.Discard, maxFrame)
-	first := c.batch(t)
-	if first.Parts < 2 {
-		t.Fatalf("batch of %d parts, want it split to fit %d-byte frames", first.Parts, maxFrame)
-	}
-	for i := 0; i < first.Parts; i++ {
-		b := first
-		if i > 0 {
-			b = c.batch(t)
-		}
+	parts := c.splitBatch(t, maxFrame)
+	first := parts[0]
+	for i, b := range parts {
 		if b.ID != first.ID || b.Part != i || b.Parts != first.Parts || b.Worker != 9 {
 			t.Fatalf("part %d: ID %s part %d/%d worker %d, want ID %s part %d/%d worker 9",
 				i, b.ID, b.Part, b.Parts, b.Worker, first.ID, i, first.Parts)

@@ -238,7 +238,7 @@ func holdWriteLock(t *testing.T, path string) (release func()) {
 func openLocked(t *testing.T, retries int, backoff time.Duration) (*SQLite, <-chan string, func()) {
 	path := filepath.Join(t.TempDir(), "ingest.db")
 	lines := make(chan string, 100)
-	s, err := openSQLite(t.Context(), path, testLogger(t, lines), lockWait{busy: 20 * time.Millisecond, retries: retries, backoff: backoff})
+	s, err := openSQLite(t.Context(), path, testLogger(t, lines), lockWait{busy: 20 * time.Millisecond, retries: retries, backoff: backoff}, DefaultKeyTTL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ const (
 	pubsCollection    = "publications"
 	entsCollection    = "ent" // under each publication document
 	markersCollection = "ingest_batches"
+	keysCollection    = "ingest_keys" // a marker per keyed post (chunk) counted
 	deadCollection    = "dead_letters"
 )
 
@@ -45,6 +47,15 @@ const (
 	// maxCommitWrites is Firestore's limit on the writes of one commit,
 	// the marker included.
 	maxCommitWrites = 500
+	// maxUnitDocs is the most documents one keyed unit (a keyed post, or a
+	// chunk of one too large for a commit) writes: with its key marker and
+	// the commit's marker, a commit of its own.
+	maxUnitDocs = maxCommitWrites - 2
+	// maxConflictRounds bounds how often one commit is sent again after
+	// meeting markers that exist: each round drops a key or finds the
+	// commit applied, so only markers vanishing meanwhile (a TTL) need more
+	// than one round per key.
+	maxConflictRounds = 20
 	// maxCommitBytes bounds the estimated size of one commit, under
 	// Firestore's 10 MiB request limit. Only dead letters come near it.
 	maxCommitBytes = 8 << 20
@@ -86,6 +97,7 @@ type Firestore struct {
 	target  string // "Cloud Firestore" or "the emulator at HOST", for messages
 	log     hclog.Logger
 	timing  firestoreTiming
+	keyTTL  time.Duration // key markers' expire_at, after their commit
 	client  *firestore.Client
 
 	closed    atomic.Bool
@@ -96,9 +108,10 @@ type Firestore struct {
 }
 
 var (
-	_ Sink    = (*Firestore)(nil)
-	_ Reader  = (*Firestore)(nil)
-	_ Counter = (*Firestore)(nil)
+	_ Sink     = (*Firestore)(nil)
+	_ Reader   = (*Firestore)(nil)
+	_ Counter  = (*Firestore)(nil)
+	_ Reporter = (*Firestore)(nil)
 )
 
 // Counts returns the commits this sink applied and the document writes
@@ -110,15 +123,16 @@ func (s *Firestore) Counts() (commits, writes int64) { return s.commits.Load(), 
 // that it answers (one read, within 10s). Credentials are Application
 // Default Credentials; FIRESTORE_EMULATOR_HOST, when set, selects an
 // emulator instead (no credentials needed). log receives the sink's logs;
-// nil discards them. The caller owns the returned *Firestore and must
-// Close it. Errors say what to set or check.
+// nil discards them. Key markers expire DefaultKeyTTL after their commit
+// (Open takes Config.KeyTTL). The caller owns the returned *Firestore and
+// must Close it. Errors say what to set or check.
 func OpenFirestore(ctx context.Context, project string, log hclog.Logger) (*Firestore, error) {
-	return openFirestore(ctx, project, log, defaultFirestoreTiming)
+	return openFirestore(ctx, project, log, defaultFirestoreTiming, DefaultKeyTTL)
 }
 
-// openFirestore is OpenFirestore with its timing, and client options that
-// tests add (an endpoint of their own).
-func openFirestore(ctx context.Context, project string, log hclog.Logger, timing firestoreTiming, opts ...option.ClientOption) (*Firestore, error) {
+// openFirestore is OpenFirestore with its timing, key TTL, and client
+// options that tests add (an endpoint of their own).
+func openFirestore(ctx context.Context, project string, log hclog.Logger, timing firestoreTiming, keyTTL time.Duration, opts ...option.ClientOption) (*Firestore, error) {
 	if project == "" {
 		return nil, errors.New("firestore: no Google Cloud project given: pass --project or set GOOGLE_CLOUD_PROJECT " +
 			"(against an emulator, set FIRESTORE_EMULATOR_HOST too; any project id works there)")
@@ -126,7 +140,7 @@ func openFirestore(ctx context.Context, project string, log hclog.Logger, timing
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &Firestore{project: project, target: "Cloud Firestore", log: log, timing: timing}
+	s := &Firestore{project: project, target: "Cloud Firestore", log: log, timing: timing, keyTTL: keyTTL}
 	emulator := os.Getenv("FIRESTORE_EMULATOR_HOST")
 	if emulator != "" {
 		s.target = "the emulator at " + emulator + " (FIRESTORE_EMULATOR_HOST)"
@@ -219,127 +233,430 @@ func (s *Firestore) Close() error {
 	return s.closeErr
 }
 
-// Apply stores b, keyed by b.PartID(); see Sink. The part becomes one or
-// more commits (plan): each creates its marker document first, so a commit
-// that finds its marker present was applied before and is skipped. Apply
-// returns duplicate=true only when every commit was (a commit whose
+// Apply stores b, keyed by b.PartID(); see Sink and ApplyReport.
+func (s *Firestore) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error) {
+	res, err := s.ApplyReport(ctx, b)
+	return res.Duplicate, err
+}
+
+// ApplyReport stores b, keyed by b.PartID(); see Sink. The part becomes
+// one or more commits (plan). Each creates its marker document, and a
+// marker per keyed unit it holds, with a precondition: a commit that
+// meets a marker that exists fails whole, and Apply then reads its
+// markers (one batched read) to learn why. If the commit's own marker
+// exists, the commit was applied before and is skipped; otherwise each
+// keyed unit whose marker exists was counted before (by another part,
+// batch or node) and is dropped, and the commit is sent again without
+// it. A commit without keyed units reads nothing. Apply returns
+// Duplicate only when every commit was applied before (a commit whose
 // answer was lost and that the client library resent counts as applied
-// before: stored once, reported as a duplicate). Commits run in order
-// and Apply stops at the first that fails, so after an error a prefix of
-// them is stored and the part is visible only partly until it is applied
+// before: stored once, reported as a duplicate). Commits run in order and
+// Apply stops at the first that fails, so after an error a prefix of them
+// is stored and the part is visible only partly until it is applied
 // again (which stores the rest, once). Transient errors (Unavailable,
 // DeadlineExceeded, Aborted, ResourceExhausted, Internal) are retried with
 // exponential backoff and jitter until ctx ends, each attempt within 30s:
 // a saver keeps its batch while Firestore is away. The first retry of a
 // commit is logged at once as a warning; while it keeps failing, a
 // warning at most once a minute. Safe for concurrent use.
-func (s *Firestore) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error) {
+func (s *Firestore) ApplyReport(ctx context.Context, b *wire.Batch) (Applied, error) {
 	if err := checkBatch(b); err != nil {
-		return false, err
+		return Applied{}, err
 	}
 	if s.closed.Load() {
-		return false, fmt.Errorf("firestore: apply batch %s: the sink is closed", b.PartID())
+		return Applied{}, fmt.Errorf("firestore: apply batch %s: the sink is closed", b.PartID())
 	}
-	commits := s.plan(b, time.Now())
+	commits, repeats := s.plan(b, time.Now())
+	var res Applied
 	skipped := 0
 	for i := range commits {
-		before, err := s.commitRetrying(ctx, &commits[i], s.commitOnce)
+		c := &commits[i]
+		before, err := s.applyCommit(ctx, c, &res)
 		if err != nil {
-			return false, fmt.Errorf("firestore: apply batch %s: commit %d of %d (marker %s/%s): %w: %s",
-				b.PartID(), i+1, len(commits), markersCollection, commits[i].marker.ID, err, s.hint(err))
+			return Applied{}, fmt.Errorf("firestore: apply batch %s: commit %d of %d (marker %s/%s): %w: %s",
+				b.PartID(), i+1, len(commits), markersCollection, c.marker.ID, err, s.hint(err))
 		}
 		if before {
 			skipped++
 			s.log.Debug("commit applied before, skipped", "batch", b.PartID(), "commit", i+1, "of", len(commits))
 			continue
 		}
+		writes := int64(c.writeCount())
+		res.Commits++
+		res.Writes += writes
 		s.commits.Add(1)
-		s.writes.Add(int64(1 + len(commits[i].writes)))
+		s.writes.Add(writes)
 	}
-	return skipped == len(commits), nil
+	res.Duplicate = skipped == len(commits)
+	if !res.Duplicate {
+		res.DuplicateKeys += repeats
+	}
+	return res, nil
 }
 
-// A commit is one Firestore commit of a batch part: the create-only
-// marker, then writes (each a Set with MergeAll).
+// applyCommit sends c until it is stored or found applied before
+// (before), dropping the keyed units found counted before, and adds to
+// res the keys it counted or dropped and the documents it read.
+func (s *Firestore) applyCommit(ctx context.Context, c *commit, res *Applied) (before bool, err error) {
+	for round := 0; ; round++ {
+		met, err := s.commitRetrying(ctx, c, s.commitOnce)
+		if err != nil {
+			return false, err
+		}
+		if !met {
+			for _, u := range c.units {
+				if u.chunk > 0 {
+					continue // a keyed post counts as one, by its first chunk
+				}
+				if u.skip {
+					res.DuplicateKeys++
+				} else {
+					res.Keys++
+				}
+			}
+			return false, nil
+		}
+		if len(c.units) == 0 {
+			return true, nil // only the commit's own marker has a precondition
+		}
+		if round == maxConflictRounds {
+			return false, fmt.Errorf("commit met existing markers %d times without learning which: %w", round+1,
+				status.Error(codes.AlreadyExists, "markers exist"))
+		}
+		applied, err := s.resolve(ctx, c, res)
+		if err != nil {
+			return false, err
+		}
+		if applied {
+			return true, nil
+		}
+	}
+}
+
+// resolve reads c's marker and the markers of its keyed units still to be
+// counted, after c met a marker that exists. It returns applied when c's
+// own marker exists (c was applied before). Otherwise it marks skip each
+// unit whose marker a commit other than c wrote (its key was counted
+// before), and own each unit whose marker c wrote: a store that applies a
+// commit's writes one by one (the emulator, not Cloud Firestore) keeps
+// the markers written before the one that failed, and c still has to
+// count those units, rewriting their markers.
+func (s *Firestore) resolve(ctx context.Context, c *commit, res *Applied) (applied bool, err error) {
+	refs := []*firestore.DocumentRef{c.marker}
+	var idx []int // refs[1+j] is the marker of c.units[idx[j]]
+	for i := range c.units {
+		if !c.units[i].skip && !c.units[i].own {
+			refs = append(refs, c.units[i].marker)
+			idx = append(idx, i)
+		}
+	}
+	var snaps []*firestore.DocumentSnapshot
+	if _, err := s.retrying(ctx, c, "read of the commit's markers", func(ctx context.Context, _ *commit) error {
+		var err error
+		snaps, err = s.client.GetAll(ctx, refs)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	res.Reads += int64(len(refs))
+	if snaps[0].Exists() {
+		return true, nil
+	}
+	for j, snap := range snaps[1:] {
+		if !snap.Exists() {
+			continue
+		}
+		u := &c.units[idx[j]]
+		batch, _ := snap.Data()["batch"].(string)
+		n, _ := snap.Data()["commit"].(int64)
+		if batch == validUTF8(c.part) && n == int64(c.n) {
+			u.own = true
+			s.log.Debug("key marker left by a failed commit of this part: counting it", "marker", u.marker.ID, "commit", c.marker.ID)
+			continue
+		}
+		u.skip = true
+		c.merged = nil
+		s.log.Debug("key counted before, not counted again", "key", u.key, "chunk", u.chunk, "by", batch, "commit", c.marker.ID)
+	}
+	return false, nil
+}
+
+// A commit is one Firestore commit of a batch part: a marker per keyed
+// unit still to count (created, or rewritten when own), the commit's own
+// marker (created), then one write per document (a Set with MergeAll)
+// adding up the part's unkeyed share (base) and the keyed units' counts.
 type commit struct {
+	part       string // the batch part's PartID
+	n          int    // the commit's index in the part
 	marker     *firestore.DocumentRef
 	markerData map[string]any
-	writes     []docWrite
+	base       []contribution
+	units      []keyedUnit
+	merged     []docWrite // docs(), until resolve changes units
 }
 
+// A keyedUnit is a keyed post's counts (or dead letter), or one chunk of
+// them when they are too many documents for one commit; each has a marker.
+type keyedUnit struct {
+	key        string
+	chunk      int
+	marker     *firestore.DocumentRef
+	markerData map[string]any
+	contribs   []contribution
+	size       int  // estimated bytes, the marker included
+	skip       bool // counted before: left out of the commit
+	own        bool // its marker was written by a failed attempt of this commit: rewritten, not created
+}
+
+// A contribution is what a commit writes to one document: fields set as
+// they are and, when counted, an increment of the field count.
+type contribution struct {
+	doc     *firestore.DocumentRef
+	set     map[string]any
+	counted bool
+	count   int64
+	size    int // estimated bytes
+}
+
+// A docWrite is one document a commit writes: data as it is, and an
+// increment of the field count when counted.
 type docWrite struct {
-	doc  *firestore.DocumentRef
-	data map[string]any
+	doc     *firestore.DocumentRef
+	data    map[string]any
+	counted bool
+	count   int64
+}
+
+// docs returns c's document writes: the contributions of base and of the
+// units not skipped, one write per document in order of first
+// appearance, counts summed; a field is set as its first contribution
+// sets it. The result is kept until resolve drops a unit.
+func (c *commit) docs() []docWrite {
+	if c.merged == nil {
+		c.merged = c.merge()
+	}
+	return c.merged
+}
+
+func (c *commit) merge() []docWrite {
+	out := []docWrite{}
+	at := map[string]int{}
+	add := func(con contribution) {
+		i, ok := at[con.doc.Path]
+		if !ok {
+			i = len(out)
+			at[con.doc.Path] = i
+			out = append(out, docWrite{doc: con.doc, data: make(map[string]any, len(con.set)+1)})
+		}
+		w := &out[i]
+		for k, v := range con.set {
+			if _, ok := w.data[k]; !ok {
+				w.data[k] = v
+			}
+		}
+		if con.counted {
+			w.counted = true
+			w.count += con.count
+		}
+	}
+	for _, con := range c.base {
+		add(con)
+	}
+	for _, u := range c.units {
+		if !u.skip {
+			for _, con := range u.contribs {
+				add(con)
+			}
+		}
+	}
+	return out
+}
+
+// writeCount is how many writes c makes now: its markers and documents.
+func (c *commit) writeCount() int {
+	n := 1 + len(c.docs())
+	for _, u := range c.units {
+		if !u.skip {
+			n++
+		}
+	}
+	return n
 }
 
 // plan splits b into commits, deterministically: the same batch always
-// gives the same commits with the same marker ids, which is what lets a
-// replay recognise each one. Publications of the same key, and a word
-// twice in one publication, are merged first (Firestore applies one write
-// per document per commit best, and it saves writes). Writes follow the
-// batch's order: each publication's document, then its entities, then the
-// dead letters; a commit holds at most maxCommitWrites writes with its
-// marker and about maxCommitBytes. A batch with nothing to write is one
-// commit of its marker alone, so that its replay is recognised too.
-func (s *Firestore) plan(b *wire.Batch, now time.Time) []commit {
+// gives the same commits with the same marker ids and the same keyed
+// units in each, which is what lets a replay recognise each commit, and
+// keeps each unit's marker in the commit that counts it. Publications of
+// the same key, and a word twice in one publication, are merged first
+// (Firestore applies one write per document per commit best, and it saves
+// writes). Keyed units come first, those of one publication together (so
+// that they share its documents), each whole in one commit; a keyed post
+// of more than maxUnitDocs documents becomes chunks of that many, each a
+// unit with a marker of its own. The part's unkeyed share follows: a
+// document a commit already writes is added there, at no cost; the rest
+// fills the last commit and then new ones. A commit holds at most
+// maxCommitWrites writes with its markers and about maxCommitBytes. A
+// batch with nothing to write is one commit of its marker alone, so that
+// its replay is recognised too. repeats is the keyed entries that
+// repeated a key of the part, left out.
+func (s *Firestore) plan(b *wire.Batch, now time.Time) (commits []commit, repeats int64) {
 	id := b.PartID()
-	var (
-		writes []docWrite
-		sizes  []int
-	)
-	add := func(doc *firestore.DocumentRef, data map[string]any, size int) {
-		writes = append(writes, docWrite{doc, data})
-		sizes = append(sizes, size+len(doc.Path)+writeOverhead)
-	}
+	at := now.UTC()
 	pubs := s.client.Collection(pubsCollection)
-	for _, p := range mergePublications(b.Publications) {
+	counts := func(p wire.PubCount) []contribution {
 		pdoc := pubs.Doc(pubID(p.Key))
-		data := map[string]any{"key": validUTF8(p.Key), "count": firestore.Increment(p.Articles)}
+		set := map[string]any{"key": validUTF8(p.Key)}
 		if p.Name != "" {
 			// Written only when known: a part of a split batch may carry a
 			// publication without its name.
-			data["name"] = validUTF8(p.Name)
+			set["name"] = validUTF8(p.Name)
 		}
-		add(pdoc, data, len(p.Key)+len(p.Name))
+		out := []contribution{{doc: pdoc, set: set, counted: true, count: p.Articles, size: len(p.Key) + len(p.Name)}}
 		ents := pdoc.Collection(entsCollection)
 		for _, e := range p.Entities {
-			add(ents.Doc(entID(e.Word)), map[string]any{"word": validUTF8(e.Word), "count": firestore.Increment(e.Count)}, len(e.Word))
+			out = append(out, contribution{doc: ents.Doc(entID(e.Word)), set: map[string]any{"word": validUTF8(e.Word)},
+				counted: true, count: e.Count, size: len(e.Word)})
 		}
+		return out
 	}
-	at := now.UTC()
-	for i, d := range b.Dead {
+	deadLetter := func(name string, d *wire.DeadLetter) contribution {
 		pub, content, why := cut(d.Publication, maxDeadField), cut(d.Content, maxDeadContent), cut(d.Error, maxDeadField)
 		data := map[string]any{"publication": pub, "content": content, "error": why, "attempts": d.Attempts, "at": at}
 		if len(d.Publication) > maxDeadField || len(d.Content) > maxDeadContent || len(d.Error) > maxDeadField {
 			data["truncated"] = true
 		}
-		add(s.client.Collection(deadCollection).Doc(deadID(id, i)), data, len(pub)+len(content)+len(why))
+		return contribution{doc: s.client.Collection(deadCollection).Doc(name), set: data, size: len(pub) + len(content) + len(why)}
+	}
+	sizeOf := func(c contribution) int { return c.size + len(c.doc.Path) + writeOverhead }
+
+	var base []contribution
+	for _, p := range mergePublications(b.Publications) {
+		base = append(base, counts(p)...)
+	}
+	for i := range b.Dead {
+		if b.Dead[i].Key == "" {
+			base = append(base, deadLetter(deadID(id, i), &b.Dead[i]))
+		}
 	}
 
-	var commits []commit
-	for start := 0; start < len(writes) || len(commits) == 0; {
-		end, bytes := start, 0
-		for end < len(writes) && end-start < maxCommitWrites-1 && (end == start || bytes+sizes[end] <= maxCommitBytes) {
-			bytes += sizes[end]
-			end++
+	entries, repeats, _ := keyedEntries(b)
+	slices.SortStableFunc(entries, func(x, y keyedEntry) int {
+		switch {
+		case x.counts == nil || y.counts == nil:
+			return cmpBool(x.counts == nil, y.counts == nil) // dead letters last
 		}
-		n := len(commits)
-		commits = append(commits, commit{
-			marker: s.client.Collection(markersCollection).Doc(markerID(id, n)),
-			writes: writes[start:end],
-		})
-		start = end
+		return strings.Compare(x.counts.Key, y.counts.Key)
+	})
+	var units []keyedUnit
+	for _, e := range entries {
+		var all []contribution
+		if e.counts != nil {
+			all = counts(mergePublications([]wire.PubCount{*e.counts})[0])
+		} else {
+			all = []contribution{deadLetter(keyDeadID(e.key), e.dead)}
+		}
+		for chunk := 0; chunk == 0 || len(all) > 0; chunk++ {
+			n := min(len(all), maxUnitDocs)
+			u := keyedUnit{key: e.key, chunk: chunk, marker: s.client.Collection(keysCollection).Doc(keyMarkerID(e.key, chunk)),
+				contribs: all[:n:n], size: len(e.key) + writeOverhead}
+			for _, c := range u.contribs {
+				u.size += sizeOf(c)
+			}
+			units = append(units, u)
+			all = all[n:]
+		}
 	}
+
+	// Pack the units, then the base, into commits.
+	type fill struct {
+		docs   map[string]bool
+		writes int // with the commit's marker
+		bytes  int
+	}
+	var fills []fill
+	open := func() {
+		n := len(commits)
+		commits = append(commits, commit{part: id, n: n, marker: s.client.Collection(markersCollection).Doc(markerID(id, n))})
+		fills = append(fills, fill{docs: map[string]bool{}, writes: 1})
+	}
+	open()
+	for _, u := range units {
+		f := &fills[len(fills)-1]
+		fresh := 0
+		for _, c := range u.contribs {
+			if !f.docs[c.doc.Path] {
+				fresh++
+			}
+		}
+		if f.writes > 1 && (f.writes+1+fresh > maxCommitWrites || f.bytes+u.size > maxCommitBytes) {
+			open()
+			f = &fills[len(fills)-1]
+		}
+		for _, c := range u.contribs {
+			f.docs[c.doc.Path] = true
+		}
+		f.writes += 1 + fresh
+		f.bytes += u.size
+		commits[len(commits)-1].units = append(commits[len(commits)-1].units, u)
+	}
+	home := map[string]int{} // document → the first commit writing it
+	for i := range fills {
+		for d := range fills[i].docs {
+			if _, ok := home[d]; !ok || i < home[d] {
+				home[d] = i
+			}
+		}
+	}
+	for _, c := range base {
+		if i, ok := home[c.doc.Path]; ok {
+			commits[i].base = append(commits[i].base, c)
+			fills[i].bytes += sizeOf(c)
+			continue
+		}
+		f := &fills[len(fills)-1]
+		if f.writes > 1 && (f.writes+1 > maxCommitWrites || f.bytes+sizeOf(c) > maxCommitBytes) {
+			open()
+			f = &fills[len(fills)-1]
+		}
+		f.docs[c.doc.Path] = true
+		f.writes++
+		f.bytes += sizeOf(c)
+		home[c.doc.Path] = len(commits) - 1
+		commits[len(commits)-1].base = append(commits[len(commits)-1].base, c)
+	}
+
 	for i := range commits {
-		commits[i].markerData = map[string]any{
+		c := &commits[i]
+		c.markerData = map[string]any{
 			"batch":     validUTF8(id),
 			"commit":    i,
 			"commits":   len(commits),
-			"writes":    len(commits[i].writes),
+			"writes":    fills[i].writes - 1 - len(c.units),
+			"keys":      len(c.units),
 			"expire_at": at.Add(MarkerTTL),
 		}
+		for j := range c.units {
+			u := &c.units[j]
+			u.markerData = map[string]any{
+				"key":       validUTF8(u.key),
+				"chunk":     u.chunk,
+				"batch":     validUTF8(id),
+				"commit":    i,
+				"expire_at": at.Add(s.keyTTL),
+			}
+		}
 	}
-	return commits
+	return commits, repeats
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // mergePublications returns pubs with the entries of one key merged:
@@ -377,14 +694,19 @@ func mergePublications(pubs []wire.PubCount) []wire.PubCount {
 
 // commitRetrying applies c with send, retrying transient errors until ctx
 // ends. Each attempt gets its own deadline (timing.call), so that one
-// attempt that hangs costs one attempt, not the whole of ctx. before is
-// true when c's marker existed: c was applied before.
+// attempt that hangs costs one attempt, not the whole of ctx. met is true
+// when send failed with AlreadyExists: a marker c creates exists.
 //
 // The first retry of c is logged as a warning, with the error's code and
 // what is retried, so that an operator sees a struggling sink at once;
 // later ones at debug, with a warning that c is still being retried at most
 // once per timing.retryLog; success after retries at info.
-func (s *Firestore) commitRetrying(ctx context.Context, c *commit, send func(context.Context, *commit) error) (before bool, err error) {
+func (s *Firestore) commitRetrying(ctx context.Context, c *commit, send func(context.Context, *commit) error) (met bool, err error) {
+	return s.retrying(ctx, c, "commit", send)
+}
+
+// retrying is commitRetrying for any call about c (what names it in logs).
+func (s *Firestore) retrying(ctx context.Context, c *commit, what string, send func(context.Context, *commit) error) (met bool, err error) {
 	wait := s.timing.retryFirst
 	var first, warned time.Time // the first failure, the last warning
 	for attempt := 1; ; attempt++ {
@@ -392,12 +714,11 @@ func (s *Firestore) commitRetrying(ctx context.Context, c *commit, send func(con
 		switch {
 		case err == nil:
 			if attempt > 1 {
-				s.log.Info("firestore commit succeeded after retries", "marker", c.marker.ID, "attempts", attempt, "since", time.Since(first).Round(time.Millisecond))
+				s.log.Info("firestore "+what+" succeeded after retries", "marker", c.marker.ID, "attempts", attempt, "since", time.Since(first).Round(time.Millisecond))
 			}
 			return false, nil
 		case status.Code(err) == codes.AlreadyExists:
-			// Only the marker is created with a precondition: the whole
-			// commit was applied before.
+			// Only markers are created with a precondition.
 			return true, nil
 		case ctx.Err() != nil:
 			return false, fmt.Errorf("%w (after %d attempts; last error: %v)", ctx.Err(), attempt, err)
@@ -409,14 +730,14 @@ func (s *Firestore) commitRetrying(ctx context.Context, c *commit, send func(con
 		switch {
 		case attempt == 1:
 			first, warned = now, now
-			s.log.Warn("firestore commit failed, retrying", "code", status.Code(err), "marker", c.marker.ID,
-				"writes", 1+len(c.writes), "wait", d, "error", err)
+			s.log.Warn("firestore "+what+" failed, retrying", "code", status.Code(err), "marker", c.marker.ID,
+				"writes", c.writeCount(), "wait", d, "error", err)
 		case now.Sub(warned) >= s.timing.retryLog:
 			warned = now
-			s.log.Warn("firestore commit still failing, retrying", "code", status.Code(err), "marker", c.marker.ID,
-				"writes", 1+len(c.writes), "attempts", attempt, "since", now.Sub(first).Round(time.Second), "wait", d, "error", err)
+			s.log.Warn("firestore "+what+" still failing, retrying", "code", status.Code(err), "marker", c.marker.ID,
+				"writes", c.writeCount(), "attempts", attempt, "since", now.Sub(first).Round(time.Second), "wait", d, "error", err)
 		default:
-			s.log.Debug("firestore commit failed, retrying", "code", status.Code(err), "marker", c.marker.ID, "attempt", attempt, "wait", d, "error", err)
+			s.log.Debug("firestore "+what+" failed, retrying", "code", status.Code(err), "marker", c.marker.ID, "attempt", attempt, "wait", d, "error", err)
 		}
 		t := time.NewTimer(d)
 		select {
@@ -442,9 +763,12 @@ func (s *Firestore) attempt(ctx context.Context, c *commit, send func(context.Co
 	return err
 }
 
-// commitOnce sends c as one WriteBatch commit, its marker first: the
-// emulator applies a commit's writes one by one, so only a precondition on
-// the first write makes a replay there change nothing. WriteBatch is
+// commitOnce sends c as one WriteBatch commit, its markers first (the
+// keyed units', then its own), then its documents: the emulator applies a
+// commit's writes one by one, so only preconditions on the first writes
+// make a replay there change nothing, and the commit's own marker last
+// among them means that it exists only if the commit's counts were
+// written (see resolve for the key markers written before a failure). WriteBatch is
 // deprecated in favour of BulkWriter, but BulkWriter's BatchWrite applies
 // writes independently (no all-or-nothing commit to hang a marker on) and
 // the emulator does not implement it.
@@ -464,8 +788,20 @@ func (s *Firestore) commitOnce(ctx context.Context, c *commit) error {
 	ctx = context.WithValue(ctx, commitRPCKey{}, rpc)
 	//lint:ignore SA1019 WriteBatch is the only atomic commit without a transaction; see above.
 	wb := s.client.Batch()
+	for _, u := range c.units {
+		switch {
+		case u.skip:
+		case u.own:
+			wb.Set(u.marker, u.markerData)
+		default:
+			wb.Create(u.marker, u.markerData)
+		}
+	}
 	wb.Create(c.marker, c.markerData)
-	for _, w := range c.writes {
+	for _, w := range c.docs() {
+		if w.counted {
+			w.data["count"] = firestore.Increment(w.count)
+		}
 		wb.Set(w.doc, w.data, firestore.MergeAll)
 	}
 	_, err := wb.Commit(ctx)

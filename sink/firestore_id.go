@@ -123,3 +123,22 @@ func markerID(partID string, n int) string {
 func deadID(partID string, n int) string {
 	return docID(partID + "-dead-" + strconv.Itoa(n))
 }
+
+// keyMarkerID is the id of the marker document (in ingest_keys) of chunk
+// n (from 0) of the keyed post key: the first 16 bytes of SHA-256 of the
+// key, as 32 lower-case hex digits, then "-n" for chunks after the first.
+// A hash, not the key: ids spread evenly over the key range whatever the
+// keys (Pub/Sub message ids are increasing numbers, and Firestore limits
+// writes to ids close together), and any key makes a valid id.
+func keyMarkerID(key string, n int) string {
+	sum := sha256.Sum256([]byte(key))
+	id := hex.EncodeToString(sum[:16])
+	if n > 0 {
+		id += "-" + strconv.Itoa(n)
+	}
+	return id
+}
+
+// keyDeadID is the id of the dead letter of the keyed post key: one
+// document per key, wherever and however often it is stored.
+func keyDeadID(key string) string { return "key-" + keyMarkerID(key, 0) }

@@ -182,7 +182,7 @@ func TestFirestoreClientRetriesAreCutShort(t *testing.T) {
 
 	t.Setenv("FIRESTORE_EMULATOR_HOST", "") // a server of our own instead
 	lines, logged := collect()
-	s, err := openFirestore(t.Context(), "p", testLogger(t, lines), testTiming,
+	s, err := openFirestore(t.Context(), "p", testLogger(t, lines), testTiming, DefaultKeyTTL,
 		option.WithEndpoint(l.Addr().String()), option.WithoutAuthentication(),
 		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	if err != nil {

@@ -52,7 +52,7 @@ func newProject(t testing.TB) string {
 // end of t.
 func openFirestoreTest(t testing.TB, project string) *Firestore {
 	t.Helper()
-	s, err := openFirestore(context.Background(), project, testLogger(t, nil), testTiming)
+	s, err := openFirestore(context.Background(), project, testLogger(t, nil), testTiming, DefaultKeyTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +161,18 @@ func bigBatch(id string, pubs, words, dead int) wire.Batch {
 
 // planner is a sink whose client never connects: enough to plan commits.
 func planner(t *testing.T) *Firestore {
+	return &Firestore{client: plannerClient(t), log: testLogger(t, nil), timing: testTiming, keyTTL: DefaultKeyTTL, project: "plan", target: "the emulator at 127.0.0.1:1"}
+}
+
+// plannerClient is a client of an emulator that is not there (127.0.0.1:1).
+func plannerClient(t testing.TB) *firestore.Client {
 	t.Setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
-	c, err := firestore.NewClient(t.Context(), "plan")
+	c, err := firestore.NewClient(context.Background(), "plan")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &Firestore{client: c, log: testLogger(t, nil), timing: testTiming, project: "plan", target: "the emulator at 127.0.0.1:1"}
+	return c
 }
 
 // A batch becomes commits of at most 500 writes with their marker (and
@@ -193,25 +198,26 @@ func TestFirestorePlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cs := s.plan(&tt.b, time.Unix(1e9, 0))
+			cs, _ := s.plan(&tt.b, time.Unix(1e9, 0))
 			if len(cs) != tt.commits {
 				t.Errorf("%d commits, want %d", len(cs), tt.commits)
 			}
-			again := s.plan(&tt.b, time.Unix(2e9, 0))
+			again, _ := s.plan(&tt.b, time.Unix(2e9, 0))
 			var writes int
 			for i, c := range cs {
-				if n := len(c.writes) + 1; n > maxCommitWrites {
-					t.Errorf("commit %d: %d writes", i, n)
+				docs, docsAgain := c.docs(), again[i].docs()
+				if n := c.writeCount(); n > maxCommitWrites || n != len(docs)+1 {
+					t.Errorf("commit %d: %d writes, %d documents", i, n, len(docs))
 				}
 				if want := markerID(tt.b.PartID(), i); c.marker.ID != want {
 					t.Errorf("commit %d: marker %q, want %q", i, c.marker.ID, want)
 				}
-				if c.marker.ID != again[i].marker.ID || len(c.writes) != len(again[i].writes) {
+				if c.marker.ID != again[i].marker.ID || len(docs) != len(docsAgain) {
 					t.Errorf("commit %d differs between two plans", i)
 				}
-				for j, w := range c.writes {
-					if w.doc.Path != again[i].writes[j].doc.Path {
-						t.Errorf("commit %d write %d: %s, then %s", i, j, w.doc.Path, again[i].writes[j].doc.Path)
+				for j, w := range docs {
+					if w.doc.Path != docsAgain[j].doc.Path {
+						t.Errorf("commit %d write %d: %s, then %s", i, j, w.doc.Path, docsAgain[j].doc.Path)
 					}
 					if content, ok := w.data["content"].(string); ok && len(content) > maxDeadContent {
 						t.Errorf("dead letter of %d bytes", len(content))
@@ -220,7 +226,7 @@ func TestFirestorePlan(t *testing.T) {
 				if got := c.markerData["expire_at"]; got != time.Unix(1e9, 0).UTC().Add(MarkerTTL) {
 					t.Errorf("commit %d: expire_at %v", i, got)
 				}
-				writes += len(c.writes)
+				writes += len(docs)
 			}
 			pubs := mergePublications(tt.b.Publications)
 			want := len(pubs) + len(tt.b.Dead)
@@ -244,7 +250,7 @@ func TestFirestoreReplayAfterPartialApply(t *testing.T) {
 	for applied := range 4 {
 		t.Run(fmt.Sprintf("%d of 3 commits applied before", applied), func(t *testing.T) {
 			s := openFirestoreTest(t, newProject(t))
-			commits := s.plan(&b, time.Now())
+			commits, _ := s.plan(&b, time.Now())
 			if len(commits) != 3 {
 				t.Fatalf("%d commits, want 3", len(commits))
 			}
@@ -541,7 +547,7 @@ func TestFirestoreOpenErrors(t *testing.T) {
 		timing := testTiming
 		timing.ping = time.Second
 		start := time.Now()
-		_, err := openFirestore(t.Context(), "p", testLogger(t, nil), timing)
+		_, err := openFirestore(t.Context(), "p", testLogger(t, nil), timing, DefaultKeyTTL)
 		for _, want := range []string{"firestore: project p: cannot reach the emulator at 127.0.0.1:1 (FIRESTORE_EMULATOR_HOST)",
 			"start the emulator"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -555,7 +561,7 @@ func TestFirestoreOpenErrors(t *testing.T) {
 	t.Run("no credentials", func(t *testing.T) {
 		t.Setenv("FIRESTORE_EMULATOR_HOST", "")
 		t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", t.TempDir()+"/missing.json")
-		_, err := openFirestore(t.Context(), "p", testLogger(t, nil), testTiming)
+		_, err := openFirestore(t.Context(), "p", testLogger(t, nil), testTiming, DefaultKeyTTL)
 		for _, want := range []string{"firestore: project p: connect to Cloud Firestore", "Application Default Credentials",
 			"FIRESTORE_EMULATOR_HOST"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -637,7 +643,7 @@ func BenchmarkFirestoreApply(b *testing.B) {
 	needEmulator(b)
 	for _, c := range []struct{ pubs, rows int }{{1, 100}, {1, 2000}, {10, 2000}} {
 		b.Run(fmt.Sprintf("pubs=%d/rows=%d", c.pubs, c.rows), func(b *testing.B) {
-			s, err := openFirestore(b.Context(), newProject(b), testLogger(b, nil), defaultFirestoreTiming)
+			s, err := openFirestore(b.Context(), newProject(b), testLogger(b, nil), defaultFirestoreTiming, DefaultKeyTTL)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -665,7 +671,8 @@ func BenchmarkFirestoreApply(b *testing.B) {
 			}
 			writes := i * (c.rows + c.pubs)
 			b.ReportMetric(float64(writes)/b.Elapsed().Seconds(), "writes/s")
-			b.ReportMetric(float64(i*len(s.plan(batch(0), time.Now())))/b.Elapsed().Seconds(), "commits/s")
+			cs, _ := s.plan(batch(0), time.Now())
+			b.ReportMetric(float64(i*len(cs))/b.Elapsed().Seconds(), "commits/s")
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,8 +207,13 @@ func TestMigration(t *testing.T) {
 			t.Errorf("TopEntities after migration = %v, %v", ents, err)
 		}
 		var version string
-		if err := s.r.QueryRowContext(t.Context(), `SELECT value FROM ingest_meta WHERE key = 'schema_version'`).Scan(&version); err != nil || version != "2" {
-			t.Errorf("schema_version = %q, %v; want 2", version, err)
+		if err := s.r.QueryRowContext(t.Context(), `SELECT value FROM ingest_meta WHERE key = 'schema_version'`).Scan(&version); err != nil || version != strconv.Itoa(SchemaVersion) {
+			t.Errorf("schema_version = %q, %v; want %d", version, err, SchemaVersion)
+		}
+		// A file from before keyed posts gains applied_keys, empty.
+		var keys int
+		if err := s.r.QueryRowContext(t.Context(), `SELECT count(*) FROM applied_keys`).Scan(&keys); err != nil || keys != 0 {
+			t.Errorf("applied_keys after migration: %d rows, %v", keys, err)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

@@ -53,16 +53,22 @@ CREATE TABLE IF NOT EXISTS ingest_meta (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS applied_keys (
+	key        TEXT PRIMARY KEY,
+	applied_at INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS entities_by_count ON entities (publication, count DESC, word);
 CREATE INDEX IF NOT EXISTS publications_by_articles ON publications (articles DESC, key);
 CREATE INDEX IF NOT EXISTS applied_batches_by_time ON applied_batches (applied_at);
+CREATE INDEX IF NOT EXISTS applied_keys_by_time ON applied_keys (applied_at);
 `
 
 // SchemaVersion is what Open records as ingest_meta 'schema_version'.
 // 1 was the schema before the indexes (files written then have no
 // version recorded); 2 adds entities_by_count, publications_by_articles and
-// applied_batches_by_time.
-const SchemaVersion = 2
+// applied_batches_by_time; 3 adds applied_keys and applied_keys_by_time
+// (keyed posts; a new table, so nothing to migrate).
+const SchemaVersion = 3
 
 // migrations are the indexes a file from an earlier version gains on open,
 // by table: they make a page of TopEntities or Publications cost the same
@@ -71,6 +77,7 @@ var migrations = []struct{ index, table string }{
 	{"entities_by_count", "entities"},
 	{"publications_by_articles", "publications"},
 	{"applied_batches_by_time", "applied_batches"},
+	{"applied_keys_by_time", "applied_keys"},
 }
 
 // ReplayHorizon is how long a batch part's PartID is remembered after it
@@ -119,6 +126,10 @@ var entityChunks = []int{256, 32, 4, 1}
 
 const (
 	markSQL = `INSERT INTO applied_batches (id, applied_at) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING`
+	// markKeySQL records a keyed post's key: a row inserted is a key to
+	// count, none a key counted before.
+	markKeySQL = `INSERT INTO applied_keys (key, applied_at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING`
+	deadSQL    = `INSERT INTO dead_letters (publication, content, error, attempts, at) VALUES (?1, ?2, ?3, ?4, ?5)`
 	// The name is the first non-empty one seen: a part of a split batch
 	// may carry a publication with no name of its own.
 	pubSQL = `INSERT INTO publications (key, name, articles) VALUES (?1, ?2, ?3)
@@ -152,15 +163,17 @@ func entitySQL(rows int) string {
 // Reads use a separate pool of query-only connections and, in WAL mode,
 // do not wait for writes.
 type SQLite struct {
-	path string
-	log  hclog.Logger
-	lock lockWait
+	path   string
+	log    hclog.Logger
+	lock   lockWait
+	keyTTL time.Duration // applied_keys rows older than this are pruned
 
-	w    *sql.DB // exactly one connection; every transaction BEGIN IMMEDIATE
-	r    *sql.DB // query_only connections for the read path
-	mark *sql.Stmt
-	pub  *sql.Stmt
-	ents []*sql.Stmt // entitySQL(entityChunks[i])
+	w       *sql.DB // exactly one connection; every transaction BEGIN IMMEDIATE
+	r       *sql.DB // query_only connections for the read path
+	mark    *sql.Stmt
+	markKey *sql.Stmt
+	pub     *sql.Stmt
+	ents    []*sql.Stmt // entitySQL(entityChunks[i])
 
 	closeOnce sync.Once
 	closeErr  error
@@ -170,23 +183,28 @@ type SQLite struct {
 }
 
 var (
-	_ Sink    = (*SQLite)(nil)
-	_ Reader  = (*SQLite)(nil)
-	_ Counter = (*SQLite)(nil)
+	_ Sink     = (*SQLite)(nil)
+	_ Reader   = (*SQLite)(nil)
+	_ Counter  = (*SQLite)(nil)
+	_ Reporter = (*SQLite)(nil)
 )
 
 // Counts returns the transactions this handle committed and the rows they
-// wrote (the applied_batches row included); duplicates count nothing.
+// wrote (the applied_batches and applied_keys rows included); duplicates
+// count nothing.
 func (s *SQLite) Counts() (commits, writes int64) { return s.commits.Load(), s.writes.Load() }
 
 // OpenSQLite opens the SQLite file at path, creating it and its tables
 // (Schema) if missing, in WAL mode with synchronous=NORMAL. Several
 // processes may open the same file at once. log receives the sink's logs;
-// nil discards them. The caller owns the returned *SQLite and must Close
-// it. The error names the file and says what to check.
+// nil discards them. Keys of keyed posts are remembered for DefaultKeyTTL
+// (Open takes Config.KeyTTL). The caller owns the returned *SQLite and
+// must Close it. The error names the file and says what to check.
 func OpenSQLite(ctx context.Context, path string, log hclog.Logger) (*SQLite, error) {
-	return openSQLite(ctx, path, log, lockWait{busy: busyTimeout, retries: busyRetries, backoff: busyBackoff})
+	return openSQLite(ctx, path, log, defaultLockWait, DefaultKeyTTL)
 }
+
+var defaultLockWait = lockWait{busy: busyTimeout, retries: busyRetries, backoff: busyBackoff}
 
 // lockWait is how long Apply waits for another process's write lock; only
 // tests change it.
@@ -196,7 +214,7 @@ type lockWait struct {
 	backoff time.Duration // before the first retry, doubling
 }
 
-func openSQLite(ctx context.Context, path string, log hclog.Logger, lock lockWait) (*SQLite, error) {
+func openSQLite(ctx context.Context, path string, log hclog.Logger, lock lockWait, keyTTL time.Duration) (*SQLite, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: no database file given: pass --db with the path of the SQLite file to use")
 	}
@@ -207,7 +225,7 @@ func openSQLite(ctx context.Context, path string, log hclog.Logger, lock lockWai
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &SQLite{path: path, log: log, lock: lock}
+	s := &SQLite{path: path, log: log, lock: lock, keyTTL: keyTTL}
 	if err := s.open(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w: %s", path, err, openHint(err))
@@ -239,6 +257,9 @@ func (s *SQLite) open(ctx context.Context) error {
 			"db", s.path, "journal_mode", mode)
 	}
 	if s.mark, err = s.w.PrepareContext(ctx, markSQL); err != nil {
+		return err
+	}
+	if s.markKey, err = s.w.PrepareContext(ctx, markKeySQL); err != nil {
 		return err
 	}
 	if s.pub, err = s.w.PrepareContext(ctx, pubSQL); err != nil {
@@ -404,39 +425,48 @@ func isBusy(err error) bool {
 	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 }
 
-// Apply stores b in one transaction, keyed by b.PartID(); see Sink. It
-// returns duplicate=true, changing nothing, when that PartID was applied
-// before by any process sharing the file. If the database stays locked by
-// another process it retries with backoff (busyRetries times, each after
-// waiting busy_timeout) before giving up; it returns early, with an error
-// wrapping ctx.Err(), when ctx ends. Safe for concurrent use.
+// Apply stores b in one transaction, keyed by b.PartID(); see Sink and
+// ApplyReport.
 func (s *SQLite) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err error) {
+	res, err := s.ApplyReport(ctx, b)
+	return res.Duplicate, err
+}
+
+// ApplyReport stores b in one transaction, keyed by b.PartID(); see Sink.
+// It returns Duplicate, changing nothing, when that PartID was applied
+// before by any process sharing the file. Each keyed entry counts iff its
+// key is not in applied_keys, which the same transaction records. If the
+// database stays locked by another process it retries with backoff
+// (busyRetries times, each after waiting busy_timeout) before giving up;
+// it returns early, with an error wrapping ctx.Err(), when ctx ends. Safe
+// for concurrent use.
+func (s *SQLite) ApplyReport(ctx context.Context, b *wire.Batch) (Applied, error) {
 	if err := checkBatch(b); err != nil {
-		return false, err
+		return Applied{}, err
 	}
 	id := b.PartID()
-	ents := byWord(b.Publications)
+	p := prepareSQLite(b)
 	wait := s.lock.backoff
 	for attempt := 0; ; attempt++ {
-		dup, err := s.apply(ctx, b, id, ents)
+		res, err := s.apply(ctx, b, id, p)
 		switch {
 		case err == nil:
-			if dup {
+			if res.Duplicate {
 				s.log.Debug("batch part applied before, skipped", "batch", id)
 			}
 			if now := time.Now(); now.UnixNano() >= s.nextPrune.Load() {
 				// The batch is stored: a failed prune is retried next time.
 				if err := s.prune(ctx, now); err != nil {
-					s.log.Warn("cannot prune applied_batches; will retry", "db", s.path, "error", err)
+					s.log.Warn("cannot prune applied_batches and applied_keys; will retry", "db", s.path, "error", err)
 				}
 			}
-			return dup, nil
+			return res, nil
 		case ctx.Err() != nil:
-			return false, fmt.Errorf("sqlite: apply batch %s: %w (%v)", id, ctx.Err(), err)
+			return Applied{}, fmt.Errorf("sqlite: apply batch %s: %w (%v)", id, ctx.Err(), err)
 		case !isBusy(err):
-			return false, fmt.Errorf("sqlite: apply batch %s: %w", id, err)
+			return Applied{}, fmt.Errorf("sqlite: apply batch %s: %w", id, err)
 		case attempt == s.lock.retries:
-			return false, fmt.Errorf("sqlite: apply batch %s: %w: %s stayed locked by another process for %d tries of %v: "+
+			return Applied{}, fmt.Errorf("sqlite: apply batch %s: %w: %s stayed locked by another process for %d tries of %v: "+
 				"check for a stuck process holding a write transaction on it", id, err, s.path, attempt+1, s.lock.busy)
 		}
 		s.log.Warn("database busy, retrying batch", "db", s.path, "batch", id, "attempt", attempt+1, "wait", wait, "error", err)
@@ -444,25 +474,25 @@ func (s *SQLite) Apply(ctx context.Context, b *wire.Batch) (duplicate bool, err 
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return false, fmt.Errorf("sqlite: apply batch %s: %w (while waiting to retry after: %v)", id, ctx.Err(), err)
+			return Applied{}, fmt.Errorf("sqlite: apply batch %s: %w (while waiting to retry after: %v)", id, ctx.Err(), err)
 		case <-t.C:
 		}
 		wait *= 2
 	}
 }
 
-// checkBatch rejects a batch whose PartID cannot identify it.
-func checkBatch(b *wire.Batch) error {
-	if b == nil {
-		return errors.New("sink: apply: nil batch")
-	}
-	if b.ID == "" {
-		return errors.New("sink: apply: batch has no ID, so a replay could not be recognised: the worker must set Batch.ID")
-	}
-	if b.Parts > 1 && (b.Part < 0 || b.Part >= b.Parts) {
-		return fmt.Errorf("sink: apply batch %s: part %d out of range 0..%d", b.ID, b.Part, b.Parts-1)
-	}
-	return nil
+// sqlitePart is a batch part made ready to apply, once for every attempt.
+type sqlitePart struct {
+	ents    [][]wire.EntityCount // byWord(b.Publications)
+	keyed   []keyedEntry         // keyedEntries(b)
+	repeats int64                // keyed entries repeating a key of the part
+	dead    []wire.DeadLetter    // dead letters without a key
+}
+
+func prepareSQLite(b *wire.Batch) sqlitePart {
+	p := sqlitePart{ents: byWord(b.Publications)}
+	p.keyed, p.repeats, p.dead = keyedEntries(b)
+	return p
 }
 
 // byWord returns each publication's entities in word order, the order of
@@ -482,12 +512,11 @@ func byWord(pubs []wire.PubCount) [][]wire.EntityCount {
 	return out
 }
 
-// apply is one attempt of Apply; ents[i] are b.Publications[i].Entities
-// in the order to write them.
-func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, ents [][]wire.EntityCount) (duplicate bool, err error) {
+// apply is one attempt of ApplyReport.
+func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, part sqlitePart) (Applied, error) {
 	tx, err := s.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: waits for the write lock here
 	if err != nil {
-		return false, err
+		return Applied{}, err
 	}
 	defer tx.Rollback() // after Commit, a no-op
 
@@ -496,93 +525,136 @@ func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, ents [][]w
 	// driver starts a watcher goroutine per execution. ctx is checked
 	// between executions instead.
 	run := context.WithoutCancel(ctx)
-	res, err := tx.StmtContext(ctx, s.mark).ExecContext(run, id, time.Now().Unix())
-	if err != nil {
-		return false, err
+	now := time.Now().Unix()
+	inserted := func(res sql.Result, err error) (bool, error) {
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return false, err
-	} else if n == 0 {
-		return true, nil
+	if ok, err := inserted(tx.StmtContext(ctx, s.mark).ExecContext(run, id, now)); err != nil {
+		return Applied{}, err
+	} else if !ok {
+		return Applied{Duplicate: true}, nil
+	}
+
+	res := Applied{DuplicateKeys: part.repeats}
+	pubs, ents, dead := b.Publications, part.ents, part.dead
+	if len(part.keyed) > 0 {
+		// Each key counts iff this transaction is the first to record it;
+		// the keys counted are added to the part's own aggregate.
+		var counted []wire.PubCount
+		markKey := tx.StmtContext(ctx, s.markKey)
+		for _, e := range part.keyed {
+			if err := ctx.Err(); err != nil {
+				return Applied{}, err
+			}
+			ok, err := inserted(markKey.ExecContext(run, e.key, now))
+			if err != nil {
+				return Applied{}, fmt.Errorf("key %q: %w", e.key, err)
+			}
+			switch {
+			case !ok:
+				res.DuplicateKeys++
+			case e.counts != nil:
+				res.Keys++
+				counted = append(counted, *e.counts)
+			default:
+				res.Keys++
+				dead = append(slices.Clip(dead), *e.dead)
+			}
+		}
+		if len(counted) > 0 {
+			pubs = mergePublications(append(slices.Clip(b.Publications), counted...))
+			ents = byWord(pubs)
+		}
 	}
 
 	pub := tx.StmtContext(ctx, s.pub)
 	entStmts := make([]*sql.Stmt, len(s.ents)) // tx's statements, made on first use
 	args := make([]any, 2*entityChunks[0]+1)
-	for i := range b.Publications {
-		p := &b.Publications[i]
+	rows := 1 + res.Keys + int64(len(pubs)+len(dead)) // the part's row, the keys' rows
+	for i := range pubs {
+		p := &pubs[i]
 		if err := ctx.Err(); err != nil {
-			return false, err
+			return Applied{}, err
 		}
 		// Even with Articles 0 (a part of a split batch other than the
 		// last), so that every entities row has its publications row.
 		if _, err := pub.ExecContext(run, p.Key, p.Name, p.Articles); err != nil {
-			return false, fmt.Errorf("publication %q: %w", p.Key, err)
+			return Applied{}, fmt.Errorf("publication %q: %w", p.Key, err)
 		}
 		rest := ents[i]
-		for c, rows := range entityChunks {
-			for len(rest) >= rows {
+		rows += int64(len(rest))
+		for c, n := range entityChunks {
+			for len(rest) >= n {
 				if err := ctx.Err(); err != nil {
-					return false, err
+					return Applied{}, err
 				}
 				if entStmts[c] == nil {
 					entStmts[c] = tx.StmtContext(ctx, s.ents[c])
 				}
-				a := args[:2*rows+1]
+				a := args[:2*n+1]
 				a[0] = p.Key
-				for k, e := range rest[:rows] {
+				for k, e := range rest[:n] {
 					a[1+2*k], a[2+2*k] = e.Word, e.Count
 				}
 				if _, err := entStmts[c].ExecContext(run, a...); err != nil {
-					return false, fmt.Errorf("entities of publication %q: %w", p.Key, err)
+					return Applied{}, fmt.Errorf("entities of publication %q: %w", p.Key, err)
 				}
-				rest = rest[rows:]
+				rest = rest[n:]
 			}
 		}
 	}
-	for _, d := range b.Dead {
-		if _, err := tx.ExecContext(run, `INSERT INTO dead_letters (publication, content, error, attempts, at) VALUES (?, ?, ?, ?, ?)`,
-			d.Publication, d.Content, d.Error, d.Attempts, time.Now().Unix()); err != nil {
-			return false, fmt.Errorf("dead letter: %w", err)
+	for _, d := range dead {
+		if _, err := tx.ExecContext(run, deadSQL, d.Publication, d.Content, d.Error, d.Attempts, now); err != nil {
+			return Applied{}, fmt.Errorf("dead letter: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return false, err
+		return Applied{}, err
 	}
-	rows := 1 + len(b.Publications) + len(b.Dead)
-	for _, p := range b.Publications {
-		rows += len(p.Entities)
-	}
+	res.Commits, res.Writes = 1, rows
 	s.commits.Add(1)
-	s.writes.Add(int64(rows))
-	return false, nil
+	s.writes.Add(rows)
+	return res, nil
 }
 
-// prune deletes the applied_batches rows older than ReplayHorizon at now,
-// in transactions of at most pruneChunk rows, and logs how many when
-// there were any. It sets when the next prune is due.
+// prune deletes the applied_batches rows older than ReplayHorizon and the
+// applied_keys rows older than the key TTL at now, in transactions of at
+// most pruneChunk rows, and logs how many when there were any. It sets
+// when the next prune is due.
 func (s *SQLite) prune(ctx context.Context, now time.Time) error {
 	s.nextPrune.Store(now.Add(pruneEvery).UnixNano())
-	cutoff := now.Add(-ReplayHorizon).Unix()
-	var total int64
-	for {
-		res, err := s.w.ExecContext(ctx, `DELETE FROM applied_batches WHERE rowid IN
-	(SELECT rowid FROM applied_batches WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
-		if err != nil {
-			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+	for _, t := range []struct {
+		table   string
+		horizon time.Duration
+		why     string
+	}{
+		{"applied_batches", ReplayHorizon, "pruned applied_batches older than the replay horizon"},
+		{"applied_keys", s.keyTTL, "pruned applied_keys older than the key TTL: their posts would count again"},
+	} {
+		cutoff := now.Add(-t.horizon).Unix()
+		var total int64
+		for {
+			res, err := s.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE rowid IN
+	(SELECT rowid FROM `+t.table+` WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
+			if err != nil {
+				return fmt.Errorf("sqlite: prune %s: %w", t.table, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("sqlite: prune %s: %w", t.table, err)
+			}
+			total += n
+			if n < pruneChunk {
+				break
+			}
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("sqlite: prune applied_batches: %w", err)
+		if total > 0 {
+			s.log.Info(t.why, "db", s.path, "rows", total, "horizon", t.horizon, "before", time.Unix(cutoff, 0).UTC())
 		}
-		total += n
-		if n < pruneChunk {
-			break
-		}
-	}
-	if total > 0 {
-		s.log.Info("pruned applied_batches older than the replay horizon", "db", s.path, "rows", total,
-			"horizon", ReplayHorizon, "before", time.Unix(cutoff, 0).UTC())
 	}
 	return nil
 }
@@ -601,7 +673,7 @@ func (s *SQLite) Ping(ctx context.Context) error {
 func (s *SQLite) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
-		for _, st := range append([]*sql.Stmt{s.mark, s.pub}, s.ents...) {
+		for _, st := range append([]*sql.Stmt{s.mark, s.markKey, s.pub}, s.ents...) {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}

@@ -91,7 +91,37 @@ func (s *capped) keepAlive(t *testing.T, from string, header string) net.Conn {
 	}
 	io.Copy(io.Discard, resp.Body)
 	c.SetReadDeadline(time.Time{})
+	s.waitSettled(t, c)
 	return c
+}
+
+// waitSettled waits until the server is done with the answer on c: net/http
+// lets go of a connection (clears its write deadline) a moment after the
+// client has read the answer, and until then the listener will not close
+// it. Without this wait, a test that expects the oldest idle connection to
+// go can see a younger one go instead on a busy machine.
+func (s *capped) waitSettled(t *testing.T, c net.Conn) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		settled := false
+		s.l.mu.Lock()
+		for tc := range s.l.conns {
+			if tc.RemoteAddr().String() == c.LocalAddr().String() {
+				tc.mu.Lock()
+				settled = !tc.inRequest && tc.flushed
+				tc.mu.Unlock()
+			}
+		}
+		s.l.mu.Unlock()
+		if settled {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not let go of %s's answer within 10 s", c.LocalAddr())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // bodyStarted opens a connection that sends a post's headers (with

@@ -24,10 +24,13 @@
 // # Kinds
 //
 //	1 Hello  child → parent  first frame a child writes: protocol version, role, id, pid
-//	2 Post   parent → worker one article: sequence number, publication, content, attempts
+//	2 Post   parent → worker one article: sequence number, publication, content, attempts,
+//	                         idempotency key ("" for none)
 //	3 Batch  worker → parent → saver
-//	                         aggregated counts of every post since the last flush
-//	4 Ack    saver → parent  a batch is stored (or was stored before), or why not
+//	                         aggregated counts of every unkeyed post since the last flush,
+//	                         each keyed post's counts apart, dead letters
+//	4 Ack    saver → parent  a batch is stored (or was stored before), or why not; its
+//	                         commits, writes, reads, and keyed posts counted before
 //	5 Stop   parent → child  the STOP sentinel: finish what you hold, then exit 0
 //	6 Heartbeat child → parent  every second, and after each post a worker
 //	                         finishes: last post done, RSS, CPU time, draining
@@ -48,4 +51,13 @@
 // many posts it covers, so the parent knows which accepted posts are already
 // represented in a batch. A Batch split into several frames because of the
 // frame limit carries Part/Parts; only the last part carries the post count.
+//
+// # Keyed posts
+//
+// A post with a Key (a broker's message id) is counted apart from the
+// others: the worker sends its counts as one Batch.Keyed entry (its dead
+// letter with the key), never merged and never split across parts, so
+// that a sink can count it iff the key has not been applied before, in
+// whatever batch it comes again. docs/storage.md ("Keyed posts, exactly
+// once") describes how each sink does.
 package wire

@@ -7,13 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Version is the wire protocol version. Bump it on any change to the frame
-// layout or to a message's fields.
-const Version = 2
+// layout or to a message's fields. 3 added Post.Key, Batch.Keyed,
+// DeadLetter.Key, Ack.Reads and Ack.DuplicateKeys.
+const Version = 3
 
 // DefaultMaxFrame is the largest frame (kind byte plus payload) accepted by
 // default: large enough for a flush of tens of thousands of entities, small
@@ -99,19 +101,45 @@ type Message interface {
 // Unmarshal decodes a payload (without the frame header) into m. It never
 // panics and never allocates more than a small multiple of len(payload)
 // on arbitrary input.
-func Unmarshal(payload []byte, m Message) error {
-	br := bytes.NewReader(payload)
-	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
-	dec.Reset(br)
-	r := &reader{dec: dec, br: br}
+func Unmarshal(payload []byte, m Message) (err error) {
+	r := newReader(payload)
+	defer func() { r.release(err == nil) }()
 	if err := m.decode(r); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrMalformed, m.Kind(), err)
 	}
-	if br.Len() != 0 {
-		return fmt.Errorf("%w: %s: %d trailing bytes", ErrMalformed, m.Kind(), br.Len())
+	if r.br.Len() != 0 {
+		return fmt.Errorf("%w: %s: %d trailing bytes", ErrMalformed, m.Kind(), r.br.Len())
 	}
 	return nil
+}
+
+// decoders pools msgpack decoders for Unmarshal and PeekBatch. A decoder
+// keeps the largest buffer it ever read a string into, and a string whose
+// declared length is beyond the payload grows that buffer by a megabyte
+// before the read fails (msgpack's readNGrow), so msgpack's own pool let
+// malformed payloads grow its decoders without bound (the fuzzer ran the
+// process out of memory). Only a decoder that read a small, well-formed
+// payload goes back to this pool.
+var decoders = sync.Pool{New: func() any { return msgpack.NewDecoder(nil) }}
+
+// pooledPayload is the largest payload after which a decoder is kept.
+const pooledPayload = 64 << 10
+
+// newReader is a reader over payload with a pooled decoder; release it.
+func newReader(payload []byte) *reader {
+	br := bytes.NewReader(payload)
+	dec := decoders.Get().(*msgpack.Decoder)
+	dec.Reset(br)
+	return &reader{dec: dec, br: br}
+}
+
+// release returns the reader's decoder to the pool if it read a small
+// payload without error.
+func (r *reader) release(ok bool) {
+	if ok && r.br.Size() <= pooledPayload {
+		r.dec.Reset(nil)
+		decoders.Put(r.dec)
+	}
 }
 
 // Decoder reads frames from a stream. It is not safe for concurrent use.

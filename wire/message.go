@@ -58,7 +58,14 @@ type Post struct {
 // idempotent: a sink applies a given ID at most once. A batch too big for
 // one frame is sent as Parts frames with the same ID and Part 0..Parts-1;
 // each part is applied on its own (under its PartID), and only the last
-// part carries Posts and Through.
+// part carries Posts, Through and Dead.
+//
+// Publications aggregate the posts without a key (Post.Key): they count
+// once with their part. Keyed holds each keyed post's counts apart, and a
+// dead letter of a keyed post carries its key, so that a sink counts (or
+// stores) each key once across every part, batch and node, whatever else
+// the part holds: the same key twice, even in one part, counts once. A
+// keyed entry is never split across parts.
 //
 // The JSON form (field names in the tags) is the line layout of a batches
 // spill file (`ingest --replay`); Worker and Through mean nothing outside
@@ -69,14 +76,25 @@ type Batch struct {
 	Parts        int          `json:"parts"`
 	Worker       int          `json:"-"`
 	Through      uint64       `json:"-"`     // last post sequence covered (last part only)
-	Posts        int          `json:"posts"` // posts covered (last part only), dead letters included
+	Posts        int          `json:"posts"` // posts covered (last part only), dead letters and keyed posts included
 	Publications []PubCount   `json:"publications"`
-	Dead         []DeadLetter `json:"dead,omitempty"` // posts quarantined instead of counted (last part only)
+	Dead         []DeadLetter `json:"dead,omitempty"`  // posts quarantined instead of counted (last part only)
+	Keyed        []KeyedCount `json:"keyed,omitempty"` // keyed posts' counts, one entry a post
+}
+
+// KeyedCount is one keyed post's counts: Counts.Articles is 1 and
+// Counts.Entities its entities (the worker's --top-n applies to the post
+// alone). A sink adds them iff Key was not applied before.
+type KeyedCount struct {
+	Key    string   `json:"key"` // Post.Key, never empty
+	Counts PubCount `json:"counts"`
 }
 
 // DeadLetter is a post that could not be processed. It is stored for a
-// human to look at and never retried.
+// human to look at and never retried. Key is the post's Post.Key: a
+// keyed dead letter is stored once per key, like a keyed post's counts.
 type DeadLetter struct {
+	Key         string `json:"key,omitempty"`
 	Publication string `json:"publication"`
 	Content     string `json:"content"`
 	Error       string `json:"error"`
@@ -106,13 +124,22 @@ type EntityCount struct {
 }
 
 // Ack reports the outcome of applying one batch part. Duplicate is true
-// when the sink had applied it before (a replay). Err is empty on success.
+// when the sink had applied it before (a replay). Err is empty on success:
+// then every post the part covers is counted (or stored as a dead letter)
+// exactly once, keyed ones included, whether by this part or before.
 type Ack struct {
 	ID        string // Batch.PartID()
 	Duplicate bool
 	Err       string
 	Commits   int64 // sink commits (transactions) applying it took, if the sink counts them
 	Writes    int64 // rows or documents written, markers included
+	// Reads is the documents the sink read to apply it (Firestore reads
+	// key markers only after a commit met one that exists).
+	Reads int64
+	// DuplicateKeys is the keyed entries (counts and dead letters) of the
+	// part that were not counted because their key was applied before: a
+	// redelivered message. Zero when Duplicate (nothing was looked at).
+	DuplicateKeys int64
 }
 
 // Heartbeat is a child's sign of life, sent every second and, by a worker,
@@ -164,6 +191,19 @@ func (r *reader) arrayLen(want int) (int, error) {
 	}
 	if n > r.br.Len() {
 		return 0, fmt.Errorf("array of %d elements in %d remaining bytes", n, r.br.Len())
+	}
+	return n, nil
+}
+
+// arrayLenOf reads an array header of lo or hi elements (the fields of a
+// message's earlier and current layout) and returns which.
+func (r *reader) arrayLenOf(lo, hi int) (int, error) {
+	n, err := r.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, err
+	}
+	if n != lo && n != hi {
+		return 0, fmt.Errorf("array of %d fields, want %d or %d", n, lo, hi)
 	}
 	return n, nil
 }
@@ -233,42 +273,77 @@ func (m *Hello) decode(r *reader) error {
 }
 
 func (m *Post) encode(e *msgpack.Encoder) error {
-	return encodeAll(e.EncodeArrayLen(4), e.EncodeUint(m.Seq), e.EncodeString(m.Publication), e.EncodeString(m.Content),
-		e.EncodeInt(int64(m.Attempts)))
+	return encodeAll(e.EncodeArrayLen(5), e.EncodeUint(m.Seq), e.EncodeString(m.Publication), e.EncodeString(m.Content),
+		e.EncodeInt(int64(m.Attempts)), e.EncodeString(m.Key))
 }
 
 func (m *Post) decode(r *reader) error {
-	if _, err := r.arrayLen(4); err != nil {
+	if _, err := r.arrayLen(5); err != nil {
 		return err
 	}
-	return fields(u64To(r, &m.Seq), strTo(r, &m.Publication), strTo(r, &m.Content), intTo(r, &m.Attempts))
+	return fields(u64To(r, &m.Seq), strTo(r, &m.Publication), strTo(r, &m.Content), intTo(r, &m.Attempts), strTo(r, &m.Key))
 }
 
+// Batch layout: an array of 9 fields, the last three arrays:
+//
+//	[ID, Part, Parts, Worker, Through, Posts, [PubCount...], [DeadLetter...], [KeyedCount...]]
+//	PubCount   = [Key, Name, Articles, [[Word, Count]...]]
+//	DeadLetter = [Publication, Content, Error, Attempts, Key]
+//	KeyedCount = [Key, PubCount]
+//
+// Version 2 batches had 8 fields (no Keyed) and dead letters of 4 (no
+// Key); the decoders take both, so that a spool written before keyed posts
+// still replays.
+const (
+	batchFields   = 9
+	batchFieldsV2 = 8
+	deadFields    = 5
+	deadFieldsV2  = 4
+)
+
 func (m *Batch) encode(e *msgpack.Encoder) error {
-	err := encodeAll(e.EncodeArrayLen(8), e.EncodeString(m.ID), e.EncodeInt(int64(m.Part)), e.EncodeInt(int64(m.Parts)),
+	err := encodeAll(e.EncodeArrayLen(batchFields), e.EncodeString(m.ID), e.EncodeInt(int64(m.Part)), e.EncodeInt(int64(m.Parts)),
 		e.EncodeInt(int64(m.Worker)), e.EncodeUint(m.Through), e.EncodeInt(int64(m.Posts)),
 		e.EncodeArrayLen(len(m.Publications)))
 	if err != nil {
 		return err
 	}
 	for i := range m.Publications {
-		p := &m.Publications[i]
-		if err := encodeAll(e.EncodeArrayLen(4), e.EncodeString(p.Key), e.EncodeString(p.Name),
-			e.EncodeInt(p.Articles), e.EncodeArrayLen(len(p.Entities))); err != nil {
+		if err := encodePubCount(e, &m.Publications[i]); err != nil {
 			return err
-		}
-		for _, ent := range p.Entities {
-			if err := encodeAll(e.EncodeArrayLen(2), e.EncodeString(ent.Word), e.EncodeInt(ent.Count)); err != nil {
-				return err
-			}
 		}
 	}
 	if err := e.EncodeArrayLen(len(m.Dead)); err != nil {
 		return err
 	}
 	for _, d := range m.Dead {
-		if err := encodeAll(e.EncodeArrayLen(4), e.EncodeString(d.Publication), e.EncodeString(d.Content),
-			e.EncodeString(d.Error), e.EncodeInt(int64(d.Attempts))); err != nil {
+		if err := encodeAll(e.EncodeArrayLen(deadFields), e.EncodeString(d.Publication), e.EncodeString(d.Content),
+			e.EncodeString(d.Error), e.EncodeInt(int64(d.Attempts)), e.EncodeString(d.Key)); err != nil {
+			return err
+		}
+	}
+	if err := e.EncodeArrayLen(len(m.Keyed)); err != nil {
+		return err
+	}
+	for i := range m.Keyed {
+		k := &m.Keyed[i]
+		if err := encodeAll(e.EncodeArrayLen(2), e.EncodeString(k.Key)); err != nil {
+			return err
+		}
+		if err := encodePubCount(e, &k.Counts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func encodePubCount(e *msgpack.Encoder, p *PubCount) error {
+	if err := encodeAll(e.EncodeArrayLen(4), e.EncodeString(p.Key), e.EncodeString(p.Name),
+		e.EncodeInt(p.Articles), e.EncodeArrayLen(len(p.Entities))); err != nil {
+		return err
+	}
+	for _, ent := range p.Entities {
+		if err := encodeAll(e.EncodeArrayLen(2), e.EncodeString(ent.Word), e.EncodeInt(ent.Count)); err != nil {
 			return err
 		}
 	}
@@ -276,67 +351,92 @@ func (m *Batch) encode(e *msgpack.Encoder) error {
 }
 
 func (m *Batch) decode(r *reader) error {
-	if _, err := r.arrayLen(8); err != nil {
+	n, err := r.arrayLenOf(batchFieldsV2, batchFields)
+	if err != nil {
 		return err
 	}
 	if err := fields(strTo(r, &m.ID), intTo(r, &m.Part), intTo(r, &m.Parts), intTo(r, &m.Worker),
 		u64To(r, &m.Through), intTo(r, &m.Posts)); err != nil {
 		return err
 	}
-	n, err := r.arrayLen(-1)
-	if err != nil {
+	if m.Publications, err = list(r, func(p *PubCount) error { return decodePubCount(r, p) }); err != nil {
 		return err
 	}
-	m.Publications = make([]PubCount, n)
-	for i := range m.Publications {
-		p := &m.Publications[i]
-		if _, err := r.arrayLen(4); err != nil {
-			return err
-		}
-		if err := fields(strTo(r, &p.Key), strTo(r, &p.Name), i64To(r, &p.Articles)); err != nil {
-			return err
-		}
-		ne, err := r.arrayLen(-1)
+	if m.Dead, err = list(r, func(d *DeadLetter) error {
+		nf, err := r.arrayLenOf(deadFieldsV2, deadFields)
 		if err != nil {
-			return err
-		}
-		p.Entities = make([]EntityCount, ne)
-		for j := range p.Entities {
-			if _, err := r.arrayLen(2); err != nil {
-				return err
-			}
-			if err := fields(strTo(r, &p.Entities[j].Word), i64To(r, &p.Entities[j].Count)); err != nil {
-				return err
-			}
-		}
-	}
-	nd, err := r.arrayLen(-1)
-	if err != nil {
-		return err
-	}
-	m.Dead = make([]DeadLetter, nd)
-	for i := range m.Dead {
-		d := &m.Dead[i]
-		if _, err := r.arrayLen(4); err != nil {
 			return err
 		}
 		if err := fields(strTo(r, &d.Publication), strTo(r, &d.Content), strTo(r, &d.Error), intTo(r, &d.Attempts)); err != nil {
 			return err
 		}
+		if nf == deadFields {
+			return fields(strTo(r, &d.Key))
+		}
+		return nil
+	}); err != nil {
+		return err
 	}
-	return nil
+	m.Keyed = nil
+	if n == batchFieldsV2 {
+		return nil
+	}
+	m.Keyed, err = list(r, func(k *KeyedCount) error {
+		if _, err := r.arrayLen(2); err != nil {
+			return err
+		}
+		if err := fields(strTo(r, &k.Key)); err != nil {
+			return err
+		}
+		return decodePubCount(r, &k.Counts)
+	})
+	return err
+}
+
+func decodePubCount(r *reader, p *PubCount) error {
+	if _, err := r.arrayLen(4); err != nil {
+		return err
+	}
+	if err := fields(strTo(r, &p.Key), strTo(r, &p.Name), i64To(r, &p.Articles)); err != nil {
+		return err
+	}
+	var err error
+	p.Entities, err = list(r, func(e *EntityCount) error {
+		if _, err := r.arrayLen(2); err != nil {
+			return err
+		}
+		return fields(strTo(r, &e.Word), i64To(r, &e.Count))
+	})
+	return err
+}
+
+// list reads an array of any length (bounded by the bytes that remain)
+// into a new slice, each element with one.
+func list[T any](r *reader, one func(*T) error) ([]T, error) {
+	n, err := r.arrayLen(-1)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, n)
+	for i := range out {
+		if err := one(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (m *Ack) encode(e *msgpack.Encoder) error {
-	return encodeAll(e.EncodeArrayLen(5), e.EncodeString(m.ID), e.EncodeBool(m.Duplicate), e.EncodeString(m.Err),
-		e.EncodeInt(m.Commits), e.EncodeInt(m.Writes))
+	return encodeAll(e.EncodeArrayLen(7), e.EncodeString(m.ID), e.EncodeBool(m.Duplicate), e.EncodeString(m.Err),
+		e.EncodeInt(m.Commits), e.EncodeInt(m.Writes), e.EncodeInt(m.Reads), e.EncodeInt(m.DuplicateKeys))
 }
 
 func (m *Ack) decode(r *reader) error {
-	if _, err := r.arrayLen(5); err != nil {
+	if _, err := r.arrayLen(7); err != nil {
 		return err
 	}
-	return fields(strTo(r, &m.ID), boolTo(r, &m.Duplicate), strTo(r, &m.Err), i64To(r, &m.Commits), i64To(r, &m.Writes))
+	return fields(strTo(r, &m.ID), boolTo(r, &m.Duplicate), strTo(r, &m.Err), i64To(r, &m.Commits), i64To(r, &m.Writes),
+		i64To(r, &m.Reads), i64To(r, &m.DuplicateKeys))
 }
 
 func (m *Stop) encode(e *msgpack.Encoder) error {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io"
 	"reflect"
@@ -14,11 +15,18 @@ func sampleMessages() []Message {
 	return []Message{
 		&Hello{Version: Version, Role: RoleWorker, ID: 3, PID: 4242},
 		&Post{Seq: 17, Publication: "The Harbor Gazette", Content: "Mayor Elena Marsh opened the bridge in Chicago. — café"},
+		&Post{Seq: 18, Key: "a:article-7", Publication: "P", Content: "c", Attempts: 1},
 		&Batch{ID: "0f3c", Part: 1, Parts: 2, Worker: 2, Through: 99, Posts: 40, Publications: []PubCount{
 			{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 12, Entities: []EntityCount{{"chicago", 7}, {"elena marsh", 3}}},
 			{Key: "empty", Name: "Empty", Articles: 1},
-		}, Dead: []DeadLetter{{Publication: "P", Content: "bad", Error: "panic: x", Attempts: 2}}},
-		&Ack{ID: "0f3c/1", Duplicate: true, Err: "", Commits: 3, Writes: 1203},
+		}, Dead: []DeadLetter{{Publication: "P", Content: "bad", Error: "panic: x", Attempts: 2},
+			{Key: "1234567890", Publication: "Q", Content: "worse", Error: "ner: x", Attempts: 1}},
+			Keyed: []KeyedCount{
+				{Key: "1234567891", Counts: PubCount{Key: "harbor gazette", Name: "Harbor Gazette", Articles: 1,
+					Entities: []EntityCount{{"chicago", 2}}}},
+				{Key: "a:x", Counts: PubCount{Key: "empty", Name: "Empty", Articles: 1}},
+			}},
+		&Ack{ID: "0f3c/1", Duplicate: true, Err: "", Commits: 3, Writes: 1203, Reads: 4, DuplicateKeys: 2},
 		&Ack{ID: "x", Err: "sqlite: disk full"},
 		&Stop{Reason: "drain"},
 		&Heartbeat{Done: 12, PostMicros: 7000, RSS: 100 << 20, CPUMillis: 1500, Draining: true},
@@ -70,14 +78,82 @@ func normalise(m Message) Message {
 				c.Publications[i].Entities = nil
 			}
 		}
+		c.Keyed = append([]KeyedCount(nil), b.Keyed...)
+		if len(c.Keyed) == 0 {
+			c.Keyed = nil
+		}
+		for i := range c.Keyed {
+			if len(c.Keyed[i].Counts.Entities) == 0 {
+				c.Keyed[i].Counts.Entities = nil
+			}
+		}
 		return &c
 	}
 	return m
 }
 
+// A batch of wire version 2 (8 fields, dead letters of 4: what a spool
+// written before keyed posts holds) still decodes and peeks.
+func TestBatchVersion2Decodes(t *testing.T) {
+	// fixarray 8: "b", 0, 1, 0, 5, 2, [["k","K",2,[["w",3]]]], [["P","c","e",1]]
+	v2 := []byte{0x98, 0xa1, 'b', 0, 1, 0, 5, 2,
+		0x91, 0x94, 0xa1, 'k', 0xa1, 'K', 2, 0x91, 0x92, 0xa1, 'w', 3,
+		0x91, 0x94, 0xa1, 'P', 0xa1, 'c', 0xa1, 'e', 1}
+	var got Batch
+	if err := Unmarshal(v2, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := &Batch{ID: "b", Parts: 1, Through: 5, Posts: 2,
+		Publications: []PubCount{{Key: "k", Name: "K", Articles: 2, Entities: []EntityCount{{"w", 3}}}},
+		Dead:         []DeadLetter{{Publication: "P", Content: "c", Error: "e", Attempts: 1}}}
+	if !reflect.DeepEqual(normalise(&got), normalise(want)) {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+	info, err := PeekBatch(v2)
+	if want := (BatchInfo{ID: "b", Parts: 1, Through: 5, Posts: 2, Publications: 1, Entities: 1, Dead: 1}); err != nil || info != want {
+		t.Fatalf("peek = %+v, %v; want %+v", info, err, want)
+	}
+	// Neither 7 nor 10 fields.
+	for _, bad := range [][]byte{{0x97, 0xa1, 'b', 0, 1, 0, 5, 2, 0x90}, {0x9a, 0xa1, 'b', 0, 1, 0, 5, 2, 0x90, 0x90, 0x90, 0x90}} {
+		if err := Unmarshal(bad, &Batch{}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("batch of %d fields: %v, want ErrMalformed", bad[0]&0x0f, err)
+		}
+		if _, err := PeekBatch(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("peek of %d fields: %v, want ErrMalformed", bad[0]&0x0f, err)
+		}
+	}
+}
+
+// A batch's JSON form is a line of a batches spill file (ingest
+// --replay): keyed entries and the keys of dead letters travel in it; a
+// line written before keyed posts reads as a batch without them.
+func TestBatchJSON(t *testing.T) {
+	b := *sampleMessages()[3].(*Batch)
+	line, err := json.Marshal(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Batch
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatal(err)
+	}
+	b.Worker, b.Through = 0, 0 // not in the spill file
+	if !reflect.DeepEqual(normalise(&got), normalise(&b)) {
+		t.Fatalf("JSON round trip\n got %+v\nwant %+v", got, b)
+	}
+	if !strings.Contains(string(line), `"keyed":[{"key":"1234567891","counts":{"key":"harbor gazette"`) {
+		t.Errorf("spill line %s lacks the keyed entries' layout", line)
+	}
+	var old Batch
+	if err := json.Unmarshal([]byte(`{"id":"b","part":0,"parts":1,"posts":1,"publications":[{"key":"p","name":"P","articles":1,"entities":null}],"dead":[{"publication":"P","content":"c","error":"e","attempts":1}]}`), &old); err != nil ||
+		len(old.Keyed) != 0 || old.Dead[0].Key != "" || old.Publications[0].Articles != 1 {
+		t.Fatalf("a spill line from before keyed posts: %+v, %v", old, err)
+	}
+}
+
 func TestRawForwarding(t *testing.T) {
 	var a, b bytes.Buffer
-	if err := NewEncoder(&a, 0).Encode(sampleMessages()[2]); err != nil {
+	if err := NewEncoder(&a, 0).Encode(sampleMessages()[3]); err != nil {
 		t.Fatal(err)
 	}
 	orig := bytes.Clone(a.Bytes())

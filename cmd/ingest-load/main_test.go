@@ -183,7 +183,7 @@ func TestEveryPostStoredThroughBackpressure(t *testing.T) {
 	// and a small one takes longer to fill).
 	p := startParent(t, nil, "--workers=1", "--durability=none", "--queue-size=2", "--flush-interval=200ms")
 	const posts = 200
-	o := runLoad(t, nil, "-url", p.url, "-c", "8", "-max-retry-wait", "50ms", "-progress", "200ms",
+	o := runLoad(t, nil, "-url", p.url, "-c", "8", "-max-retry-wait", "50ms", "-progress", "20ms",
 		"-repeat", "-n", strconv.Itoa(posts), articles)
 	if o.code != 0 {
 		t.Fatalf("ingest-load exited %d", o.code)
