@@ -110,7 +110,7 @@ func runRole(cfg config.Config, hooks Hooks, log hclog.Logger, frames io.Writer,
 		}
 		return w.Run(os.Stdin, frames, term)
 	case wire.RoleSaver:
-		s, err := sink.Open(context.Background(), sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, Logger: log})
+		s, err := sink.Open(context.Background(), sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, KeyTTL: cfg.KeyTTL, Logger: log})
 		if err != nil {
 			return err
 		}

@@ -75,10 +75,14 @@ type Config struct {
 	PubSubMaxExtension time.Duration
 	// PubSubStreams is the number of streaming pulls.
 	PubSubStreams int
-	Input         string
-	Replay        string
-	ReplayStale   bool
-	SpillDir      string
+	// KeyTTL (--key-ttl) is how long the sink remembers the key of a
+	// keyed post (a Pub/Sub message) after counting it: a redelivery
+	// within it is not counted again (sink.Config.KeyTTL).
+	KeyTTL      time.Duration
+	Input       string
+	Replay      string
+	ReplayStale bool
+	SpillDir    string
 	// ReportJSON (--report-json) is where the parent writes what the run
 	// did, as JSON, when it exits: supervisor.Report.
 	ReportJSON string
@@ -185,6 +189,7 @@ func Default() Config {
 		PubSubMaxOutstandingBytes: 256 << 20,
 		PubSubMaxExtension:        10 * time.Minute,
 		PubSubStreams:             1,
+		KeyTTL:                    7 * 24 * time.Hour,
 		LogFormat:                 "text",
 
 		MaxRestarts:      10,
@@ -230,6 +235,7 @@ func (c *Config) Register(fs *flag.FlagSet) {
 	fs.Var(&c.PubSubMaxOutstandingBytes, "pubsub-max-outstanding-bytes", "bytes of messages pulled and not yet acknowledged, at most (256MiB): with --pubsub-max-outstanding, what bounds the node's memory when the sink stalls")
 	fs.DurationVar(&c.PubSubMaxExtension, "pubsub-max-extension", c.PubSubMaxExtension, "how long a message's ack deadline is extended while this node holds it (10m); then Pub/Sub redelivers it to any node, and the sink still counts it once")
 	fs.IntVar(&c.PubSubStreams, "pubsub-streams", c.PubSubStreams, "streaming pulls from the subscription (1): one carries thousands of messages a second from Cloud Pub/Sub; more help an emulator that sends one message per response")
+	fs.DurationVar(&c.KeyTTL, "key-ttl", c.KeyTTL, "how long the sink remembers a Pub/Sub message it counted (168h, Pub/Sub's longest default retention): a redelivery within it is not counted again. Keep it at least the subscription's --message-retention-duration")
 	fs.StringVar(&c.Input, "input", c.Input, "read posts from this NDJSON or CSV file (.gz allowed, - for stdin) instead of serving HTTP; drain, print a summary and exit")
 	fs.StringVar(&c.Replay, "replay", c.Replay, "apply the batches in this spill file (written when --drain-timeout expired) to the sink, idempotently, and exit")
 	fs.BoolVar(&c.ReplayStale, "replay-stale", c.ReplayStale, "with --replay, apply a spill file older than the sink remembers applied batches (6 days) anyway: a batch stored before the spill then counts twice")
@@ -528,6 +534,9 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout <= 0 {
 		bad("--drain-timeout must be positive (got %s)", c.DrainTimeout)
 	}
+	if c.KeyTTL < time.Hour {
+		bad("--key-ttl must be at least 1h (got %s): a message redelivered after its key is forgotten counts again; keep it at least the subscription's message retention", c.KeyTTL)
+	}
 	switch c.LogLevel {
 	case "trace", "debug", "info", "warn", "error":
 	default:
@@ -696,6 +705,9 @@ func (c *Config) WorkerCacheSize() int {
 func (c *Config) ChildArgs(role wire.Role, id int) []string {
 	args := []string{"--role=" + string(role), fmt.Sprintf("--id=%d", id),
 		"--log-level=" + c.LogLevel, "--sink=" + c.Sink, "--db=" + c.DB, "--project=" + c.Project}
+	if role == wire.RoleSaver {
+		args = append(args, "--key-ttl="+c.KeyTTL.String())
+	}
 	if role == wire.RoleWorker {
 		args = append(args,
 			fmt.Sprintf("--cache-size=%d", c.WorkerCacheSize()),

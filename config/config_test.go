@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -27,6 +28,7 @@ func TestParseRejectsBadValuesNamingTheFlag(t *testing.T) {
 		{[]string{"--queue-size=0"}, "--queue-size"},
 		{[]string{"--max-body=1"}, "--max-body"},
 		{[]string{"--drain-timeout=-1s"}, "--drain-timeout"},
+		{[]string{"--key-ttl=30m"}, "--key-ttl"},
 		{[]string{"--log-level=loud"}, "--log-level"},
 		{[]string{"--log-format=xml"}, "--log-format"},
 		{[]string{"--role=boss"}, "--role"},
@@ -109,6 +111,11 @@ func TestChildArgsRoundTrip(t *testing.T) {
 	}
 	if got.Role != wire.RoleWorker || got.ID != 3 || got.CacheSize != 7 || got.TopN != 0 || got.Skip != "GPE" {
 		t.Fatalf("child config %+v", got)
+	}
+	c.KeyTTL = 36 * time.Hour
+	saver, err := Parse("ingest", c.ChildArgs(wire.RoleSaver, 1), noEnv)
+	if err != nil || saver.Role != wire.RoleSaver || saver.KeyTTL != 36*time.Hour {
+		t.Fatalf("saver config %+v (%v): want --key-ttl 36h passed on", saver, err)
 	}
 }
 

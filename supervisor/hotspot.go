@@ -78,9 +78,15 @@ func (h *hotspot) meter(raw []byte, now time.Time) {
 	if f.Decode(&b) != nil {
 		return
 	}
+	// A publication's document is written once per part whether its
+	// posts came unkeyed (Publications) or keyed (Keyed: a Pub/Sub
+	// message each, merged with the others of the publication).
 	keys := make(map[string]bool, len(b.Publications))
 	for _, p := range b.Publications {
 		keys[p.Key] = true
+	}
+	for _, k := range b.Keyed {
+		keys[k.Counts.Key] = true
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

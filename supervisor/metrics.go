@@ -203,6 +203,10 @@ var tallyCounters = []struct {
 		func(c Counts) int64 { return c.Commits }},
 	{counterDesc("ingest_sink_writes_total", "Rows or documents the savers wrote, idempotency markers included."),
 		func(c Counts) int64 { return c.Writes }},
+	{counterDesc("ingest_sink_reads_total", "Key markers the savers read back (Firestore: a commit met keys counted before)."),
+		func(c Counts) int64 { return c.Reads }},
+	{counterDesc("ingest_duplicate_keys_total", "Keyed posts (Pub/Sub messages) delivered again after they were counted, and not counted twice."),
+		func(c Counts) int64 { return c.DuplicateKeys }},
 }
 
 func counterDesc(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }

@@ -123,7 +123,7 @@ func TestSaverFeedsOnePartAtATime(t *testing.T) {
 		if got := sentIDs(t, fos); len(got) != 2 || got[1] != "b" {
 			t.Fatalf("sent %v after a's ack, want [a b]", got)
 		}
-		ack(t, s, wire.Ack{ID: "b", Duplicate: true, Commits: 1, Writes: 2})
+		ack(t, s, wire.Ack{ID: "b", Duplicate: true, Commits: 1, Writes: 2, Reads: 3, DuplicateKeys: 2})
 		synctest.Wait()
 		q.close()
 		synctest.Wait()
@@ -134,7 +134,7 @@ func TestSaverFeedsOnePartAtATime(t *testing.T) {
 			t.Errorf("stored %v with %d duplicates, want a and b, one duplicate", got, host.duplicates)
 		}
 		c := host.tally.counts()
-		if c.Stored != 4 || c.DeadLettered != 1 || c.Batches != 2 || c.Duplicates != 1 || c.Commits != 2 || c.Writes != 7 || c.Entities != 4 || c.Documents != 6 {
+		if c.Stored != 4 || c.DeadLettered != 1 || c.Batches != 2 || c.Duplicates != 1 || c.Commits != 2 || c.Writes != 7 || c.Reads != 3 || c.DuplicateKeys != 2 || c.Entities != 4 || c.Documents != 6 {
 			t.Errorf("tally %+v", c)
 		}
 		if s.storingFor(time.Now()) != 0 {

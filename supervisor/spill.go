@@ -202,7 +202,7 @@ func Replay(cfg config.Config, opts Options) error {
 			"file", cfg.Replay, "spilled", spilled.UTC(), "horizon", sink.ReplayHorizon)
 	}
 	ctx := context.Background()
-	s, err := sink.Open(ctx, sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, Logger: opts.Log.Named("sink")})
+	s, err := sink.Open(ctx, sink.Config{Kind: cfg.Sink, DB: cfg.DB, Project: cfg.Project, KeyTTL: cfg.KeyTTL, Logger: opts.Log.Named("sink")})
 	if err != nil {
 		return err
 	}

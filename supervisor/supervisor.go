@@ -232,7 +232,7 @@ func open(cfg config.Config, opts Options) (*parent, error) {
 func (p *parent) openSink() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := sink.Open(ctx, sink.Config{Kind: p.cfg.Sink, DB: p.cfg.DB, Project: p.cfg.Project, Logger: p.log.Named("sink")})
+	s, err := sink.Open(ctx, sink.Config{Kind: p.cfg.Sink, DB: p.cfg.DB, Project: p.cfg.Project, KeyTTL: p.cfg.KeyTTL, Logger: p.log.Named("sink")})
 	if err != nil {
 		return err
 	}

@@ -146,6 +146,12 @@ type Counts struct {
 	Commits   int64 `json:"sink_commits"`
 	Writes    int64 `json:"sink_writes"`
 	Documents int64 `json:"documents"`
+	// Reads are the sink's reads of key markers (Firestore: after a
+	// commit met markers that exist); DuplicateKeys the keyed posts it
+	// found counted before (a Pub/Sub message redelivered) and so did not
+	// count again.
+	Reads         int64 `json:"sink_reads"`
+	DuplicateKeys int64 `json:"duplicate_keys"`
 
 	// RowsRead are the rows of --input read in this run, posts and
 	// skipped rows; RowsSkipped those that were not valid posts.
@@ -213,6 +219,8 @@ func (t *tally) store(item batchItem, ack wire.Ack) {
 	t.c.Entities += int64(item.entities)
 	t.c.Commits += ack.Commits
 	t.c.Writes += ack.Writes
+	t.c.Reads += ack.Reads
+	t.c.DuplicateKeys += ack.DuplicateKeys
 	t.c.Documents += int64(item.docs)
 }
 
