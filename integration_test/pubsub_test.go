@@ -16,26 +16,26 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 
+	"github.com/ingest-dev/ingest/internal/pubsubfake"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 
 // Pub/Sub (issue 21): ingest nodes read one subscription of a fake
-// Pub/Sub server that the test runs on 127.0.0.1 (pstest, the client
-// library's own); posts are published by ingest-load -pubsub-topic, as a
-// user would. A message is acknowledged once the batch counting it is
-// stored, so a node that dies loses nothing.
+// Pub/Sub server on 127.0.0.1 (pstest, the client library's own, run as a
+// process of its own by internal/pubsubfake); posts are published by
+// ingest-load -pubsub-topic, as a user would. A message is acknowledged
+// once the batch counting it is stored, so a node that dies loses nothing.
 
 const (
 	psTopic = "projects/ingest-it/topics/posts"
 	psSub   = "projects/ingest-it/subscriptions/ingest"
 )
 
-// pubsubFake is a pstest server with the topic and subscription.
+// pubsubFake is a fake Pub/Sub server with the topic and subscription.
 type pubsubFake struct {
+	*pubsubfake.Fake
 	t   *testing.T
-	srv *pstest.Server
 	env []string // PUBSUB_EMULATOR_HOST for the processes the test starts
 }
 
@@ -43,28 +43,14 @@ type pubsubFake struct {
 // subscription's settings (ack deadline, dead-letter policy).
 func newPubSubFake(t *testing.T, sub *pubsubpb.Subscription) *pubsubFake {
 	t.Helper()
-	srv := pstest.NewServerWithAddress("127.0.0.1:0")
-	t.Cleanup(func() { srv.Close() })
-	if _, err := srv.GServer.CreateTopic(t.Context(), &pubsubpb.Topic{Name: psTopic}); err != nil {
-		t.Fatal(err)
-	}
-	if sub == nil {
-		sub = &pubsubpb.Subscription{}
-	}
-	sub.Name, sub.Topic = psSub, psTopic
-	if sub.AckDeadlineSeconds == 0 {
-		sub.AckDeadlineSeconds = 10
-	}
-	if _, err := srv.GServer.CreateSubscription(t.Context(), sub); err != nil {
-		t.Fatal(err)
-	}
-	return &pubsubFake{t: t, srv: srv, env: []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr}}
+	fake := pubsubfake.Start(t, psTopic, psSub, sub)
+	return &pubsubFake{Fake: fake, t: t, env: []string{"PUBSUB_EMULATOR_HOST=" + fake.Addr()}}
 }
 
 // unacked counts the messages published and not yet acknowledged.
 func (f *pubsubFake) unacked() int {
 	n := 0
-	for _, m := range f.srv.Messages() {
+	for _, m := range f.Messages() {
 		if m.Acks == 0 {
 			n++
 		}
@@ -131,7 +117,7 @@ func TestPubSubPipeline(t *testing.T) {
 	}
 	p.ended(supervisor.EndedClean, int64(len(arts)), int64(len(arts)), 0)
 	assertCounts(t, stored(t, p.db), expected(arts))
-	for _, m := range f.srv.Messages() {
+	for _, m := range f.Messages() {
 		if m.Acks != 1 || m.Deliveries != 1 {
 			t.Errorf("message %s: delivered %d times, acked %d; want once each", m.ID, m.Deliveries, m.Acks)
 		}
@@ -171,8 +157,8 @@ func TestPubSubPoisonMessage(t *testing.T) {
 	f := newPubSubFake(t, nil)
 	f.publish(arts)
 	poison := `{"publication": "Poison Post"}`
-	id := f.srv.Publish(psTopic, []byte(poison), map[string]string{"article_id": "p-1"})
-	retry := f.srv.Publish(psTopic, []byte(poison), map[string]string{"article_id": "p-1"})
+	id := f.Publish([]byte(poison), map[string]string{"article_id": "p-1"})
+	retry := f.Publish([]byte(poison), map[string]string{"article_id": "p-1"})
 	p := f.node("--workers=1", "--flush-interval=100ms")
 	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
 	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
@@ -184,7 +170,7 @@ func TestPubSubPoisonMessage(t *testing.T) {
 		t.Fatalf("dead letters %q; want the poison message once, with why", dead)
 	}
 	for _, mid := range []string{id, retry} {
-		if m := f.srv.Message(mid); m.Acks != 1 || m.Deliveries != 1 {
+		if m := f.Message(mid); m.Acks != 1 || m.Deliveries != 1 {
 			t.Errorf("poison message %s: delivered %d times, acked %d; want once each", mid, m.Deliveries, m.Acks)
 		}
 	}
@@ -372,7 +358,7 @@ func TestPubSubThreeNodes(t *testing.T) {
 	})
 	t.Logf("every message acknowledged after %s", time.Since(started).Round(time.Millisecond))
 	var redelivered int
-	for _, m := range f.srv.Messages() {
+	for _, m := range f.Messages() {
 		if m.Deliveries > 1 {
 			redelivered++
 		}

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ingest-dev/ingest/internal/pubsubfake"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -22,47 +22,28 @@ const (
 	testSub   = "projects/p/subscriptions/ingest"
 )
 
-// fake is a pstest server on 127.0.0.1 with one topic and subscription,
-// and PUBSUB_EMULATOR_HOST pointing at it for the test.
+// fake is a fake Pub/Sub server on 127.0.0.1 (pstest, in a process of its
+// own: see internal/pubsubfake) with one topic and subscription, and
+// PUBSUB_EMULATOR_HOST pointing at it for the test.
 type fake struct {
-	srv *pstest.Server
+	*pubsubfake.Fake
 }
 
 func newFake(t *testing.T, sub *pubsubpb.Subscription) *fake {
 	t.Helper()
-	srv := pstest.NewServerWithAddress("127.0.0.1:0")
-	t.Cleanup(func() { srv.Close() })
-	t.Setenv("PUBSUB_EMULATOR_HOST", srv.Addr)
-	conn, err := grpc.NewClient(srv.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := t.Context()
-	if _, err := srv.GServer.CreateTopic(ctx, &pubsubpb.Topic{Name: testTopic}); err != nil {
-		t.Fatal(err)
-	}
-	if sub == nil {
-		sub = &pubsubpb.Subscription{}
-	}
-	sub.Name, sub.Topic = testSub, testTopic
-	if sub.AckDeadlineSeconds == 0 {
-		sub.AckDeadlineSeconds = 10
-	}
-	if _, err := srv.GServer.CreateSubscription(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
-	return &fake{srv: srv}
+	f := pubsubfake.Start(t, testTopic, testSub, sub)
+	t.Setenv("PUBSUB_EMULATOR_HOST", f.Addr())
+	return &fake{f}
 }
 
 func (f *fake) publish(data string, attrs map[string]string) string {
-	return f.srv.Publish(testTopic, []byte(data), attrs)
+	return f.Publish([]byte(data), attrs)
 }
 
 // nacks counts a message's modacks to 0 s: how the client gives it back.
 func (f *fake) nacks(id string) int {
 	n := 0
-	for _, m := range f.srv.Message(id).Modacks {
+	for _, m := range f.Message(id).Modacks {
 		if m.AckDeadline == 0 {
 			n++
 		}
@@ -159,11 +140,11 @@ func TestPubSubMessages(t *testing.T) {
 			if strings.Join(keys, ",") != strings.Join(tc.keys(id), ",") || strings.Join(pubs, ",") != strings.Join(tc.pubs, ",") {
 				t.Fatalf("keys %q publications %q; want %q %q", keys, pubs, tc.keys(id), tc.pubs)
 			}
-			if n := f.srv.Message(id).Acks; n != 0 {
+			if n := f.Message(id).Acks; n != 0 {
 				t.Fatalf("acked %d times before the batch was", n)
 			}
 			b.Ack(nil)
-			waitFor(t, 5*time.Second, "the ack", func() bool { return f.srv.Message(id).Acks == 1 })
+			waitFor(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
 		})
 	}
 	st := s.Stats()
@@ -192,7 +173,7 @@ func TestPubSubInvalid(t *testing.T) {
 			t.Fatalf("%q: invalid %+v; want the reason to name %q and the message %s", tc.data, b.Invalid, tc.reason, id)
 		}
 		b.Ack(nil)
-		waitFor(t, 5*time.Second, "the ack", func() bool { return f.srv.Message(id).Acks == 1 })
+		waitFor(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
 	}
 	if st := s.Stats(); st.DeadLettered != 4 {
 		t.Fatalf("stats %+v; want 4 dead-lettered", st)
@@ -287,7 +268,7 @@ func TestPubSubCloseGivesBack(t *testing.T) {
 			break
 		}
 		for id := range back {
-			if f.srv.Message(id).Deliveries > 1 && f.nacks(id) > 0 {
+			if f.Message(id).Deliveries > 1 && f.nacks(id) > 0 {
 				delete(back, id)
 			}
 		}
@@ -309,8 +290,8 @@ func TestPubSubCloseDeadline(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.nacks(id); n != 1 || f.srv.Message(id).Acks != 0 {
-		t.Fatalf("%d nacks, %d acks; want the message given back once", n, f.srv.Message(id).Acks)
+	if n := f.nacks(id); n != 1 || f.Message(id).Acks != 0 {
+		t.Fatalf("%d nacks, %d acks; want the message given back once", n, f.Message(id).Acks)
 	}
 }
 
@@ -326,7 +307,12 @@ func TestPubSubReady(t *testing.T) {
 	if err := s.Ready(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.srv.GServer.DeleteSubscription(t.Context(), &pubsubpb.DeleteSubscriptionRequest{Subscription: testSub}); err != nil {
+	conn, err := grpc.NewClient(f.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := pubsubpb.NewSubscriberClient(conn).DeleteSubscription(t.Context(), &pubsubpb.DeleteSubscriptionRequest{Subscription: testSub}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "not ready", func() bool { return s.Ready() != nil })
