@@ -47,6 +47,11 @@ const (
 	// maxCommitWrites is Firestore's limit on the writes of one commit,
 	// the marker included.
 	maxCommitWrites = 500
+	// CommitWrites is maxCommitWrites for other packages: a part larger
+	// than that is stored in several commits, and a publication whose
+	// documents span several of them has its own document written by
+	// each (what the parent's hot-document meter estimates).
+	CommitWrites = maxCommitWrites
 	// maxUnitDocs is the most documents one keyed unit (a keyed post, or a
 	// chunk of one too large for a commit) writes: with its key marker and
 	// the commit's marker, a commit of its own.

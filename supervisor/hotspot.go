@@ -6,12 +6,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
 )
 
 // hotspot measures how often this node writes each publication's document:
-// once per stored batch part that holds the publication (a sink merges a
-// publication's entries within a part into one write of its document).
+// once per commit of a stored batch part that holds the publication's
+// documents (estimated from the part, see meter: the sink merges a
+// publication's entries within a commit into one write of its document).
 // Cloud Firestore sustains about one write a second to one document; every
 // worker of every node writes the busiest publication's document once per
 // flush, so that rate is what decides --flush-interval for a fleet
@@ -78,15 +80,21 @@ func (h *hotspot) meter(raw []byte, now time.Time) {
 	if f.Decode(&b) != nil {
 		return
 	}
-	// A publication's document is written once per part whether its
-	// posts came unkeyed (Publications) or keyed (Keyed: a Pub/Sub
-	// message each, merged with the others of the publication).
-	keys := make(map[string]bool, len(b.Publications))
+	// A part is stored in commits of at most sink.CommitWrites writes, and
+	// a publication's document is written by every commit that holds any
+	// of its documents. The sink keeps those together, so that is about
+	// the publication's documents over the commit size: once for a
+	// publication of a few hundred entities, more for one that fills
+	// several commits. Keyed posts (Pub/Sub messages) are not merged
+	// across commits: each brings its publication's document, its key
+	// marker and its own entities, so a part of many keyed posts of one
+	// publication writes its document many times.
+	docs := make(map[string]int, len(b.Publications))
 	for _, p := range b.Publications {
-		keys[p.Key] = true
+		docs[p.Key] += 1 + len(p.Entities)
 	}
 	for _, k := range b.Keyed {
-		keys[k.Counts.Key] = true
+		docs[k.Counts.Key] += 2 + len(k.Counts.Entities)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -95,9 +103,9 @@ func (h *hotspot) meter(raw []byte, now time.Time) {
 	if bk.sec != sec {
 		bk.sec, bk.writes = sec, make(map[string]int)
 	}
-	for k := range keys {
+	for k, n := range docs {
 		if _, ok := bk.writes[k]; ok || len(bk.writes) < hotKeys {
-			bk.writes[k]++
+			bk.writes[k] += (n + sink.CommitWrites - 1) / sink.CommitWrites
 		}
 	}
 	if key, rate := h.hottestLocked(now); rate > hotWarnAt && now.Sub(h.warned) > hotWarnGap {

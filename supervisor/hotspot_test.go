@@ -2,11 +2,13 @@ package supervisor
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -57,4 +59,23 @@ func TestHotspotKeyedPostsAndWarning(t *testing.T) {
 		t.Errorf("%.2f writes/s ten minutes after the last write, want 0", rate)
 	}
 	h.meter([]byte("not a frame"), start) // ignored
+
+	// A part of 300 keyed posts of one publication, 10 entities each,
+	// fills 3,600 / 500 commits: its document is written 8 times.
+	big := wire.Batch{ID: "big", Parts: 1, Posts: 300}
+	for i := range 300 {
+		c := pub("big")
+		for j := range 10 {
+			c.Entities = append(c.Entities, wire.EntityCount{Word: fmt.Sprintf("w%d-%d", i, j), Count: 1})
+		}
+		big.Keyed = append(big.Keyed, wire.KeyedCount{Key: fmt.Sprint("m", i), Counts: c})
+	}
+	later := start.Add(time.Hour)
+	h.meter(frame(&big), later)
+	h.mu.Lock()
+	key, rate = h.hottestLocked(later)
+	h.mu.Unlock()
+	if want := float64((300*12+sink.CommitWrites-1)/sink.CommitWrites) / hotWindow; key != "big" || rate != want {
+		t.Errorf("a part of 300 keyed posts: %q at %.3f writes/s, want big at %.3f (8 commits)", key, rate, want)
+	}
 }

@@ -87,7 +87,7 @@ func newMetrics(p *parent) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_draining", Help: "1 while the parent drains for shutdown."},
 			func() float64 { return b2f(p.draining()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ingest_hot_publication_writes_per_second",
-			Help: "Writes a second this node made to its busiest publication document over the last minute (--sink firestore; 0 otherwise). Sum it over the nodes and hold it against Firestore's ~1 sustained write a second per document."},
+			Help: "Writes a second this node made to its busiest publication document over the last minute, one per commit holding its documents, estimated from the parts stored (--sink firestore; 0 otherwise). Sum it over the nodes and hold it against Firestore's ~1 sustained write a second per document."},
 			func() float64 {
 				if p.hot == nil {
 					return 0
