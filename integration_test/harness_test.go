@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -82,27 +83,9 @@ type parent struct {
 	url    string
 	db     string
 	report string // its --report-json file
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	done   chan struct{}
 	err    error // Wait's result, valid after done
-}
-
-// syncBuffer collects a process's output for assertions.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func freePort(t *testing.T) string {
@@ -140,7 +123,7 @@ func startParent(t *testing.T, env []string, args ...string) *parent {
 // output is logged if the test failed.
 func spawn(t *testing.T, env []string, args ...string) *parent {
 	t.Helper()
-	p := &parent{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &parent{t: t, logs: &syncbuf.Buffer{}, done: make(chan struct{})}
 	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, "--db="); ok {
 			p.db = v

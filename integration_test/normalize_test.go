@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,7 +82,7 @@ func TestInputRefusesWhatHTTPRefuses(t *testing.T) {
 	}
 	report := filepath.Join(dir, "report.json")
 	cmd := exec.Command(binary, "--input="+in, "--db="+filepath.Join(dir, "ingest.db"), "--workers=1", "--report-json="+report)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net/http"
 	"os"
 	"os/exec"
@@ -137,7 +138,7 @@ func TestTimeoutCommandEndsIt(t *testing.T) {
 		dir := t.TempDir()
 		db := filepath.Join(dir, "ingest.db")
 		cmd := exec.Command(timeoutBin, "-k", "60", "2", binary, "--listen="+freePort(t), "--db="+db, "--workers=2")
-		logs := &syncBuffer{}
+		logs := &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = logs, logs
 		began := time.Now()
 		if err := cmd.Start(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -75,26 +76,32 @@ func (fakeNER) Words(text string) ([]string, error) {
 	return out, nil
 }
 
-// syncBuffer is a log destination safe for the parent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // lines returns the log lines containing every one of subs.
-func (b *syncBuffer) lines(subs ...string) []string {
+
+// run is one in-process parent.
+type run struct {
+	dir     string
+	db      string
+	url     string // http://127.0.0.1:port without --input
+	logs    *syncbuf.Buffer
+	signals chan os.Signal
+	bar     *syncbuf.Buffer // where the progress bar goes; nil: logged
+	ready   chan struct{}   // closed when the parent says READY=1 (Options.Notify)
+	done    chan struct{}   // closed when Run returned
+	rep     Report          // Run's report, once done is closed
+	err     error           // Run's error, once done is closed
+}
+
+// startRun starts Run with args (flags) over an --input file of posts, or
+// on a free port when posts is nil, children being this test binary.
+func startRun(t *testing.T, posts []string, args ...string) *run {
+	t.Helper()
+	return startRunBar(t, nil, posts, args...)
+}
+
+// startRunBar is startRun with the progress bar drawn on bar.
+// logLines are the lines of b that contain every one of subs.
+func logLines(b *syncbuf.Buffer, subs ...string) []string {
 	var out []string
 	for _, l := range strings.Split(b.String(), "\n") {
 		ok := true
@@ -108,33 +115,11 @@ func (b *syncBuffer) lines(subs ...string) []string {
 	return out
 }
 
-// run is one in-process parent.
-type run struct {
-	dir     string
-	db      string
-	url     string // http://127.0.0.1:port without --input
-	logs    *syncBuffer
-	signals chan os.Signal
-	bar     *syncBuffer   // where the progress bar goes; nil: logged
-	ready   chan struct{} // closed when the parent says READY=1 (Options.Notify)
-	done    chan struct{} // closed when Run returned
-	rep     Report        // Run's report, once done is closed
-	err     error         // Run's error, once done is closed
-}
-
-// startRun starts Run with args (flags) over an --input file of posts, or
-// on a free port when posts is nil, children being this test binary.
-func startRun(t *testing.T, posts []string, args ...string) *run {
-	t.Helper()
-	return startRunBar(t, nil, posts, args...)
-}
-
-// startRunBar is startRun with the progress bar drawn on bar.
-func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) *run {
+func startRunBar(t *testing.T, bar *syncbuf.Buffer, posts []string, args ...string) *run {
 	t.Helper()
 	t.Setenv(childEnv, "1")
 	dir := t.TempDir()
-	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncBuffer{}, bar: bar, signals: make(chan os.Signal, 2),
+	r := &run{dir: dir, db: filepath.Join(dir, "ingest.db"), logs: &syncbuf.Buffer{}, bar: bar, signals: make(chan os.Signal, 2),
 		ready: make(chan struct{}), done: make(chan struct{})}
 	all := []string{"--db", r.db, "--workers", "2", "--savers", "1", "--flush-interval", "100ms", "--log-level", "debug"}
 	if posts != nil {
@@ -166,7 +151,7 @@ func startRunBar(t *testing.T, bar *syncBuffer, posts []string, args ...string) 
 		}
 		return nil
 	}
-	opts := Options{Log: log, Signals: r.signals, Stdout: &syncBuffer{}, Executable: os.Args[0], Notify: notify}
+	opts := Options{Log: log, Signals: r.signals, Stdout: &syncbuf.Buffer{}, Executable: os.Args[0], Notify: notify}
 	if r.bar != nil {
 		opts.ProgressBar = r.bar
 	}
@@ -496,12 +481,12 @@ func TestInputProgress(t *testing.T) {
 	if err := r.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	got := r.logs.lines("progress:", "rows_read=", "stored=", "posts_per_sec=", "read=", "eta=")
+	got := logLines(r.logs, "progress:", "rows_read=", "stored=", "posts_per_sec=", "read=", "eta=")
 	if len(got) == 0 {
 		t.Fatalf("no progress line with rows read, stored, rate, share read and eta; log:\n%s", r.logs.String())
 	}
 
-	bar := &syncBuffer{}
+	bar := &syncbuf.Buffer{}
 	r = startRunBar(t, bar, posts, "--workers", "1")
 	if err := r.wait(t, 60*time.Second); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -509,7 +494,7 @@ func TestInputProgress(t *testing.T) {
 	if out := bar.String(); !strings.Contains(out, "stored 60") || !strings.Contains(out, "100%") {
 		t.Errorf("the bar's last state should say stored 60 and 100%%, got %q", out[max(0, len(out)-200):])
 	}
-	if got := r.logs.lines("progress:"); len(got) != 0 {
+	if got := logLines(r.logs, "progress:"); len(got) != 0 {
 		t.Errorf("progress logged while a bar is drawn: %q", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net"
 	"net/http"
 	"os"
@@ -14,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,27 +54,9 @@ type parent struct {
 	cmd  *exec.Cmd
 	url  string
 	db   string
-	logs syncBuffer
+	logs syncbuf.Buffer
 	done chan struct{} // closed when the process has exited; err is then set
 	err  error
-}
-
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func startParent(t *testing.T, env []string, args ...string) *parent {

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"io"
 	"net/http"
 	"net/url"
@@ -58,7 +59,7 @@ type Fake struct {
 	addr   string // gRPC, for PUBSUB_EMULATOR_HOST
 	ctl    string // control API, http://host:port
 	client *http.Client
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	pid    int // pstestd's
 }
 
@@ -135,7 +136,7 @@ func Start(t testing.TB, topic, subscription string, sub *pubsubpb.Subscription)
 		t.Fatalf("pubsubfake: %v", err)
 	}
 	ready := &readyWriter{line: make(chan []byte, 1)}
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = ready, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("pubsubfake: start pstestd: %v", err)
@@ -261,29 +262,4 @@ func (w *readyWriter) Write(p []byte) (int, error) {
 		w.sent = true
 	}
 	return len(p), nil
-}
-
-// syncBuffer is pstestd's stderr, written by os/exec's copying goroutine
-// while the test may read it for a failure message.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
