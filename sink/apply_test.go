@@ -262,6 +262,38 @@ func waitLine(t *testing.T, lines <-chan string, want string) {
 	}
 }
 
+// Savers open the file together: an open that finds it locked tries again,
+// with backoff, as Apply does, and gives up saying what to check.
+func TestOpenBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ingest.db")
+	if err := openAt(t, path).Close(); err != nil {
+		t.Fatal(err)
+	}
+	open := func(retries int, lines chan string) (*SQLite, error) {
+		return openSQLite(t.Context(), path, testLogger(t, lines), lockWait{busy: 20 * time.Millisecond, retries: retries, backoff: time.Millisecond}, DefaultKeyTTL)
+	}
+
+	release := holdWriteLock(t, path)
+	if _, err := open(2, nil); err == nil || !strings.Contains(err.Error(), "another process holds the database locked") || sqliteCode(err) != 5 {
+		t.Fatalf("open while locked, 2 retries: %v; want SQLITE_BUSY, saying what to check", err)
+	}
+
+	lines := make(chan string, 100)
+	res := make(chan error, 1)
+	go func() {
+		s, err := open(1000, lines)
+		if err == nil {
+			err = s.Close()
+		}
+		res <- err
+	}()
+	waitLine(t, lines, "database busy while opening; trying again")
+	release()
+	if err := <-res; err != nil {
+		t.Fatalf("open once the lock was released: %v", err)
+	}
+}
+
 func TestApplyBusy(t *testing.T) {
 	b := &wire.Batch{ID: "b", Publications: []wire.PubCount{{Key: "p", Articles: 1}}}
 

@@ -225,12 +225,29 @@ func openSQLite(ctx context.Context, path string, log hclog.Logger, lock lockWai
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	s := &SQLite{path: path, log: log, lock: lock, keyTTL: keyTTL}
-	if err := s.open(ctx); err != nil {
+	// Savers start together and each opens the file: SQLite answers some
+	// of those opens SQLITE_BUSY at once, without its busy handler (a
+	// connection switching a new file to WAL, a read snapshot another
+	// process moved past). They are tried again, as Apply is.
+	wait := lock.backoff
+	for attempt := 0; ; attempt++ {
+		s := &SQLite{path: path, log: log, lock: lock, keyTTL: keyTTL}
+		err := s.open(ctx)
+		if err == nil {
+			return s, nil
+		}
 		s.Close()
-		return nil, fmt.Errorf("sqlite: open %s: %w: %s", path, err, openHint(err))
+		if !isBusy(err) || attempt == lock.retries || ctx.Err() != nil {
+			return nil, fmt.Errorf("sqlite: open %s: %w: %s", path, err, openHint(err))
+		}
+		log.Debug("database busy while opening; trying again", "db", path, "attempt", attempt+1, "error", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sqlite: open %s: %w (%v)", path, ctx.Err(), err)
+		}
+		wait *= 2
 	}
-	return s, nil
 }
 
 func (s *SQLite) open(ctx context.Context) error {
@@ -274,7 +291,13 @@ func (s *SQLite) open(ctx context.Context) error {
 	}
 
 	if err := s.prune(ctx, time.Now()); err != nil {
-		return err
+		if !isBusy(err) {
+			return err
+		}
+		// Other processes kept the file busy (savers starting together):
+		// the next Apply prunes instead.
+		s.log.Warn("cannot prune applied_batches and applied_keys at open; will retry", "db", s.path, "error", err)
+		s.nextPrune.Store(0)
 	}
 
 	if s.r, err = sql.Open("sqlite", dsn(s.path, s.lock.busy, "_pragma=query_only(1)")); err != nil {
@@ -625,6 +648,29 @@ func (s *SQLite) apply(ctx context.Context, b *wire.Batch, id string, part sqlit
 // applied_keys rows older than the key TTL at now, in transactions of at
 // most pruneChunk rows, and logs how many when there were any. It sets
 // when the next prune is due.
+// pruneChunk deletes up to pruneChunk rows of table applied before
+// cutoff, in a transaction of its own. BEGIN IMMEDIATE (the writer's
+// _txlock) takes the write lock first, waiting for it with busy_timeout: a
+// bare DELETE would read first and, if another process committed
+// meanwhile, fail with SQLITE_BUSY at once instead of waiting.
+func (s *SQLite) pruneChunk(ctx context.Context, table string, cutoff int64) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE rowid IN
+	(SELECT rowid FROM `+table+` WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
+}
+
 func (s *SQLite) prune(ctx context.Context, now time.Time) error {
 	s.nextPrune.Store(now.Add(pruneEvery).UnixNano())
 	for _, t := range []struct {
@@ -638,12 +684,7 @@ func (s *SQLite) prune(ctx context.Context, now time.Time) error {
 		cutoff := now.Add(-t.horizon).Unix()
 		var total int64
 		for {
-			res, err := s.w.ExecContext(ctx, `DELETE FROM `+t.table+` WHERE rowid IN
-	(SELECT rowid FROM `+t.table+` WHERE applied_at < ?1 ORDER BY applied_at LIMIT ?2)`, cutoff, pruneChunk)
-			if err != nil {
-				return fmt.Errorf("sqlite: prune %s: %w", t.table, err)
-			}
-			n, err := res.RowsAffected()
+			n, err := s.pruneChunk(ctx, t.table, cutoff)
 			if err != nil {
 				return fmt.Errorf("sqlite: prune %s: %w", t.table, err)
 			}
