@@ -9,7 +9,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -24,8 +23,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/syncbuf"
+	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/readapi"
 	"github.com/ingest-dev/ingest/supervisor"
+	"github.com/ingest-dev/ingest/wire"
 	"github.com/jdkato/prose/v2"
 	_ "modernc.org/sqlite"
 )
@@ -421,6 +423,31 @@ var (
 	wordsMu sync.Mutex
 	wordsOf = map[string][]string{}
 )
+
+// fastEngine is ingest's fast engine in the test's process: prose's output
+// exactly (the equivalence tests and FuzzEquivalence hold it to that),
+// tens of times faster, so a test of many invented posts whose point is
+// not the entities can still check every count.
+var fastEngine = sync.OnceValues(func() (*ner.Extractor, error) { return ner.NewEngine(ner.EngineFast, ner.DefaultSkip) })
+
+// fastWords is what the fast engine finds in text, as ingest stores it.
+func fastWords(text string) []string {
+	e, err := fastEngine()
+	if err != nil {
+		panic(err)
+	}
+	words, err := e.Words(text)
+	if err != nil {
+		panic(err)
+	}
+	var kept []string
+	for _, w := range words {
+		if len(w) <= wire.MaxEntityBytes {
+			kept = append(kept, w)
+		}
+	}
+	return kept
+}
 
 // stored reads the counts from an ingest SQLite database.
 func stored(t *testing.T, path string) counts {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 

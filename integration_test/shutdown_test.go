@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 )
 
 // loops is INGEST_SHUTDOWN_LOOPS, else def: how many times the shutdown

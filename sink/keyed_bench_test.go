@@ -94,7 +94,13 @@ func BenchmarkFirestoreKeyedCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, flush := range []int{100, 1000} {
+	flushes := []int{100, 1000}
+	if testing.Short() {
+		// scripts/test's one short pass: the code runs, the figures are
+		// for the full run (docs/storage.md).
+		posts, flushes = posts[:min(len(posts), 100)], []int{50}
+	}
+	for _, flush := range flushes {
 		for _, mode := range []string{"unkeyed", "keyed", "redelivered"} {
 			b.Run(fmt.Sprintf("flush=%d/%s", flush, mode), func(b *testing.B) {
 				batches := costBatches(posts, flush, mode)

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/ingest-dev/ingest/child"
 	"github.com/ingest-dev/ingest/config"
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"github.com/ingest-dev/ingest/wire"
 )
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/ingest-dev/ingest/internal/syncbuf"
 )
 
 // Binaries built once by TestMain, used as a user would.
