@@ -11,9 +11,10 @@ import (
 )
 
 // hotspot measures how often this node writes each publication's document:
-// once per commit of a stored batch part that holds the publication's
-// documents (estimated from the part, see meter: the sink merges a
-// publication's entries within a commit into one write of its document).
+// once per stored batch part that counts into it, or, for keyed posts
+// that fill several commits, once per commit (estimated from the part, see
+// meter; the sink merges a publication's entries within a commit into one
+// write of its document).
 // Cloud Firestore sustains about one write a second to one document; every
 // worker of every node writes the busiest publication's document once per
 // flush, so that rate is what decides --flush-interval for a fleet
@@ -81,20 +82,24 @@ func (h *hotspot) meter(raw []byte, now time.Time) {
 		return
 	}
 	// A part is stored in commits of at most sink.CommitWrites writes, and
-	// a publication's document is written by every commit that holds any
-	// of its documents. The sink keeps those together, so that is about
-	// the publication's documents over the commit size: once for a
-	// publication of a few hundred entities, more for one that fills
-	// several commits. Keyed posts (Pub/Sub messages) are not merged
-	// across commits: each brings its publication's document, its key
-	// marker and its own entities, so a part of many keyed posts of one
-	// publication writes its document many times.
-	docs := make(map[string]int, len(b.Publications))
+	// a publication's document is written by every commit that counts
+	// into it. Unkeyed posts of a publication are one entry of the part,
+	// written once (its entities may spread over several commits; its
+	// document does not). Keyed posts (Pub/Sub messages) are each whole in
+	// one commit with their key marker, kept together by publication, so
+	// their publication's document is written by about as many commits as
+	// their documents fill; an unkeyed entry of the same publication
+	// joins one of those.
+	writes := make(map[string]int, len(b.Publications)+1)
 	for _, p := range b.Publications {
-		docs[p.Key] += 1 + len(p.Entities)
+		writes[p.Key] = 1
 	}
+	keyedDocs := make(map[string]int)
 	for _, k := range b.Keyed {
-		docs[k.Counts.Key] += 2 + len(k.Counts.Entities)
+		keyedDocs[k.Counts.Key] += 2 + len(k.Counts.Entities) // its marker, the publication, its entities
+	}
+	for k, n := range keyedDocs {
+		writes[k] = max(writes[k], (n+sink.CommitWrites-1)/sink.CommitWrites)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -103,9 +108,9 @@ func (h *hotspot) meter(raw []byte, now time.Time) {
 	if bk.sec != sec {
 		bk.sec, bk.writes = sec, make(map[string]int)
 	}
-	for k, n := range docs {
+	for k, n := range writes {
 		if _, ok := bk.writes[k]; ok || len(bk.writes) < hotKeys {
-			bk.writes[k] += (n + sink.CommitWrites - 1) / sink.CommitWrites
+			bk.writes[k] += n
 		}
 	}
 	if key, rate := h.hottestLocked(now); rate > hotWarnAt && now.Sub(h.warned) > hotWarnGap {

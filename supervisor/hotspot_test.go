@@ -78,4 +78,19 @@ func TestHotspotKeyedPostsAndWarning(t *testing.T) {
 	if want := float64((300*12+sink.CommitWrites-1)/sink.CommitWrites) / hotWindow; key != "big" || rate != want {
 		t.Errorf("a part of 300 keyed posts: %q at %.3f writes/s, want big at %.3f (8 commits)", key, rate, want)
 	}
+
+	// The same entities unkeyed are one entry: its document is written
+	// once, however many commits its entities take.
+	wide := pub("wide")
+	for i := range 3600 {
+		wide.Entities = append(wide.Entities, wire.EntityCount{Word: fmt.Sprint("w", i), Count: 1})
+	}
+	later = later.Add(time.Hour)
+	h.meter(frame(&wire.Batch{ID: "wide", Parts: 1, Posts: 300, Publications: []wire.PubCount{wide}}), later)
+	h.mu.Lock()
+	key, rate = h.hottestLocked(later)
+	h.mu.Unlock()
+	if key != "wide" || rate != 1.0/hotWindow {
+		t.Errorf("an unkeyed publication of 3,600 entities: %q at %.3f writes/s, want wide at %.3f (one write)", key, rate, 1.0/hotWindow)
+	}
 }
