@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 // TestConnectionCap: at --max-connections, a newcomer closes an idle
@@ -69,7 +71,7 @@ func TestConnectionCap(t *testing.T) {
 	held = nil
 
 	// Four requests whose bodies are still coming: none may go yet.
-	waitFor(t, 10*time.Second, "the idle connections to be gone", func() bool {
+	poll.Until(t, 10*time.Second, "the idle connections to be gone", func() bool {
 		return metric(t, p, `ingest_http_connections_open`) <= 1 // the metrics request's own
 	})
 	http.DefaultClient.CloseIdleConnections()
@@ -111,7 +113,7 @@ func TestConnectionCap(t *testing.T) {
 	}
 	held[0].Close()
 	held = held[1:]
-	waitFor(t, 10*time.Second, "room for a new connection", func() bool {
+	poll.Until(t, 10*time.Second, "room for a new connection", func() bool {
 		code, _, _ := get(http.MethodPost, "/post/enqueue")
 		return code == http.StatusCreated
 	})

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 // TestCORSAndCloud runs the binary with --cors-origin and no token
@@ -33,7 +35,7 @@ func TestCORSAndCloud(t *testing.T) {
 	var pubs []struct {
 		Key string `json:"key"`
 	}
-	waitFor(t, 90*time.Second, "a publication stored", func() bool {
+	poll.Until(t, 90*time.Second, "a publication stored", func() bool {
 		pubs = nil
 		readAPI(t, p.url+"/publications", &pubs)
 		return len(pubs) > 0

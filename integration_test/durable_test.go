@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/internal/synthetic"
 	"github.com/ingest-dev/ingest/supervisor"
 )
@@ -81,7 +82,7 @@ func pubKey(publication string) string { return strings.ToLower(strings.TrimSpac
 func allStored(t *testing.T, db string, within time.Duration, keys []string) {
 	t.Helper()
 	var missing int
-	waitFor(t, within, fmt.Sprintf("%d acknowledged publications stored", len(keys)), func() bool {
+	poll.Until(t, within, fmt.Sprintf("%d acknowledged publications stored", len(keys)), func() bool {
 		got, err := articlesByKey(db)
 		if err != nil {
 			return false
@@ -571,7 +572,7 @@ func TestSpoolTornTail(t *testing.T) {
 				}
 			}
 			p.kill9()
-			waitFor(t, 15*time.Second, "the stopped worker to die with its parent", func() bool { return !alive(worker[0]) })
+			poll.Until(t, 15*time.Second, "the stopped worker to die with its parent", func() bool { return !alive(worker[0]) })
 
 			path, b := lastSegment(t, filepath.Join(filepath.Dir(db), "ingest-spool"))
 			recs := segmentRecords(b)
@@ -659,7 +660,7 @@ func killMidway(t *testing.T, db string, total int64, args ...string) int64 {
 	t.Helper()
 	p := spawn(t, nil, args...)
 	var n int64
-	waitFor(t, 60*time.Second, "the first articles stored", func() bool {
+	poll.Until(t, 60*time.Second, "the first articles stored", func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("ingest --input ended (%v) before it could be killed midway:\n%s", p.err, p.logs.String())
@@ -934,7 +935,7 @@ func TestSpoolMaxBurst(t *testing.T) {
 		// Room again once the backlog is stored: new posts are taken.
 		var probes []article
 		var probeAnswers []answer
-		waitFor(t, 30*time.Second, "the spool to take posts again", func() bool {
+		poll.Until(t, 30*time.Second, "the spool to take posts again", func() bool {
 			a := article{Publication: fmt.Sprintf("Burst Probe %d", len(probes)), Content: contents[0]}
 			probes = append(probes, a)
 			probeAnswers = append(probeAnswers, postOnce(http.DefaultClient, p.url, "application/json", jsonPost(t, a)))

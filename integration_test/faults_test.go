@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 
@@ -161,7 +162,7 @@ func TestHungWorkerIsReplaced(t *testing.T) {
 	if err := syscall.Kill(hung[0], syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the stopped worker to be killed and replaced", func() bool {
+	poll.Until(t, 30*time.Second, "the stopped worker to be killed and replaced", func() bool {
 		now := childPIDs(t, pid, "worker", 0)
 		return !alive(hung[0]) && len(now) == 1 && now[0] != hung[0]
 	})
@@ -188,7 +189,7 @@ func TestSIGTERMOneWorkerRollsIt(t *testing.T) {
 	if err := syscall.Kill(old[0], syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "worker 1 replaced", func() bool {
+	poll.Until(t, 60*time.Second, "worker 1 replaced", func() bool {
 		now := childPIDs(t, pid, "worker", 1)
 		return !alive(old[0]) && len(now) == 1 && now[0] != old[0]
 	})
@@ -383,7 +384,7 @@ func TestDrainTimeoutKeepsSpool(t *testing.T) {
 
 	again := startParent(t, nil, "--db="+p.db, "--workers=1", "--top-n=0", "--flush-interval=100ms")
 	want := expected(arts)
-	waitFor(t, 60*time.Second, "recovered posts stored", func() bool { return totalArticles(stored(t, p.db)) == totalArticles(want) })
+	poll.Until(t, 60*time.Second, "recovered posts stored", func() bool { return totalArticles(stored(t, p.db)) == totalArticles(want) })
 	if code := again.stop(syscall.SIGTERM, time.Minute); code != 0 {
 		t.Fatalf("restarted parent exited %d", code)
 	}
@@ -473,7 +474,7 @@ func TestHangAtMaxAttemptsQuarantines(t *testing.T) {
 	if err := syscall.Kill(victim[0], syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the stopped worker to be killed", func() bool { return !alive(victim[0]) })
+	poll.Until(t, 30*time.Second, "the stopped worker to be killed", func() bool { return !alive(victim[0]) })
 	if code := p.stop(syscall.SIGTERM, 2*time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -528,7 +529,7 @@ func TestWorkerMaxRSS(t *testing.T) {
 	p := startParent(t, nil, "--workers=1", "--top-n=0", "--worker-max-rss=1MiB")
 	first := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
 	postAll(t, p, arts[:30], 10)
-	waitFor(t, time.Minute, "a worker retired for --worker-max-rss", func() bool {
+	poll.Until(t, time.Minute, "a worker retired for --worker-max-rss", func() bool {
 		now := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
 		return len(first) == 1 && !alive(first[0]) && len(now) == 1
 	})

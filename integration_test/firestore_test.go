@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/sink"
 	"github.com/ingest-dev/ingest/supervisor"
 )
@@ -116,7 +117,7 @@ func TestTwoParentsShareFirestore(t *testing.T) {
 	// through the cursor (7 a page), once both halves are stored.
 	want := expected(arts)
 	var got counts
-	waitFor(t, 2*time.Minute, "both halves stored, as the read API of node b shows", func() bool {
+	poll.Until(t, 2*time.Minute, "both halves stored, as the read API of node b shows", func() bool {
 		got = countsViaAPI(t, b.url)
 		return sameCounts(got, want)
 	})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/wire"
 )
 
@@ -54,7 +55,7 @@ func TestEveryAcceptedKeyIsReadable(t *testing.T) {
 		}
 		var status int
 		var body string
-		waitFor(t, 30*time.Second, "GET "+u, func() bool {
+		poll.Until(t, 30*time.Second, "GET "+u, func() bool {
 			resp, err := client.Get(u)
 			if err != nil {
 				t.Fatal(err)

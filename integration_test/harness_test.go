@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/internal/syncbuf"
 	"github.com/ingest-dev/ingest/ner"
 	"github.com/ingest-dev/ingest/readapi"
@@ -183,7 +184,7 @@ func pinEngine(args []string) []string {
 func (p *parent) awaitReady(within time.Duration) {
 	p.t.Helper()
 	client := &http.Client{Timeout: 2 * time.Second}
-	waitFor(p.t, within, "parent serving /readyz", func() bool {
+	poll.Until(p.t, within, "parent serving /readyz", func() bool {
 		select {
 		case <-p.done:
 			p.t.Fatalf("ingest exited during start-up (%v):\n%s", p.err, p.logs.String())
@@ -196,20 +197,6 @@ func (p *parent) awaitReady(within time.Duration) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		<-tick.C
-	}
 }
 
 // signal sends sig and, if wait is set, waits for the exit and returns its

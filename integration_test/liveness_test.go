@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 
@@ -59,12 +60,12 @@ func TestSinkStallKillsNoWorker(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	waitFor(t, 30*time.Second, "/readyz to say the sink is behind or slow", func() bool {
+	poll.Until(t, 30*time.Second, "/readyz to say the sink is behind or slow", func() bool {
 		code, body := readyz()
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "the sink is")
 	})
 	// Keep the lock for three heartbeat timeouts in all.
-	waitFor(t, 30*time.Second, "the stall to last 9s", func() bool { return time.Since(locked) > 9*time.Second })
+	poll.Until(t, 30*time.Second, "the stall to last 9s", func() bool { return time.Since(locked) > 9*time.Second })
 	if now := childPIDs(t, p.cmd.Process.Pid, "worker", 0); len(now) != 1 || now[0] != worker[0] || !alive(worker[0]) {
 		t.Fatalf("worker 0 was %v before the stall and is %v during it", worker, now)
 	}
@@ -72,7 +73,7 @@ func TestSinkStallKillsNoWorker(t *testing.T) {
 	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		t.Fatalf("release the write lock: %v", err)
 	}
-	waitFor(t, 60*time.Second, "/readyz 200 after the stall", func() bool {
+	poll.Until(t, 60*time.Second, "/readyz 200 after the stall", func() bool {
 		code, _ := readyz()
 		return code == http.StatusOK
 	})

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 func comm(t *testing.T, pid int) string {
@@ -127,7 +129,7 @@ func TestMetricsFollowTheWork(t *testing.T) {
 		t.Fatalf("ingest_child_up sums to %v, want 2 (one worker, one saver)", got)
 	}
 	postAll(t, p, arts[:20], 20)
-	waitFor(t, time.Minute, "stored posts in /metrics", func() bool {
+	poll.Until(t, time.Minute, "stored posts in /metrics", func() bool {
 		return metric(t, p, "ingest_posts_stored_total") == 20
 	})
 	if got := metric(t, p, "ingest_posts_accepted_total"); got != 20 {
@@ -138,10 +140,10 @@ func TestMetricsFollowTheWork(t *testing.T) {
 	}
 	worker := childPIDs(t, p.cmd.Process.Pid, "worker", 0)
 	syscall.Kill(worker[0], syscall.SIGKILL)
-	waitFor(t, time.Minute, "a crashed worker restart in /metrics", func() bool {
+	poll.Until(t, time.Minute, "a crashed worker restart in /metrics", func() bool {
 		return metric(t, p, `ingest_child_restarts_total\{reason="crashed",role="worker"\}`) >= 1
 	})
-	waitFor(t, time.Minute, "ready again after the restart", func() bool {
+	poll.Until(t, time.Minute, "ready again after the restart", func() bool {
 		resp, err := http.Get(p.url + "/readyz")
 		if err != nil {
 			return false

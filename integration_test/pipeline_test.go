@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 
@@ -157,7 +158,7 @@ func TestDrainingRefusesNewPosts(t *testing.T) {
 	// Posts racing the signal may still be accepted; once one is refused,
 	// every later one must be.
 	total := len(arts)
-	waitFor(t, 30*time.Second, "posts refused with 503 while draining", func() bool {
+	poll.Until(t, 30*time.Second, "posts refused with 503 while draining", func() bool {
 		r := p.post(t, "application/json", jsonPost(t, arts[0]), nil)
 		if r.status == 201 {
 			total++
@@ -191,7 +192,7 @@ func TestSecondSignalKills(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "drain to start", func() bool {
+	poll.Until(t, 10*time.Second, "drain to start", func() bool {
 		st, ok := p.status(nil)
 		return ok && st.Draining
 	})
@@ -218,7 +219,7 @@ func TestSIGKILLedParentLeavesNoOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.wait(10 * time.Second)
-	waitFor(t, 2*time.Second, "every child to exit", func() bool {
+	poll.Until(t, 2*time.Second, "every child to exit", func() bool {
 		return !slices.ContainsFunc(keys(kids), alive)
 	})
 }

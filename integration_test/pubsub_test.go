@@ -17,6 +17,7 @@ import (
 
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/internal/pubsubfake"
 	"github.com/ingest-dev/ingest/supervisor"
 )
@@ -107,7 +108,7 @@ func TestPubSubPipeline(t *testing.T) {
 	f.publish(arts[:40])
 	f.publish(arts[40:], "-b", "10") // NDJSON messages of 10 posts
 	p := f.node("--workers=2", "--flush-interval=200ms")
-	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	poll.Until(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
 	st, ok := p.status(nil)
 	if !ok || len(st.Sources) != 1 || st.Sources[0].Acked != 42 || st.Sources[0].Outstanding != 0 || !st.Sources[0].Reachable {
 		t.Fatalf("/status sources %+v; want the subscription reachable, 42 messages acked", st.Sources)
@@ -160,7 +161,7 @@ func TestPubSubPoisonMessage(t *testing.T) {
 	id := f.Publish([]byte(poison), map[string]string{"article_id": "p-1"})
 	retry := f.Publish([]byte(poison), map[string]string{"article_id": "p-1"})
 	p := f.node("--workers=1", "--flush-interval=100ms")
-	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	poll.Until(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
 	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
@@ -224,7 +225,7 @@ func TestPubSubFlowControl(t *testing.T) {
 	f.publish(arts)
 	t.Logf("published in %s", time.Since(began).Round(time.Millisecond))
 	outstanding := func() float64 { return metric(t, p, "ingest_pubsub_messages_outstanding") }
-	waitFor(t, 30*time.Second, "the bound of 40 messages reached", func() bool { return outstanding() == 40 })
+	poll.Until(t, 30*time.Second, "the bound of 40 messages reached", func() bool { return outstanding() == 40 })
 	t.Logf("bound reached %s after publishing began", time.Since(began).Round(time.Millisecond))
 	rss0, err := vmRSS(p.cmd.Process.Pid)
 	if err != nil {
@@ -249,7 +250,7 @@ func TestPubSubFlowControl(t *testing.T) {
 	}
 	release()
 	released := time.Now()
-	waitFor(t, 2*time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	poll.Until(t, 2*time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
 	t.Logf("all acknowledged %s after the sink came back", time.Since(released).Round(time.Millisecond))
 	stopped := time.Now()
 	if code := p.stop(syscall.SIGTERM, time.Minute); code != 0 {
@@ -272,7 +273,7 @@ func TestPubSubDrainGivesBack(t *testing.T) {
 	a := f.node("--db="+db, "--workers=1", "--flush-interval=100ms", "--drain-timeout=2s")
 	release := sqliteLock(t, db)
 	f.publish(arts)
-	waitFor(t, 30*time.Second, "every message pulled", func() bool {
+	poll.Until(t, 30*time.Second, "every message pulled", func() bool {
 		return metric(t, a, "ingest_pubsub_messages_received_total") == float64(len(arts))
 	})
 	if code := a.stop(syscall.SIGTERM, 30*time.Second); code == 0 {
@@ -285,7 +286,7 @@ func TestPubSubDrainGivesBack(t *testing.T) {
 	release()
 	start := time.Now()
 	b := f.node("--db="+db, "--workers=1", "--flush-interval=100ms")
-	waitFor(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
+	poll.Until(t, time.Minute, "every message acknowledged", func() bool { return f.unacked() == 0 })
 	if took := time.Since(start); took > 60*time.Second {
 		t.Fatalf("the messages given back took %s to be stored again: they waited for their ack deadline", took)
 	}
@@ -348,18 +349,18 @@ func TestPubSubThreeNodes(t *testing.T) {
 	f.publish(arts)
 	acked := func(p *parent) float64 { return metric(t, p, "ingest_pubsub_messages_acked_total") }
 	// Node 0 dies for good once it has stored some posts and holds others.
-	waitFor(t, time.Minute, "node 0 storing posts", func() bool { return acked(nodes[0]) >= float64(5+r.IntN(20)) })
+	poll.Until(t, time.Minute, "node 0 storing posts", func() bool { return acked(nodes[0]) >= float64(5+r.IntN(20)) })
 	held0 := metric(t, nodes[0], "ingest_pubsub_messages_outstanding")
 	nodes[0].kill9()
 	// Node 1 dies a moment later and comes back on its data directory.
-	waitFor(t, time.Minute, "node 1 storing posts", func() bool { return acked(nodes[1]) >= float64(5+r.IntN(20)) })
+	poll.Until(t, time.Minute, "node 1 storing posts", func() bool { return acked(nodes[1]) >= float64(5+r.IntN(20)) })
 	held1 := metric(t, nodes[1], "ingest_pubsub_messages_outstanding")
 	nodes[1].kill9()
 	nodes[1] = f.firestoreNode(project, dirs[1], args...)
 	t.Logf("killed node 0 holding %v messages, node 1 holding %v (restarted) after %s", held0, held1, time.Since(started).Round(time.Millisecond))
 
 	// What the dead nodes held comes back once its ack deadline passes.
-	waitFor(t, 90*time.Second, "every message acknowledged", func() bool {
+	poll.Until(t, 90*time.Second, "every message acknowledged", func() bool {
 		return f.unacked() == 0
 	})
 	t.Logf("every message acknowledged after %s", time.Since(started).Round(time.Millisecond))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/internal/syncbuf"
 )
 
@@ -195,7 +196,7 @@ func TestSIGHUPWithAFIFOTokenFile(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the reload to be refused", func() bool {
+	poll.Until(t, 10*time.Second, "the reload to be refused", func() bool {
 		return metricWith(t, p, "old-token", `ingest_token_reloads_total\{outcome="refused"\}`) == 1
 	})
 	if s := post(); s != http.StatusCreated {
@@ -205,7 +206,7 @@ func TestSIGHUPWithAFIFOTokenFile(t *testing.T) {
 	// moments.
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	waitFor(t, 5*time.Second, "SIGTERM to be acted on", func() bool {
+	poll.Until(t, 5*time.Second, "SIGTERM to be acted on", func() bool {
 		select {
 		case <-p.done:
 			return true // drained already

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 // TestSIGHUPReloadsTokensAndKillsNothing: SIGHUP (a terminal closing, an
@@ -41,7 +43,7 @@ func TestSIGHUPReloadsTokensAndKillsNothing(t *testing.T) {
 			syscall.Kill(c, syscall.SIGHUP)
 		}
 	}
-	waitFor(t, 10*time.Second, "the reload to be applied", func() bool {
+	poll.Until(t, 10*time.Second, "the reload to be applied", func() bool {
 		return metricWith(t, p, "new-token", `ingest_token_reloads_total\{outcome="applied"\}`) == 1
 	})
 	if s := post(arts[30], "old-token"); s != http.StatusUnauthorized {

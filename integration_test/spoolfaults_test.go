@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/supervisor"
 )
 
@@ -82,6 +83,19 @@ func (l *ledger) postUntilAcked(t *testing.T, client *http.Client, url string, a
 			wait = time.Duration(s) * time.Second
 		}
 		time.Sleep(min(wait, time.Until(deadline))) // a client's back-off, as Retry-After asks
+	}
+}
+
+// postAfterRoom posts arts once room came back: the first until it is
+// acknowledged (intake resumes by itself, within 10 s), then every other
+// at once; any of those not acknowledged fails the test, naming after.
+func (l *ledger) postAfterRoom(t *testing.T, client *http.Client, url string, arts []article, after string) {
+	t.Helper()
+	l.postUntilAcked(t, client, url, arts[0], 10*time.Second)
+	for _, a := range arts[1:] {
+		if ans := l.post(client, url, a); ans.outcome != acked {
+			t.Fatalf("after %s, %q got %d %s", after, a.Publication, ans.status, ans.body)
+		}
 	}
 }
 
@@ -327,12 +341,7 @@ func TestSpoolDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Intake comes back by itself once there is room.
-	l.postUntilAcked(t, client, p.url, arts[1000], 10*time.Second)
-	for _, a := range arts[1001:] {
-		if ans := l.post(client, p.url, a); ans.outcome != acked {
-			t.Fatalf("after the disk was freed, %q got %d %s", a.Publication, ans.status, ans.body)
-		}
-	}
+	l.postAfterRoom(t, client, p.url, arts[1000:], "the disk was freed")
 	finish(t, p, addr, db, l, args...)
 	l.check(t, db, nil)
 	t.Logf("disk full: %d acknowledged, %d refused before the disk was freed", acks, refusals)
@@ -379,12 +388,7 @@ func TestSpoolSegmentStartFails(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l.postUntilAcked(t, client, p.url, arts[700], 10*time.Second)
-	for _, a := range arts[701:] {
-		if ans := l.post(client, p.url, a); ans.outcome != acked {
-			t.Fatalf("after inodes were freed, %q got %d %s", a.Publication, ans.status, ans.body)
-		}
-	}
+	l.postAfterRoom(t, client, p.url, arts[700:], "inodes were freed")
 	finish(t, p, addr, db, l, args...)
 	l.check(t, db, nil)
 	t.Logf("segment start failed: %d acknowledged, %d refused before inodes were freed", acks, refusals)
@@ -598,7 +602,7 @@ func TestSpoolDirectoryRemoved(t *testing.T) {
 	for _, a := range arts[150:] {
 		l.postUntilAcked(t, client, p.url, a, 10*time.Second)
 	}
-	waitFor(t, 10*time.Second, "the spool's segments restored", func() bool {
+	poll.Until(t, 10*time.Second, "the spool's segments restored", func() bool {
 		segs, _ := filepath.Glob(filepath.Join(spoolDir, "*.seg"))
 		return len(segs) > 0
 	})
@@ -663,7 +667,7 @@ func TestInputInterruptedAndShortened(t *testing.T) {
 	args := []string{"--input=" + file, "--db=" + db, "--workers=1", "--top-n=0", "--flush-interval=100ms", "--queue-size=4", "--spool-max=4MiB"}
 
 	p := spawn(t, nil, args...)
-	waitFor(t, time.Minute, "the first articles stored", func() bool {
+	poll.Until(t, time.Minute, "the first articles stored", func() bool {
 		got, err := articlesByKey(db)
 		return err == nil && len(got) > 0
 	})

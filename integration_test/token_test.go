@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 // TestTokenSameVerdictEverywhere: with a write token and a different read
@@ -35,7 +37,7 @@ func TestTokenSameVerdictEverywhere(t *testing.T) {
 		t.Fatalf("seed post: %d %s", r.status, r.body)
 	}
 	entities := "/publications/" + url.PathEscape(strings.ToLower(pub)) + "/entities"
-	waitFor(t, 90*time.Second, "the seed post stored", func() bool {
+	poll.Until(t, 90*time.Second, "the seed post stored", func() bool {
 		status, _ := send(t, http.MethodGet, p.url+entities, "", []string{"access_token", readToken})
 		return status == http.StatusOK
 	})

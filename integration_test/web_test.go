@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/readapi/browsertest"
 )
 
@@ -37,7 +38,7 @@ func TestReadAPIAndPage(t *testing.T) {
 		Articles int64  `json:"articles"`
 	}
 	var pubs []pub
-	waitFor(t, 90*time.Second, "GET /publications to count every fixture article", func() bool {
+	poll.Until(t, 90*time.Second, "GET /publications to count every fixture article", func() bool {
 		pubs = nil
 		if status, body := readAPI(t, p.url+"/publications", &pubs); status != http.StatusOK {
 			t.Fatalf("GET /publications: status %d: %s (is package web mounted in the parent?)", status, body)

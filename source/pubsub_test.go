@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ingest-dev/ingest/internal/poll"
 	"github.com/ingest-dev/ingest/internal/pubsubfake"
 	"github.com/ingest-dev/ingest/wire"
 )
@@ -93,18 +94,6 @@ func read(t *testing.T, s *PubSub) Batch {
 	return b
 }
 
-// waitFor polls cond every 10 ms until it holds, failing after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Each message is a batch whose posts carry the message's key; the
 // message is acked only when the batch is.
 func TestPubSubMessages(t *testing.T) {
@@ -144,7 +133,7 @@ func TestPubSubMessages(t *testing.T) {
 				t.Fatalf("acked %d times before the batch was", n)
 			}
 			b.Ack(nil)
-			waitFor(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
+			poll.Until(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
 		})
 	}
 	st := s.Stats()
@@ -173,7 +162,7 @@ func TestPubSubInvalid(t *testing.T) {
 			t.Fatalf("%q: invalid %+v; want the reason to name %q and the message %s", tc.data, b.Invalid, tc.reason, id)
 		}
 		b.Ack(nil)
-		waitFor(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
+		poll.Until(t, 5*time.Second, "the ack", func() bool { return f.Message(id).Acks == 1 })
 	}
 	if st := s.Stats(); st.DeadLettered != 4 {
 		t.Fatalf("stats %+v; want 4 dead-lettered", st)
@@ -188,7 +177,7 @@ func TestPubSubFlowControl(t *testing.T) {
 	for i := range 40 {
 		f.publish(`{"publication": "A", "content": "post `+strings.Repeat("x", i)+`"}`, nil)
 	}
-	waitFor(t, 10*time.Second, "5 messages pulled", func() bool { return s.Stats().Outstanding == 5 })
+	poll.Until(t, 10*time.Second, "5 messages pulled", func() bool { return s.Stats().Outstanding == 5 })
 	var held []Batch
 	for range 5 {
 		held = append(held, read(t, s))
@@ -221,10 +210,10 @@ func TestPubSubCloseGivesBack(t *testing.T) {
 		ids = append(ids, f.publish(`{"publication": "A", "content": "x"}`, nil))
 	}
 	b := read(t, s)
-	waitFor(t, 10*time.Second, "4 messages pulled", func() bool { return s.Stats().Outstanding == 4 })
+	poll.Until(t, 10*time.Second, "4 messages pulled", func() bool { return s.Stats().Outstanding == 4 })
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close(context.Background()) }()
-	waitFor(t, 10*time.Second, "the 3 unread messages given back", func() bool { return s.Stats().Nacked == 3 })
+	poll.Until(t, 10*time.Second, "the 3 unread messages given back", func() bool { return s.Stats().Nacked == 3 })
 	select {
 	case err := <-closed:
 		t.Fatalf("Close returned (%v) while a batch it gave was not acknowledged", err)
@@ -315,7 +304,7 @@ func TestPubSubReady(t *testing.T) {
 	if _, err := pubsubpb.NewSubscriberClient(conn).DeleteSubscription(t.Context(), &pubsubpb.DeleteSubscriptionRequest{Subscription: testSub}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "not ready", func() bool { return s.Ready() != nil })
+	poll.Until(t, 5*time.Second, "not ready", func() bool { return s.Ready() != nil })
 	if st := s.Stats(); st.Unreachable == "" {
 		t.Fatalf("stats %+v: no reason given", st)
 	}

@@ -68,18 +68,6 @@ func makePosts(n int) []post {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // fullIs503 is the write API's intake over a queue, as the parent's:
 // a full queue is refused with 503 and Retry-After.
 type fullIs503 struct{ q *queue.Queue[wire.Post] }

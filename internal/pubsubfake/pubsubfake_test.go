@@ -9,6 +9,8 @@ import (
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ingest-dev/ingest/internal/poll"
 )
 
 const (
@@ -25,18 +27,6 @@ func subscriber(t *testing.T, f *Fake) pubsubpb.SubscriberClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return pubsubpb.NewSubscriberClient(conn)
-}
-
-// waitFor polls cond every 10 ms until it holds, failing after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // The subscription has the settings asked for; published messages are
@@ -61,7 +51,7 @@ func TestFake(t *testing.T) {
 	a := f.Publish([]byte("a"), map[string]string{"k": "v"})
 	b := f.Publish([]byte("b"), nil)
 	ackIDs := map[string]string{}
-	waitFor(t, 10*time.Second, "both messages pulled", func() bool {
+	poll.Until(t, 10*time.Second, "both messages pulled", func() bool {
 		res, err := c.Pull(t.Context(), &pubsubpb.PullRequest{Subscription: sub, MaxMessages: 10})
 		if err != nil {
 			t.Fatal(err)
